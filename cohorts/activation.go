@@ -1,0 +1,139 @@
+package cohorts
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+)
+
+// Mode is how an activation delivers memberships to its destination.
+type Mode string
+
+// ModeEvents sends every membership change as a conversion event
+// (POST /v5/ad_accounts/{id}/events). It is the only mode so far and the
+// default when an activation names none.
+const ModeEvents Mode = "events"
+
+// DestinationPinterest is the only destination so far.
+const DestinationPinterest = "pinterest"
+
+// Activation routes one cohort to one destination. It is the value of one key
+// of the activations KV bucket; the key is ID. Writing the key is the toggle.
+type Activation struct {
+	// ID is the activation's KV key: see [Activation.Validate].
+	ID       string `json:"id"`
+	CohortID string `json:"cohort_id"`
+	// Destination must be [DestinationPinterest].
+	Destination string `json:"destination"`
+	// Enabled activations receive memberships; disabled ones are kept but
+	// skipped by [Resolver.Resolve].
+	Enabled bool `json:"enabled"`
+	// TagID overrides the configured default Pinterest Tag ID; blank means
+	// the default (see [ResolveTag]).
+	TagID string `json:"tag_id"`
+	// Mode defaults to [ModeEvents] when absent from the JSON.
+	Mode Mode `json:"mode"`
+}
+
+// Limits of an activation's fields.
+const (
+	maxActivationIDBytes = 256 // NATS KV keys are short; 256 is ample
+	maxTagIDBytes        = 32
+)
+
+// validKVKey is NATS's rule for a KV key (nats.go's validKeyRe); the leading
+// and trailing '.' are checked apart.
+var validKVKey = regexp.MustCompile(`^[-/_=\.a-zA-Z0-9]+$`)
+
+// DecodeActivation decodes and validates one activation, as stored in the KV
+// bucket. Decoding is strict, unlike [Decode] for memberships: activations
+// are written by people, so an unknown field (a typo such as "tagid") is an
+// error rather than a silently ignored setting. The data must be exactly one
+// JSON object. An absent or empty mode means [ModeEvents]. Then
+// [Activation.Validate] runs.
+//
+// On a validation error the decoded Activation is returned along with the
+// error so that the caller can log its id; on any other error the zero
+// Activation is.
+func DecodeActivation(data []byte) (Activation, error) {
+	if !startsWithObject(data) {
+		return Activation{}, errors.New("decoding activation: not a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var a Activation
+	if err := dec.Decode(&a); err != nil {
+		return Activation{}, fmt.Errorf("decoding activation: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return Activation{}, errors.New("decoding activation: trailing data after the JSON object")
+	}
+	if a.Mode == "" {
+		a.Mode = ModeEvents
+	}
+	if err := a.Validate(); err != nil {
+		return a, err
+	}
+	return a, nil
+}
+
+// Validate reports every problem of the activation at once (joined with
+// errors.Join), each naming its JSON field:
+//   - id: required, a valid NATS KV key (letters, digits and -/_=.), not
+//     starting or ending with '.', at most 256 bytes;
+//   - cohort_id: required, no whitespace or control characters, at most 256
+//     bytes (the same rule as a membership's cohort_id, so that it can match);
+//   - destination: must be "pinterest";
+//   - mode: must be "events", the only mode so far (an empty mode is only
+//     defaulted by [DecodeActivation], not here);
+//   - tag_id: blank (the default Tag ID is used) or only digits, at most 32,
+//     as Pinterest Tag IDs are.
+//
+// Whether the Tag ID belongs to a configured ad account is not checked here;
+// see [Resolver.Check].
+func (a Activation) Validate() error {
+	var errs []error
+	switch {
+	case a.ID == "":
+		errs = append(errs, errors.New("id: required"))
+	case len(a.ID) > maxActivationIDBytes:
+		errs = append(errs, fmt.Errorf("id: %d bytes, the limit is %d", len(a.ID), maxActivationIDBytes))
+	case !validKVKey.MatchString(a.ID):
+		errs = append(errs, fmt.Errorf("id %s: only letters, digits and -/_=. are allowed (a NATS KV key)", quoteShort(a.ID)))
+	case strings.HasPrefix(a.ID, ".") || strings.HasSuffix(a.ID, "."):
+		errs = append(errs, fmt.Errorf("id %s: must not start or end with '.'", quoteShort(a.ID)))
+	}
+	if a.CohortID == "" {
+		errs = append(errs, errors.New("cohort_id: required"))
+	} else if detail := checkCohortID(a.CohortID); detail != "" {
+		errs = append(errs, fmt.Errorf("cohort_id: %s", detail))
+	}
+	if a.Destination != DestinationPinterest {
+		errs = append(errs, fmt.Errorf("destination %s: must be %q", quoteShort(a.Destination), DestinationPinterest))
+	}
+	if a.Mode != ModeEvents {
+		errs = append(errs, fmt.Errorf("mode %s: not supported; the only mode so far is %q", quoteShort(string(a.Mode)), ModeEvents))
+	}
+	if strings.TrimSpace(a.TagID) != "" {
+		switch {
+		case len(a.TagID) > maxTagIDBytes:
+			errs = append(errs, fmt.Errorf("tag_id: %d characters, the limit is %d", len(a.TagID), maxTagIDBytes))
+		case !isDigits(a.TagID):
+			errs = append(errs, fmt.Errorf("tag_id %s: must be blank (the default Tag ID) or only digits", quoteShort(a.TagID)))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func isDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}

@@ -1,0 +1,84 @@
+package config
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"reflect"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Usage writes the help for `cohort-connector --help`: every static
+// variable with its default, whether it is required and what it means, then
+// the per-account variables.
+func Usage(w io.Writer) error {
+	var b bytes.Buffer
+	b.WriteString("Configuration is read from environment variables. Durations use Go syntax\n" +
+		"(500ms, 30s, 15m); lists are comma separated. Unknown " + Prefix + "* variables\n" +
+		"are an error.\n\n")
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "VARIABLE\tDEFAULT\tREQUIRED\tMEANING")
+	for _, sv := range staticVars {
+		def, req := sv.def, "no"
+		if def == "" {
+			def = "(empty)"
+		}
+		if sv.required {
+			def, req = "-", "yes"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", sv.name, def, req, sv.desc)
+	}
+	_ = tw.Flush()
+
+	b.WriteString("\nFor each account name in " + Prefix + "ACCOUNTS (NAME in upper case, e.g. brand_a\n" +
+		"gives " + accountVar("brand_a", suffixToken) + "), all required:\n\n")
+	tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	const name = "<NAME>"
+	fmt.Fprintf(tw, "%s\tPinterest ad account id, digits, at most %d\n", accountVar(name, suffixAdAccountID), maxAdAccountLen)
+	fmt.Fprintf(tw, "%s\tPinterest API token (Bearer) of that ad account; never logged\n", accountVar(name, suffixToken))
+	fmt.Fprintf(tw, "%s\tTag IDs routed to that ad account, comma separated, digits, at most %d each;\n", accountVar(name, suffixTagIDs), maxTagIDLen)
+	fmt.Fprintf(tw, "\ta Tag ID belongs to one account, and %sDEFAULT_TAG_ID must be one of them\n", Prefix)
+	_ = tw.Flush()
+
+	_, err := w.Write(b.Bytes())
+	return err
+}
+
+// MarshalZerologObject logs the effective configuration, keyed by variable
+// name, for the single startup log line:
+//
+//	log.Info().Object("config", cfg).Msg("starting")
+//
+// Tokens are masked, and so is the user info of NATS URLs (it may hold a
+// password or a token). Durations and lists are written as they would be
+// set.
+func (c Config) MarshalZerologObject(e *zerolog.Event) {
+	v := reflect.ValueOf(c)
+	for _, sv := range staticVars {
+		switch x := v.Field(sv.index).Interface().(type) {
+		case string:
+			if sv.name == Prefix+"NATS_URL" {
+				x = redactURL(x)
+			}
+			e.Str(sv.name, x)
+		case []string:
+			e.Str(sv.name, strings.Join(x, ","))
+		case int:
+			e.Int(sv.name, x)
+		case time.Duration:
+			e.Str(sv.name, x.String())
+		}
+	}
+	for _, a := range c.AccountList {
+		if !validAccountName(a.Name) {
+			continue
+		}
+		e.Str(accountVar(a.Name, suffixAdAccountID), a.AdAccountID)
+		e.Str(accountVar(a.Name, suffixToken), a.Token.String())
+		e.Str(accountVar(a.Name, suffixTagIDs), strings.Join(a.TagIDs, ","))
+	}
+}

@@ -1,0 +1,568 @@
+package simulator
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cohort-connector/cohort-connector/destinations/pinterest"
+)
+
+// Error messages of failed events (status "failed", answer still 200).
+const (
+	ErrEventNameMissing    = "event_name is required"
+	ErrEventNameInvalid    = "event_name is not a valid event name"
+	ErrActionSourceMissing = "action_source is required"
+	ErrActionSourceInvalid = "action_source must be one of app_android, app_ios, web, offline"
+	ErrEventTimeInvalid    = "event_time must be a positive Unix timestamp in seconds"
+	ErrEventTimeFuture     = "event_time is more than 1 hour in the future"
+	ErrEventIDMissing      = "event_id is required"
+	ErrUserDataMissing     = "user_data requires em, hashed_maids, or client_ip_address and client_user_agent"
+	ErrEmNotHex            = "em must be SHA-256 hex"
+	ErrHashedMaidsNotHex   = "hashed_maids must be SHA-256 hex"
+	ErrExternalIDNotHex    = "external_id must be SHA-256 hex"
+	ErrNoUserMatched       = "no Pinterest user matched user_data"
+)
+
+// Error codes of non-200 answers (see the package comment).
+const (
+	CodeInvalidParameter = 1
+	CodeAuthFailed       = 2
+	CodeAccountNotFound  = 2
+	CodeMethodNotAllowed = 5
+	CodeRateLimited      = 8
+	CodeForbidden        = 29
+	CodeNotFound         = 404
+	CodeInvalidRequest   = 4196
+	CodeRampedDown       = 4197
+)
+
+const rateLimitMessage = "This request exceeded a rate limit. This can happen if the client exceeds one\nof the published rate limits within a short time window."
+
+// eventNames is the spec's list of event_name values.
+var eventNames = map[string]bool{
+	"add_payment_info": true, "add_to_cart": true, "add_to_wishlist": true,
+	"app_install": true, "checkout": true, "custom": true,
+	"initiate_checkout": true, "lead": true, "page_visit": true,
+	"search": true, "signup": true, "subscribe": true,
+	"view_category": true, "view_content": true, "watch_video": true,
+}
+
+var jsonContentType = []string{"application/json"}
+
+// ServeHTTP routes /v5/ad_accounts/{id}/events (POST) and
+// /v5/ad_accounts/{id}/customer_lists/{list_id} (PATCH).
+func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.inFlight.Add(1)
+	defer s.inFlight.Add(-1)
+
+	rest, ok := strings.CutPrefix(r.URL.Path, "/v5/ad_accounts/")
+	if !ok {
+		writeError(w, http.StatusNotFound, CodeNotFound, "Resource not found.")
+		return
+	}
+	id, rest, _ := strings.Cut(rest, "/")
+	var listID string
+	isList := false
+	switch {
+	case rest == "events":
+		if r.Method != http.MethodPost {
+			methodNotAllowed(w, http.MethodPost)
+			return
+		}
+	case strings.HasPrefix(rest, "customer_lists/") && !strings.Contains(rest[len("customer_lists/"):], "/"):
+		listID, isList = rest[len("customer_lists/"):], true
+		if r.Method != http.MethodPatch {
+			methodNotAllowed(w, http.MethodPatch)
+			return
+		}
+	default:
+		writeError(w, http.StatusNotFound, CodeNotFound, "Resource not found.")
+		return
+	}
+
+	if !validID(id) {
+		writeError(w, http.StatusBadRequest, CodeInvalidParameter,
+			"'ad_account_id' value '"+id+"' must match the pattern: ^\\d+$ and be at most 18 characters")
+		return
+	}
+	a := s.account(id)
+	if a == nil {
+		writeError(w, http.StatusNotFound, CodeAccountNotFound, "AdAccount not found.")
+		return
+	}
+	a.requests.Add(1)
+	if isList && !validID(listID) {
+		a.badRequest.Add(1)
+		writeError(w, http.StatusBadRequest, CodeInvalidParameter,
+			"'customer_list_id' value '"+listID+"' must match the pattern: ^\\d+$ and be at most 18 characters")
+		return
+	}
+
+	if f, ok := s.takeFault(id); ok {
+		if f.Latency > 0 {
+			// net/http notices a client hanging up only once the body has
+			// been read to EOF, so buffer it before waiting.
+			if r.Body != nil {
+				b, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+				if err != nil {
+					return
+				}
+				r.Body = io.NopCloser(bytes.NewReader(b))
+			}
+			t := time.NewTimer(f.Latency)
+			select {
+			case <-t.C:
+			case <-r.Context().Done():
+				t.Stop()
+				return
+			case <-s.closing:
+				t.Stop()
+				return
+			}
+		}
+		if f.Status != 0 {
+			a.injected.Add(1)
+			if f.RetryAfter > 0 {
+				setRetryAfter(w, f.RetryAfter)
+			}
+			writeError(w, f.Status, faultCode(f.Status), faultMessage(f.Status))
+			return
+		}
+	}
+
+	if !s.authorized(a, r.Header.Get("Authorization")) {
+		a.unauthorized.Add(1)
+		writeError(w, http.StatusUnauthorized, CodeAuthFailed, "Authentication failed.")
+		return
+	}
+
+	win := &a.eventsWindow
+	if isList {
+		win = &a.listsWindow
+	}
+	if ok, wait := win.allow(s.now()); !ok {
+		a.rateLimited.Add(1)
+		setRetryAfter(w, wait)
+		writeError(w, http.StatusTooManyRequests, CodeRateLimited, rateLimitMessage)
+		return
+	}
+
+	if isList {
+		s.serveCustomerList(w, r, a, listID)
+		return
+	}
+	s.serveEvents(w, r, a)
+}
+
+// validID reports whether id matches the spec's ^\d+$ with maxLength 18.
+func validID(id string) bool {
+	if len(id) == 0 || len(id) > 18 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < '0' || id[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Simulator) authorized(a *account, header string) bool {
+	const scheme = "Bearer "
+	if len(header) <= len(scheme) || !strings.EqualFold(header[:len(scheme)], scheme) {
+		return false
+	}
+	tok := a.token.Load()
+	return tok != nil && *tok != "" && header[len(scheme):] == *tok
+}
+
+// decodeBody checks the content type and decodes the body strictly into v,
+// answering 400/413 itself when it fails.
+func decodeBody(w http.ResponseWriter, r *http.Request, a *account, v any) bool {
+	ct := r.Header.Get("Content-Type")
+	if ct != "application/json" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || mt != "application/json" {
+			a.badRequest.Add(1)
+			writeError(w, http.StatusBadRequest, CodeInvalidRequest, "Content-Type must be application/json.")
+			return false
+		}
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		// Exactly one JSON value.
+		if _, e := dec.Token(); e != io.EOF {
+			err = errors.New("unexpected data after the JSON body")
+		}
+	}
+	if err != nil {
+		a.badRequest.Add(1)
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, CodeInvalidRequest, "Request entity too large.")
+			return false
+		}
+		writeError(w, http.StatusBadRequest, CodeInvalidRequest, "The request was invalid. "+err.Error())
+		return false
+	}
+	return true
+}
+
+var requestPool = sync.Pool{New: func() any { return new(wireRequest) }}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+func (s *Simulator) serveEvents(w http.ResponseWriter, r *http.Request, a *account) {
+	test := false
+	if q := r.URL.RawQuery; q != "" {
+		if v := r.URL.Query()["test"]; len(v) > 0 {
+			b, err := strconv.ParseBool(v[0])
+			if err != nil {
+				a.badRequest.Add(1)
+				writeError(w, http.StatusBadRequest, CodeInvalidParameter, "Parameter 'test' is not a boolean.")
+				return
+			}
+			test = b
+		}
+	}
+
+	req := requestPool.Get().(*wireRequest)
+	defer func() {
+		clear(req.Data[:cap(req.Data)])
+		req.Data = req.Data[:0]
+		clear(req.msgs[:cap(req.msgs)])
+		req.msgs = req.msgs[:0]
+		requestPool.Put(req)
+	}()
+	if !decodeBody(w, r, a, req) {
+		return
+	}
+	n := len(req.Data)
+	if n == 0 {
+		a.badRequest.Add(1)
+		writeError(w, http.StatusBadRequest, CodeInvalidRequest, "The request was invalid. data must contain at least one event.")
+		return
+	}
+	if n > pinterest.MaxEventsPerRequest {
+		a.badRequest.Add(1)
+		writeError(w, http.StatusBadRequest, CodeInvalidRequest,
+			"The request was invalid. data must contain at most "+strconv.Itoa(pinterest.MaxEventsPerRequest)+" events.")
+		return
+	}
+
+	now := s.now().Unix()
+	msgs := req.msgs[:0]
+	processed := 0
+	for i := range req.Data {
+		msg := s.check(&req.Data[i], now)
+		if msg == "" {
+			processed++
+		}
+		msgs = append(msgs, msg)
+	}
+	req.msgs = msgs
+
+	if record, recordIDs := s.record.Load(), s.recordIDs.Load() && !test; record || recordIDs {
+		a.mu.Lock()
+		for i := range req.Data {
+			we, msg := &req.Data[i], msgs[i]
+			if recordIDs {
+				a.eventIDs[we.EventID]++
+			}
+			if !record {
+				continue
+			}
+			ev := we.Event
+			ev.UserData = we.UserData.UserData
+			if we.CustomData != nil {
+				ev.CustomData = &we.CustomData.CustomData
+			}
+			st := pinterest.StatusProcessed
+			if msg != "" {
+				st = pinterest.StatusFailed
+			}
+			a.received = append(a.received, Received{
+				AdAccountID: a.id, Event: ev, Status: st, ErrorMessage: msg, Test: test,
+			})
+		}
+		a.mu.Unlock()
+	}
+
+	bp := bufPool.Get().(*[]byte)
+	out := append((*bp)[:0], `{"num_events_received":`...)
+	out = strconv.AppendInt(out, int64(n), 10)
+	out = append(out, `,"num_events_processed":`...)
+	out = strconv.AppendInt(out, int64(processed), 10)
+	out = append(out, `,"events":[`...)
+	for i, msg := range msgs {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		if msg == "" {
+			out = append(out, `{"status":"processed"}`...)
+		} else {
+			out = append(out, `{"status":"failed","error_message":`...)
+			out = appendJSONString(out, msg)
+			out = append(out, '}')
+		}
+	}
+	out = append(out, "]}"...)
+
+	a.accepted.Add(1)
+	a.events.Add(int64(n))
+	if test {
+		a.testEvents.Add(int64(n))
+	} else {
+		a.processed.Add(int64(processed))
+		a.failed.Add(int64(n - processed))
+	}
+
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	h["Content-Length"] = []string{strconv.Itoa(len(out))}
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(out)
+	*bp = out
+	bufPool.Put(bp)
+}
+
+// check validates one event and matches its user; "" means processed.
+func (s *Simulator) check(we *wireEvent, now int64) string {
+	switch {
+	case we.EventName == "":
+		return ErrEventNameMissing
+	case !eventNames[we.EventName]:
+		return ErrEventNameInvalid
+	}
+	switch we.ActionSource {
+	case "app_android", "app_ios", "web", "offline":
+	case "":
+		return ErrActionSourceMissing
+	default:
+		return ErrActionSourceInvalid
+	}
+	if we.EventTime <= 0 {
+		return ErrEventTimeInvalid
+	}
+	if we.EventTime > now+3600 {
+		return ErrEventTimeFuture
+	}
+	if we.EventID == "" {
+		return ErrEventIDMissing
+	}
+	u := &we.UserData.UserData
+	pair := u.ClientIPAddress != "" && u.ClientUserAgent != ""
+	if len(u.Em) == 0 && len(u.HashedMaids) == 0 && !pair {
+		return ErrUserDataMissing
+	}
+	if !allSHA256Hex(u.Em) {
+		return ErrEmNotHex
+	}
+	if !allSHA256Hex(u.HashedMaids) {
+		return ErrHashedMaidsNotHex
+	}
+	if !allSHA256Hex(u.ExternalID) {
+		return ErrExternalIDNotHex
+	}
+	for _, h := range u.Em {
+		if s.Known(h) {
+			return ""
+		}
+	}
+	for _, h := range u.HashedMaids {
+		if s.Known(h) {
+			return ""
+		}
+	}
+	if pair && s.knownPair(u.ClientIPAddress, u.ClientUserAgent) {
+		return ""
+	}
+	return ErrNoUserMatched
+}
+
+func allSHA256Hex(vs []string) bool {
+	for _, v := range vs {
+		if len(v) != 64 {
+			return false
+		}
+		for i := 0; i < 64; i++ {
+			c := v[i]
+			if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// customerListUpdate is CustomerListUpdateRequest.
+type customerListUpdate struct {
+	OperationType *string `json:"operation_type"`
+	Records       *string `json:"records"`
+}
+
+// customerListAnswer is the spec's CustomerList, the 200 answer.
+type customerListAnswer struct {
+	AdAccountID           string         `json:"ad_account_id"`
+	CreatedTime           int64          `json:"created_time"`
+	Exceptions            map[string]any `json:"exceptions"`
+	ID                    string         `json:"id"`
+	Name                  string         `json:"name"`
+	NumBatches            int            `json:"num_batches"`
+	NumRemovedUserRecords int            `json:"num_removed_user_records"`
+	NumUploadedRecords    int            `json:"num_uploaded_user_records"`
+	Status                string         `json:"status"`
+	Type                  string         `json:"type"`
+	UpdatedTime           int64          `json:"updated_time"`
+}
+
+// serveCustomerList appends or removes records. Any well-formed list id is
+// accepted: a list is created on its first update (counting as one batch,
+// as list creation does at Pinterest).
+func (s *Simulator) serveCustomerList(w http.ResponseWriter, r *http.Request, a *account, listID string) {
+	var req customerListUpdate
+	if !decodeBody(w, r, a, &req) {
+		return
+	}
+	bad := func(msg string) {
+		a.badRequest.Add(1)
+		writeError(w, http.StatusBadRequest, CodeInvalidRequest, "The request was invalid. "+msg)
+	}
+	if req.OperationType == nil || req.Records == nil {
+		bad("operation_type and records are required.")
+		return
+	}
+	op := *req.OperationType
+	if op != "ADD" && op != "REMOVE" {
+		bad("operation_type must be ADD or REMOVE.")
+		return
+	}
+	count := 0
+	for _, rec := range strings.Split(*req.Records, ",") {
+		if strings.TrimSpace(rec) != "" {
+			count++
+		}
+	}
+	if count == 0 {
+		bad("records must not be empty.")
+		return
+	}
+	now := s.now().Unix()
+	a.mu.Lock()
+	l := a.lists[listID]
+	if l == nil {
+		l = &customerList{batches: 1, created: now}
+		a.lists[listID] = l
+	}
+	if op == "ADD" {
+		l.added += count
+	} else {
+		l.removed += count
+	}
+	l.batches++
+	l.updated = now
+	ans := customerListAnswer{
+		AdAccountID: a.id, CreatedTime: l.created, Exceptions: map[string]any{},
+		ID: listID, Name: "Customer list " + listID, NumBatches: l.batches,
+		NumRemovedUserRecords: l.removed, NumUploadedRecords: l.added,
+		Status: "PROCESSING", Type: "customerlist", UpdatedTime: l.updated,
+	}
+	a.mu.Unlock()
+	a.accepted.Add(1)
+	a.listUpdates.Add(1)
+	writeJSON(w, http.StatusOK, ans)
+}
+
+func methodNotAllowed(w http.ResponseWriter, allow string) {
+	w.Header().Set("Allow", allow)
+	writeError(w, http.StatusMethodNotAllowed, CodeMethodNotAllowed, "Method not allowed")
+}
+
+func setRetryAfter(w http.ResponseWriter, d time.Duration) {
+	secs := int64((d + time.Second - 1) / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+}
+
+func faultCode(status int) int {
+	switch status {
+	case http.StatusBadRequest:
+		return CodeInvalidRequest
+	case http.StatusUnauthorized:
+		return CodeAuthFailed
+	case http.StatusForbidden:
+		return CodeForbidden
+	case http.StatusTooManyRequests:
+		return CodeRateLimited
+	case http.StatusServiceUnavailable:
+		return CodeRampedDown
+	}
+	return status
+}
+
+func faultMessage(status int) string {
+	switch status {
+	case http.StatusBadRequest:
+		return "The request was invalid."
+	case http.StatusUnauthorized:
+		return "Authentication failed."
+	case http.StatusForbidden:
+		return "You are not permitted to access that resource."
+	case http.StatusTooManyRequests:
+		return rateLimitMessage
+	case http.StatusServiceUnavailable:
+		return "The endpoint has been ramped down and is currently not accepting any traffic."
+	}
+	if t := http.StatusText(status); t != "" {
+		return t + "."
+	}
+	return "Injected fault."
+}
+
+func writeError(w http.ResponseWriter, status, code int, msg string) {
+	writeJSON(w, status, pinterest.ErrorResponse{Code: code, Message: msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"code":500,"message":"Internal error."}`)
+	}
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	h["Content-Length"] = []string{strconv.Itoa(len(b))}
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// appendJSONString appends s as a JSON string.
+func appendJSONString(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			dst = append(dst, '\\', c)
+		case c == '\n':
+			dst = append(dst, '\\', 'n')
+		case c < 0x20:
+			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return append(dst, '"')
+}

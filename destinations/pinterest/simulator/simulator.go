@@ -1,0 +1,477 @@
+// Package simulator is a loopback stand-in for the two Pinterest API v5
+// endpoints the connector uses, for tests, the demo command and benchmarks:
+//
+//	POST  /v5/ad_accounts/{ad_account_id}/events
+//	PATCH /v5/ad_accounts/{ad_account_id}/customer_lists/{customer_list_id}
+//
+// Request and answer shapes follow shared/pinterest/openapi.json
+// (ConversionEvents, ConversionApiResponse, CustomerListUpdateRequest,
+// CustomerList, Error) through the wire types of package pinterest.
+//
+// Decisions where the spec is silent (all deterministic):
+//
+//   - Known users. An identifier value h is a known Pinterest user iff the
+//     first two bytes of sha256(h), read big-endian as a uint16, are below
+//     KnownUserShare*65536. An event matches if any em or hashed_maids value
+//     is known, or sha256(client_ip_address+"|"+client_user_agent) is. A
+//     valid event that matches nobody is answered "failed" with
+//     ErrNoUserMatched, which is what makes the match rate realistic.
+//   - Rate limit. "5,000 calls per minute per ad account" is modelled as an
+//     exact sliding window: a call is accepted iff fewer than
+//     RateLimitPerMinute calls were accepted in the preceding 60 s. A refused
+//     call gets 429 {"code":8} with Retry-After = seconds (rounded up, ≥1)
+//     until the oldest call in the window leaves it; refused calls do not
+//     count. The events endpoint (x-ratelimit-category ads_conversions) and
+//     the customer list endpoint (ads_write) have separate windows of the
+//     same size.
+//   - Error codes: malformed ad account / customer list id → 400 code 1
+//     (the spec's "must match the pattern" example); unknown ad account →
+//     404 code 2 "AdAccount not found." (spec's Pinterest.Lib.Error example);
+//     bad token → 401 code 2; rate limited → 429 code 8; invalid body → 400
+//     code 4196; body over 8 MiB → 413 code 4196; unknown route → 404 code
+//     404; wrong method → 405 code 5 (spec's MethodNotAllowed example).
+//     Injected faults use 400→4196, 401→2, 403→29, 429→8, 503→4197 and the
+//     status itself as code otherwise.
+//   - Strict decoding. Unknown fields are rejected everywhere (400), also in
+//     user_data and at the top level. Spec fields the connector does not
+//     model (app_id, device_info, ph, value, ...) are accepted as any JSON
+//     value and not type-checked.
+package simulator
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cohort-connector/cohort-connector/destinations/pinterest"
+)
+
+// Defaults of Options.
+const (
+	DefaultKnownUserShare     = 0.7
+	DefaultRateLimitPerMinute = 5000
+	// MaxBodyBytes is the largest request body accepted (413 above).
+	MaxBodyBytes = 8 << 20
+)
+
+// NoKnownUsers, as Options.KnownUserShare, makes every identifier unknown
+// (0 would select the default).
+const NoKnownUsers = -1.0
+
+// Options configures a Simulator. The zero value of every field selects its
+// default.
+type Options struct {
+	// Accounts maps ad account id → the bearer token it accepts. An empty
+	// token accepts nothing. More accounts can be added with SetToken.
+	Accounts map[string]string
+	// KnownUserShare in (0,1] is the share of identifier values that are
+	// known Pinterest users (see the package comment). 0 selects
+	// DefaultKnownUserShare (0.7); a negative value (NoKnownUsers) means no
+	// user is known; values above 1 mean 1.
+	KnownUserShare float64
+	// RateLimitPerMinute is the number of calls per ad account accepted in
+	// any 60-second window, per endpoint. 0 selects 5000; negative disables
+	// rate limiting.
+	RateLimitPerMinute int
+	// Now is the clock for rate limiting and event_time validation
+	// (default time.Now). Injected latency always uses real time.
+	Now func() time.Time
+}
+
+// Fault is an injected failure or delay, see SetFault.
+type Fault struct {
+	// Status is answered instead of processing the request; 0 = none
+	// (only Latency applies).
+	Status int
+	// RetryAfter is sent as Retry-After in whole seconds, rounded up, when
+	// > 0 and Status != 0.
+	RetryAfter time.Duration
+	// Latency is waited before answering (or before processing normally when
+	// Status is 0). The wait ends early, without an answer, when the client
+	// gives up or the Simulator is closed.
+	Latency time.Duration
+	// Times is how many requests the fault applies to; 0 = until cleared.
+	Times int
+}
+
+// Received is one event of a 200 answer, as decoded, with its outcome.
+type Received struct {
+	AdAccountID  string
+	Event        pinterest.Event
+	Status       string // pinterest.StatusProcessed or pinterest.StatusFailed
+	ErrorMessage string
+	Test         bool // sent with ?test=true
+}
+
+// Stats are per-account counters. Requests counts every request routed to
+// a known account on either endpoint; the next five split them by answer
+// (Injected = answered with a fault's Status; latency-only faults are not
+// counted). Events counts events in 200 answers of the events endpoint,
+// test ones included; Processed and Failed count non-test events by status;
+// TestEvents counts ?test=true events. ListUpdates counts 200 answers of
+// the customer list endpoint.
+type Stats struct {
+	Requests, Accepted200, Unauthorized, RateLimited, BadRequest, Injected int64
+	Events, Processed, Failed, TestEvents                                  int64
+	ListUpdates                                                            int64
+}
+
+// Simulator is the fake API. Use New for an http.Handler (mount it so that
+// paths start with /v5/) or Start for a loopback server.
+type Simulator struct {
+	now       func() time.Time
+	threshold uint32 // identifier known iff first two hash bytes < threshold
+	limit     int
+
+	mu       sync.RWMutex
+	accounts map[string]*account
+
+	faultMu     sync.Mutex
+	faults      map[string]*faultState
+	faultsCount atomic.Int32 // len(faults), read without faultMu
+
+	record    atomic.Bool
+	recordIDs atomic.Bool
+	inFlight  atomic.Int64
+
+	closing   chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+	srv       *http.Server
+	served    chan struct{}
+	url       string
+}
+
+type faultState struct {
+	f         Fault
+	remaining int // meaningful when f.Times > 0
+}
+
+type account struct {
+	id    string
+	token atomic.Pointer[string]
+
+	requests, accepted, unauthorized, rateLimited, badRequest, injected atomic.Int64
+	events, processed, failed, testEvents, listUpdates                  atomic.Int64
+
+	eventsWindow, listsWindow window
+
+	mu       sync.Mutex // guards the fields below
+	received []Received
+	eventIDs map[string]int
+	lists    map[string]*customerList
+}
+
+type customerList struct {
+	added, removed, batches int
+	created, updated        int64
+}
+
+// New returns a Simulator that serves through ServeHTTP.
+func New(opts Options) *Simulator {
+	s := &Simulator{
+		now:      opts.Now,
+		accounts: make(map[string]*account, len(opts.Accounts)),
+		faults:   make(map[string]*faultState),
+		closing:  make(chan struct{}),
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	share := opts.KnownUserShare
+	switch {
+	case share == 0:
+		share = DefaultKnownUserShare
+	case share < 0:
+		share = 0
+	case share > 1:
+		share = 1
+	}
+	s.threshold = uint32(share * 65536)
+	s.limit = opts.RateLimitPerMinute
+	if s.limit == 0 {
+		s.limit = DefaultRateLimitPerMinute
+	}
+	s.record.Store(true)
+	s.recordIDs.Store(true)
+	for id, tok := range opts.Accounts {
+		s.SetToken(id, tok)
+	}
+	return s
+}
+
+// Start listens on 127.0.0.1:0 and serves until Close.
+func Start(opts Options) (*Simulator, error) {
+	s := New(opts)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s.url = "http://" + ln.Addr().String() + "/v5"
+	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	s.served = make(chan struct{})
+	go func() {
+		defer close(s.served)
+		_ = s.srv.Serve(ln)
+	}()
+	return s, nil
+}
+
+// URL is the API root of a started Simulator, "http://127.0.0.1:PORT/v5";
+// "" for one made with New.
+func (s *Simulator) URL() string { return s.url }
+
+// Close ends injected latencies in progress, then shuts the server down
+// gracefully (waiting up to 5 s for running requests) and waits for its
+// goroutine. It is idempotent and also valid on a Simulator made with New.
+func (s *Simulator) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.closing)
+		if s.srv == nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.srv.Shutdown(ctx); err != nil {
+			s.closeErr = errors.Join(err, s.srv.Close())
+		}
+		<-s.served
+	})
+	return s.closeErr
+}
+
+// SetToken sets the bearer token an ad account accepts, adding the account
+// if it is new.
+func (s *Simulator) SetToken(adAccountID, token string) {
+	s.mu.Lock()
+	a := s.accounts[adAccountID]
+	if a == nil {
+		a = &account{
+			id:       adAccountID,
+			eventIDs: make(map[string]int),
+			lists:    make(map[string]*customerList),
+		}
+		a.eventsWindow.limit = s.limit
+		a.listsWindow.limit = s.limit
+		s.accounts[adAccountID] = a
+	}
+	s.mu.Unlock()
+	a.token.Store(&token)
+}
+
+// SetFault injects f for one ad account, or for all with "". An account's
+// own fault takes precedence over the global one; setting replaces the
+// previous fault of the same key. A zero Fault clears the key.
+func (s *Simulator) SetFault(adAccountID string, f Fault) {
+	s.faultMu.Lock()
+	defer s.faultMu.Unlock()
+	if f == (Fault{}) {
+		delete(s.faults, adAccountID)
+	} else {
+		s.faults[adAccountID] = &faultState{f: f, remaining: f.Times}
+	}
+	s.faultsCount.Store(int32(len(s.faults)))
+}
+
+// ClearFaults removes every injected fault.
+func (s *Simulator) ClearFaults() {
+	s.faultMu.Lock()
+	defer s.faultMu.Unlock()
+	clear(s.faults)
+	s.faultsCount.Store(0)
+}
+
+// takeFault returns the fault that applies to the next request of the
+// account, consuming one of its Times.
+func (s *Simulator) takeFault(adAccountID string) (Fault, bool) {
+	if s.faultsCount.Load() == 0 {
+		return Fault{}, false
+	}
+	s.faultMu.Lock()
+	defer s.faultMu.Unlock()
+	key := adAccountID
+	fs := s.faults[key]
+	if fs == nil {
+		key = ""
+		fs = s.faults[key]
+	}
+	if fs == nil {
+		return Fault{}, false
+	}
+	if fs.f.Times > 0 {
+		fs.remaining--
+		if fs.remaining <= 0 {
+			delete(s.faults, key)
+			s.faultsCount.Store(int32(len(s.faults)))
+		}
+	}
+	return fs.f, true
+}
+
+// SetRecord turns recording of full events (Received) on or off; it is on
+// by default. Counters and EventIDs are kept either way (see
+// SetRecordEventIDs).
+func (s *Simulator) SetRecord(on bool) { s.record.Store(on) }
+
+// SetRecordEventIDs turns the EventIDs tally on or off (on by default).
+func (s *Simulator) SetRecordEventIDs(on bool) { s.recordIDs.Store(on) }
+
+// Known reports whether an identifier value (a hashed em or hashed_maids
+// value, or client_ip_address+"|"+client_user_agent) is a known user.
+func (s *Simulator) Known(identifier string) bool {
+	var buf [256]byte
+	var sum [32]byte
+	if len(identifier) <= len(buf) {
+		n := copy(buf[:], identifier)
+		sum = sha256.Sum256(buf[:n])
+	} else {
+		sum = sha256.Sum256([]byte(identifier))
+	}
+	return uint32(binary.BigEndian.Uint16(sum[:2])) < s.threshold
+}
+
+func (s *Simulator) knownPair(ip, ua string) bool {
+	var buf [512]byte
+	var sum [32]byte
+	if n := len(ip) + 1 + len(ua); n <= len(buf) {
+		b := append(append(append(buf[:0], ip...), '|'), ua...)
+		sum = sha256.Sum256(b)
+	} else {
+		sum = sha256.Sum256([]byte(ip + "|" + ua))
+	}
+	return uint32(binary.BigEndian.Uint16(sum[:2])) < s.threshold
+}
+
+func (s *Simulator) account(id string) *account {
+	s.mu.RLock()
+	a := s.accounts[id]
+	s.mu.RUnlock()
+	return a
+}
+
+func (s *Simulator) allAccounts() []*account {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]*account, 0, len(s.accounts))
+	for _, a := range s.accounts {
+		out = append(out, a)
+	}
+	return out
+}
+
+// Received returns a copy of every event of every 200 answer for the
+// account, in arrival order (nil when recording is off or the account is
+// unknown). The copy is shallow: slices inside events are shared.
+func (s *Simulator) Received(adAccountID string) []Received {
+	a := s.account(adAccountID)
+	if a == nil {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.received) == 0 {
+		return nil
+	}
+	return append([]Received(nil), a.received...)
+}
+
+// EventIDs returns event_id → times received in 200 answers for the
+// account, test events excluded, failed ones included: a count above 1 is
+// a duplicate delivery.
+func (s *Simulator) EventIDs(adAccountID string) map[string]int {
+	out := make(map[string]int)
+	a := s.account(adAccountID)
+	if a == nil {
+		return out
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for k, v := range a.eventIDs {
+		out[k] = v
+	}
+	return out
+}
+
+// Stats returns the counters of one ad account, or their sums over all
+// accounts for "".
+func (s *Simulator) Stats(adAccountID string) Stats {
+	var st Stats
+	var accts []*account
+	if adAccountID == "" {
+		accts = s.allAccounts()
+	} else if a := s.account(adAccountID); a != nil {
+		accts = []*account{a}
+	}
+	for _, a := range accts {
+		st.Requests += a.requests.Load()
+		st.Accepted200 += a.accepted.Load()
+		st.Unauthorized += a.unauthorized.Load()
+		st.RateLimited += a.rateLimited.Load()
+		st.BadRequest += a.badRequest.Load()
+		st.Injected += a.injected.Load()
+		st.Events += a.events.Load()
+		st.Processed += a.processed.Load()
+		st.Failed += a.failed.Load()
+		st.TestEvents += a.testEvents.Load()
+		st.ListUpdates += a.listUpdates.Load()
+	}
+	return st
+}
+
+// CustomerListRecords returns the records added and removed so far through
+// PATCH on one customer list (each comma-separated non-empty value counts).
+func (s *Simulator) CustomerListRecords(adAccountID, listID string) (added, removed int) {
+	a := s.account(adAccountID)
+	if a == nil {
+		return 0, 0
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if l := a.lists[listID]; l != nil {
+		return l.added, l.removed
+	}
+	return 0, 0
+}
+
+// InFlight is the number of requests being handled right now.
+func (s *Simulator) InFlight() int64 { return s.inFlight.Load() }
+
+// window is an exact sliding one-minute window: ts holds the times of the
+// last accepted calls (at most limit), head indexes the oldest once full.
+type window struct {
+	mu    sync.Mutex
+	limit int // < 0: unlimited
+	ts    []int64
+	head  int
+}
+
+// allow records a call at now if fewer than limit calls were accepted in the
+// minute before; otherwise it returns how long until one leaves the window.
+func (w *window) allow(now time.Time) (bool, time.Duration) {
+	if w.limit < 0 {
+		return true, 0
+	}
+	n := now.UnixNano()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.ts) < w.limit {
+		w.ts = append(w.ts, n)
+		return true, 0
+	}
+	oldest := w.ts[w.head]
+	if wait := oldest + int64(time.Minute) - n; wait > 0 {
+		return false, time.Duration(wait)
+	}
+	w.ts[w.head] = n
+	w.head++
+	if w.head == w.limit {
+		w.head = 0
+	}
+	return true, 0
+}

@@ -1,0 +1,421 @@
+// Package pinterest is the Pinterest API v5 destination: it turns batches of
+// membership changes into conversion events and sends them with
+// go-retryablehttp, one bearer token per ad account, and classifies every
+// outcome into the destinations error vocabulary. HTTP to Pinterest appears
+// nowhere else in the project.
+package pinterest
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+	"github.com/rs/zerolog"
+
+	"github.com/cohort-connector/cohort-connector/cohorts"
+	"github.com/cohort-connector/cohort-connector/destinations"
+)
+
+// Config configures a Client. Zero durations and counts take the defaults
+// documented on each field.
+type Config struct {
+	// BaseURL is the API root, e.g. "https://api.pinterest.com/v5".
+	BaseURL string
+	// Tokens maps ad account id → bearer token. A batch for an ad account
+	// with no token is rejected with ReasonAuth before any request is made.
+	Tokens map[string]string
+	// AttemptTimeout bounds one HTTP attempt (default 10s).
+	AttemptTimeout time.Duration
+	// CallTimeout bounds one Send, all retries and waits included
+	// (default 30s). It must stay below the JetStream AckWait so that no
+	// message is redelivered while its call is still running.
+	CallTimeout time.Duration
+	// RetryMax is the number of retries inside one call (default 3; a
+	// negative value disables retries).
+	RetryMax int
+	// RetryWaitMin and RetryWaitMax bound the exponential wait between
+	// retries (defaults 250ms and 5s). RetryWaitMax also caps a Retry-After
+	// honoured inside a call: a longer Retry-After ends the call, and the
+	// wait is left to JetStream's delayed redelivery.
+	RetryWaitMin, RetryWaitMax time.Duration
+	// Test adds ?test=true: Pinterest validates without recording.
+	Test bool
+	// Logger receives retry logs at debug/warn level (never the token).
+	Logger zerolog.Logger
+	// OnAttempt, if set, is called after every HTTP attempt with the ad
+	// account, the status code (0 when no answer) and the attempt's duration.
+	OnAttempt func(adAccountID string, status int, d time.Duration)
+}
+
+func (c *Config) setDefaults() {
+	if c.AttemptTimeout <= 0 {
+		c.AttemptTimeout = 10 * time.Second
+	}
+	if c.CallTimeout <= 0 {
+		c.CallTimeout = 30 * time.Second
+	}
+	if c.RetryMax == 0 {
+		c.RetryMax = 3
+	} else if c.RetryMax < 0 {
+		c.RetryMax = 0
+	}
+	if c.RetryWaitMin <= 0 {
+		c.RetryWaitMin = 250 * time.Millisecond
+	}
+	if c.RetryWaitMax <= 0 {
+		c.RetryWaitMax = 5 * time.Second
+	}
+}
+
+// Client sends conversion events to Pinterest. It is safe for concurrent use.
+type Client struct {
+	cfg  Config
+	base *url.URL
+	http *retryablehttp.Client
+}
+
+var _ destinations.Destination = (*Client)(nil)
+
+// New returns a Client for cfg.
+func New(cfg Config) (*Client, error) {
+	cfg.setDefaults()
+	base, err := url.Parse(strings.TrimRight(cfg.BaseURL, "/"))
+	if err != nil || base.Host == "" || (base.Scheme != "https" && base.Scheme != "http") {
+		return nil, fmt.Errorf("pinterest base URL %q: must be an absolute http(s) URL", cfg.BaseURL)
+	}
+	rc := retryablehttp.NewClient()
+	rc.Logger = nil // retries are logged by checkRetry, once per change of error
+	rc.HTTPClient = &http.Client{
+		Timeout: cfg.AttemptTimeout,
+		Transport: &http.Transport{
+			Proxy:               http.ProxyFromEnvironment,
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			ForceAttemptHTTP2:   true,
+			MaxIdleConnsPerHost: 64,
+			IdleConnTimeout:     90 * time.Second,
+			TLSHandshakeTimeout: 5 * time.Second,
+		},
+	}
+	rc.RetryMax = cfg.RetryMax
+	rc.RetryWaitMin = cfg.RetryWaitMin
+	rc.RetryWaitMax = cfg.RetryWaitMax
+	rc.Backoff = backoff
+	// Keep the final response after the last retry: its status code is the
+	// classification. The default handler would close it and return a
+	// string error, losing the code.
+	rc.ErrorHandler = retryablehttp.PassthroughErrorHandler
+	c := &Client{cfg: cfg, base: base, http: rc}
+	rc.CheckRetry = c.checkRetry
+	return c, nil
+}
+
+// CloseIdleConnections releases pooled connections (on shutdown).
+func (c *Client) CloseIdleConnections() { c.http.HTTPClient.CloseIdleConnections() }
+
+// NewEvent is the wire form of one item: a custom offline event whose
+// content_ids name the cohort and content_name says enter or exit.
+func NewEvent(it destinations.Item) Event {
+	m := it.Membership
+	name := ContentNameEnter
+	if m.Action == cohorts.ActionExit {
+		name = ContentNameExit
+	}
+	ev := Event{
+		EventName:    EventNameCustom,
+		ActionSource: ActionSourceOffline,
+		EventTime:    m.TS.Unix(),
+		EventID:      it.EventID,
+		UserData: UserData{
+			ClientIPAddress: it.Hashed.ClientIP,
+			ClientUserAgent: it.Hashed.UserAgent,
+		},
+		CustomData: &CustomData{ContentIDs: []string{m.CohortID}, ContentName: name},
+	}
+	if it.Hashed.Em != "" {
+		ev.UserData.Em = []string{it.Hashed.Em}
+	}
+	if it.Hashed.HashedMAID != "" {
+		ev.UserData.HashedMaids = []string{it.Hashed.HashedMAID}
+	}
+	if it.Hashed.ExternalID != "" {
+		ev.UserData.ExternalID = []string{it.Hashed.ExternalID}
+	}
+	return ev
+}
+
+// Send posts b to /ad_accounts/{id}/events in calls of at most
+// MaxEventsPerRequest events. See destinations.Destination for the meaning
+// of the result. A 400/422 answer for several events is bisected until the
+// bad events are isolated, so one bad event does not condemn its batch.
+func (c *Client) Send(ctx context.Context, b destinations.Batch) (destinations.Result, error) {
+	token, ok := c.cfg.Tokens[b.AdAccountID]
+	if !ok || token == "" {
+		return destinations.Result{}, &destinations.Error{Reason: destinations.ReasonAuth,
+			Message: "no token configured for ad account " + b.AdAccountID}
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
+	defer cancel()
+
+	events := make([]Event, len(b.Items))
+	for i := range b.Items {
+		events[i] = NewEvent(b.Items[i])
+	}
+	res := destinations.Result{Items: make([]destinations.ItemResult, len(events))}
+	for start := 0; start < len(events); start += MaxEventsPerRequest {
+		end := min(start+MaxEventsPerRequest, len(events))
+		if err := c.sendSplitting(ctx, b.AdAccountID, token, events[start:end], res.Items[start:end]); err != nil {
+			// Earlier chunks were accepted, but a Result is all or nothing:
+			// the whole batch is retried and Pinterest deduplicates on event_id.
+			return destinations.Result{}, err
+		}
+	}
+	return res, nil
+}
+
+// sendSplitting posts events and fills out; on a whole-request bad-input
+// answer it splits the request in two and tries each half.
+func (c *Client) sendSplitting(ctx context.Context, adAccountID, token string, events []Event, out []destinations.ItemResult) error {
+	err := c.post(ctx, adAccountID, token, events, out)
+	var de *destinations.Error
+	if err == nil || !errors.As(err, &de) || de.Reason != destinations.ReasonBadInput {
+		return err
+	}
+	if len(events) == 1 {
+		out[0] = destinations.ItemResult{Error: de.Error()}
+		return nil
+	}
+	half := len(events) / 2
+	if err := c.sendSplitting(ctx, adAccountID, token, events[:half], out[:half]); err != nil {
+		return err
+	}
+	return c.sendSplitting(ctx, adAccountID, token, events[half:], out[half:])
+}
+
+// callState is what checkRetry learns about one call; it travels in the
+// request context so the shared retryablehttp.Client stays stateless.
+type callState struct {
+	adAccountID string
+	lastStatus  atomic.Int64
+	retryAfter  atomic.Int64 // nanoseconds
+	lastErr     atomic.Pointer[string]
+	attempts    atomic.Int64
+	started     atomic.Int64 // unix nanos of the current attempt
+}
+
+type callStateKey struct{}
+
+func (c *Client) post(ctx context.Context, adAccountID, token string, events []Event, out []destinations.ItemResult) error {
+	body, err := json.Marshal(EventsRequest{Data: events})
+	if err != nil {
+		return &destinations.Error{Reason: destinations.ReasonBadInput, Err: fmt.Errorf("encoding events: %w", err)}
+	}
+	u := c.base.JoinPath("ad_accounts", adAccountID, "events")
+	if c.cfg.Test {
+		u.RawQuery = "test=true"
+	}
+	st := &callState{adAccountID: adAccountID}
+	st.started.Store(time.Now().UnixNano())
+	req, err := retryablehttp.NewRequestWithContext(context.WithValue(ctx, callStateKey{}, st), http.MethodPost, u.String(), body)
+	if err != nil {
+		return &destinations.Error{Reason: destinations.ReasonBadInput, Err: fmt.Errorf("building request: %w", err)}
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "cohort-connector")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return c.transportError(ctx, st, err)
+	}
+	defer func() {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+	}()
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		var er EventsResponse
+		if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&er); err != nil {
+			return &destinations.Error{Reason: destinations.ReasonServer, StatusCode: resp.StatusCode,
+				Err: fmt.Errorf("decoding answer: %w", err)}
+		}
+		if len(er.Events) != len(events) {
+			return &destinations.Error{Reason: destinations.ReasonServer, StatusCode: resp.StatusCode,
+				Message: fmt.Sprintf("answer lists %d events for %d sent", len(er.Events), len(events))}
+		}
+		for i, e := range er.Events {
+			out[i] = destinations.ItemResult{Processed: e.Status == StatusProcessed, Error: e.ErrorMessage, Warning: e.WarningMessage}
+			if !out[i].Processed && out[i].Error == "" {
+				out[i].Error = "status " + strconv.Quote(e.Status)
+			}
+		}
+		return nil
+	}
+	return classifyStatus(resp)
+}
+
+// transportError classifies a call that ended without a usable answer.
+func (c *Client) transportError(ctx context.Context, st *callState, err error) error {
+	de := &destinations.Error{Err: err, StatusCode: int(st.lastStatus.Load()), RetryAfter: time.Duration(st.retryAfter.Load())}
+	switch {
+	case errors.Is(ctx.Err(), context.Canceled):
+		de.Reason = destinations.ReasonShutdown
+	case de.StatusCode != 0:
+		// The call ran out of time while waiting to retry an answered
+		// attempt: the last answer's class is the honest verdict.
+		de.Reason = reasonForStatus(de.StatusCode)
+	case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
+		de.Reason = destinations.ReasonTimeout
+	default:
+		de.Reason = destinations.ReasonServer // connection refused, reset, DNS
+	}
+	return de
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func reasonForStatus(code int) destinations.Reason {
+	switch {
+	case code == http.StatusUnauthorized, code == http.StatusForbidden:
+		return destinations.ReasonAuth
+	case code == http.StatusNotFound:
+		return destinations.ReasonNotFound
+	case code == http.StatusTooManyRequests:
+		return destinations.ReasonRateLimited
+	case code == http.StatusRequestTimeout:
+		return destinations.ReasonTimeout
+	case code >= 500:
+		return destinations.ReasonServer
+	case code >= 400:
+		return destinations.ReasonBadInput
+	default:
+		return destinations.ReasonServer
+	}
+}
+
+// classifyStatus turns a final non-2xx answer into a *destinations.Error
+// carrying the status, Pinterest's message and any Retry-After.
+func classifyStatus(resp *http.Response) error {
+	de := &destinations.Error{Reason: reasonForStatus(resp.StatusCode), StatusCode: resp.StatusCode}
+	if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+		de.RetryAfter = d
+	}
+	var er ErrorResponse
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if json.Unmarshal(raw, &er) == nil && er.Message != "" {
+		de.Message = er.Message
+		if er.Code != 0 {
+			de.Message = fmt.Sprintf("%s (code %d)", er.Message, er.Code)
+		}
+	} else if s := strings.TrimSpace(string(raw)); s != "" {
+		de.Message = truncate(s, 200)
+	}
+	return de
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// parseRetryAfter reads a Retry-After header: delay-seconds or an HTTP date.
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if s, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if s < 0 {
+			return 0, false
+		}
+		return time.Duration(min(s, int64(24*time.Hour/time.Second))) * time.Second, true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0), true
+	}
+	return 0, false
+}
+
+// checkRetry retries 429, 5xx except 501, 408 and network errors. It stops
+// when the context is done, and when Pinterest asks for a wait longer than
+// RetryWaitMax (that wait belongs to JetStream's delayed redelivery, not to
+// an HTTP call that must end before AckWait). It also records the outcome
+// of each attempt in the call's state, and logs a retry only when its cause
+// differs from the previous attempt's.
+func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	st, _ := ctx.Value(callStateKey{}).(*callState)
+	if st == nil {
+		return false, errors.New("pinterest: request without call state")
+	}
+	attempt := int(st.attempts.Add(1))
+	status := 0
+	if resp != nil {
+		status = resp.StatusCode
+	}
+	if c.cfg.OnAttempt != nil {
+		now := time.Now().UnixNano()
+		c.cfg.OnAttempt(st.adAccountID, status, time.Duration(now-st.started.Swap(now)))
+	}
+	if ctx.Err() != nil {
+		return false, ctx.Err()
+	}
+	var cause string
+	retry := false
+	if err != nil {
+		var certErr *tls.CertificateVerificationError
+		// A certificate that does not verify would fail the same way again.
+		retry = !errors.As(err, &certErr)
+		cause = err.Error()
+	} else {
+		st.lastStatus.Store(int64(status))
+		retryAfter, hasRetryAfter := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		if hasRetryAfter {
+			st.retryAfter.Store(int64(retryAfter))
+		}
+		cause = "HTTP " + strconv.Itoa(status)
+		switch {
+		case status == http.StatusTooManyRequests, status == http.StatusServiceUnavailable:
+			retry = !hasRetryAfter || retryAfter <= c.cfg.RetryWaitMax
+		case status == http.StatusRequestTimeout:
+			retry = true
+		case status >= 500 && status != http.StatusNotImplemented:
+			retry = true
+		}
+	}
+	if retry && attempt <= c.cfg.RetryMax {
+		if prev := st.lastErr.Swap(&cause); prev == nil || *prev != cause {
+			c.cfg.Logger.Debug().Str("ad_account_id", st.adAccountID).Int("attempt", attempt).
+				Str("reason", cause).Msg("retrying Pinterest call")
+		}
+	}
+	return retry, nil
+}
+
+// backoff is exponential between min and max; a Retry-After (already known
+// to be at most max by checkRetry) replaces it.
+func backoff(minWait, maxWait time.Duration, attemptNum int, resp *http.Response) time.Duration {
+	if resp != nil {
+		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+			return min(d, maxWait)
+		}
+	}
+	d := minWait << min(attemptNum, 20)
+	if d <= 0 || d > maxWait {
+		d = maxWait
+	}
+	return d
+}

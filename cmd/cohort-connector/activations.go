@@ -1,0 +1,213 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cohort-connector/cohort-connector/cohorts"
+	"github.com/cohort-connector/cohort-connector/config"
+)
+
+const activationsUsage = `Usage: cohort-connector activations COMMAND
+
+Reads and writes the activations bucket (CONNECTOR_ACTIVATIONS_BUCKET) on
+CONNECTOR_NATS_URL (empty: the daemon's embedded server at
+CONNECTOR_EMBEDDED_NATS_LISTEN). Uses the daemon's configuration to check
+every write: an activation whose Tag ID no account owns is refused, and
+nothing is written.
+
+Commands:
+  list                       every activation, with its resolved Tag ID and ad account
+  get ID                     one activation as JSON
+  put JSON | put -f FILE     create or replace an activation (JSON as in the README)
+  put -id ID -cohort C [-tag T] [-disabled]
+                             the same from flags (mode events, destination pinterest)
+  enable ID | disable ID     toggle an activation
+  delete ID                  remove an activation
+
+The same JSON written with "nats kv put <bucket> <id> '<json>'" works too.
+`
+
+func runActivations(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, activationsUsage)
+		return nil
+	}
+	cfg, err := config.Load()
+	if err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
+	resolver, err := cohorts.NewResolver(cfg.DefaultTagID, cfg.TagAccounts())
+	if err != nil {
+		return fmt.Errorf("CONNECTOR_DEFAULT_TAG_ID: %w", err)
+	}
+	// Parse and check before connecting: a bad activation writes nothing.
+	cmd, rest := args[0], args[1:]
+	var toWrite *cohorts.Activation
+	switch cmd {
+	case "put":
+		a, err := parsePut(rest)
+		if err != nil {
+			return err
+		}
+		if err := resolver.Check(a); err != nil {
+			return fmt.Errorf("activation %q refused, nothing written: %w", a.ID, err)
+		}
+		toWrite = &a
+	case "list":
+		if len(rest) != 0 {
+			return errors.New("activations list takes no arguments")
+		}
+	case "get", "enable", "disable", "delete":
+		if len(rest) != 1 {
+			return fmt.Errorf("activations %s takes exactly one activation id", cmd)
+		}
+	default:
+		return fmt.Errorf("unknown activations command %q\n\n%s", cmd, activationsUsage)
+	}
+
+	url := cfg.NATSURL
+	if url == "" {
+		url = "nats://" + cfg.EmbeddedListen
+	}
+	nc, err := nats.Connect(url, nats.Name("cohort-connector activations"), nats.Timeout(5*time.Second))
+	if err != nil {
+		return fmt.Errorf("connecting to NATS at %s: %w", redactURL(url), err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, cfg.ActivationsBucket)
+	if err != nil {
+		return fmt.Errorf("opening KV bucket %s (start the daemon once, or create it from deploy/nats): %w", cfg.ActivationsBucket, err)
+	}
+
+	switch cmd {
+	case "list":
+		return listActivations(ctx, kv, resolver, stdout)
+	case "get":
+		e, err := kv.Get(ctx, rest[0])
+		if err != nil {
+			return fmt.Errorf("activation %q: %w", rest[0], err)
+		}
+		_, err = fmt.Fprintf(stdout, "%s\n", e.Value())
+		return err
+	case "put":
+		return putActivation(ctx, kv, *toWrite, 0, stdout)
+	case "enable", "disable":
+		e, err := kv.Get(ctx, rest[0])
+		if err != nil {
+			return fmt.Errorf("activation %q: %w", rest[0], err)
+		}
+		a, err := cohorts.DecodeActivation(e.Value())
+		if err != nil {
+			return fmt.Errorf("activation %q is invalid in the bucket, fix it with put: %w", rest[0], err)
+		}
+		a.Enabled = cmd == "enable"
+		if err := resolver.Check(a); err != nil {
+			return fmt.Errorf("activation %q refused, nothing written: %w", a.ID, err)
+		}
+		// Update at the revision read: a concurrent writer is not overwritten.
+		return putActivation(ctx, kv, a, e.Revision(), stdout)
+	case "delete":
+		if _, err := kv.Get(ctx, rest[0]); err != nil {
+			return fmt.Errorf("activation %q: %w", rest[0], err)
+		}
+		if err := kv.Delete(ctx, rest[0]); err != nil {
+			return fmt.Errorf("deleting activation %q: %w", rest[0], err)
+		}
+		fmt.Fprintf(stdout, "deleted %s\n", rest[0])
+	}
+	return nil
+}
+
+func parsePut(args []string) (cohorts.Activation, error) {
+	if len(args) == 1 && len(args[0]) > 0 && args[0][0] == '{' {
+		return cohorts.DecodeActivation([]byte(args[0]))
+	}
+	fs := flag.NewFlagSet("activations put", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	file := fs.String("f", "", "read the activation JSON from `FILE` (- for stdin)")
+	id := fs.String("id", "", "activation id")
+	cohort := fs.String("cohort", "", "cohort id")
+	tag := fs.String("tag", "", "Tag ID override (blank: the default Tag ID)")
+	disabled := fs.Bool("disabled", false, "write it disabled")
+	if err := fs.Parse(args); err != nil {
+		return cohorts.Activation{}, fmt.Errorf("activations put: %w", err)
+	}
+	if *file != "" {
+		var data []byte
+		var err error
+		if *file == "-" {
+			data, err = io.ReadAll(os.Stdin)
+		} else {
+			data, err = os.ReadFile(*file)
+		}
+		if err != nil {
+			return cohorts.Activation{}, err
+		}
+		return cohorts.DecodeActivation(data)
+	}
+	a := cohorts.Activation{ID: *id, CohortID: *cohort, Destination: cohorts.DestinationPinterest,
+		Enabled: !*disabled, TagID: *tag, Mode: cohorts.ModeEvents}
+	return a, a.Validate()
+}
+
+func putActivation(ctx context.Context, kv jetstream.KeyValue, a cohorts.Activation, revision uint64, stdout io.Writer) error {
+	data, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	if revision == 0 {
+		_, err = kv.Put(ctx, a.ID, data)
+	} else {
+		_, err = kv.Update(ctx, a.ID, data, revision)
+	}
+	if err != nil {
+		return fmt.Errorf("writing activation %q: %w", a.ID, err)
+	}
+	fmt.Fprintf(stdout, "%s\n", data)
+	return nil
+}
+
+func listActivations(ctx context.Context, kv jetstream.KeyValue, r *cohorts.Resolver, stdout io.Writer) error {
+	keys, err := kv.ListKeys(ctx)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tCOHORT\tENABLED\tTAG_ID\tTAG_SOURCE\tAD_ACCOUNT\tPROBLEM")
+	for k := range keys.Keys() {
+		e, err := kv.Get(ctx, k)
+		if err != nil {
+			fmt.Fprintf(tw, "%s\t\t\t\t\t\t%v\n", k, err)
+			continue
+		}
+		a, err := cohorts.DecodeActivation(e.Value())
+		if err != nil {
+			fmt.Fprintf(tw, "%s\t\t\t\t\t\tinvalid: %v\n", k, err)
+			continue
+		}
+		t := r.Target(a)
+		problem := ""
+		if t.Err != nil {
+			problem = t.Err.Error()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%t\t%s\t%s\t%s\t%s\n", a.ID, a.CohortID, a.Enabled, t.TagID, t.TagSource, t.AdAccountID, problem)
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,343 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+
+	"github.com/cohort-connector/cohort-connector/cohorts"
+	"github.com/cohort-connector/cohort-connector/config"
+	"github.com/cohort-connector/cohort-connector/connector"
+	"github.com/cohort-connector/cohort-connector/destinations/pinterest"
+)
+
+func runDaemon(ctx context.Context, stderr io.Writer) error {
+	cfg, err := config.Load()
+	if err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
+	log, err := newLogger(cfg, stderr)
+	if err != nil {
+		return err
+	}
+	log.Info().Object("config", cfg).Msg("starting cohort-connector")
+	d, err := startDaemon(ctx, cfg, log)
+	if err != nil {
+		log.Error().Err(err).Msg("startup failed")
+		return err
+	}
+	return d.run(ctx)
+}
+
+func newLogger(cfg config.Config, w io.Writer) (zerolog.Logger, error) {
+	lvl, err := zerolog.ParseLevel(cfg.LogLevel)
+	if err != nil {
+		return zerolog.Nop(), fmt.Errorf("CONNECTOR_LOG_LEVEL: %w", err)
+	}
+	if cfg.LogFormat == "console" {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
+}
+
+// daemon is the wired process: NATS (embedded or not), the JetStream
+// objects, the resolver fed by the activations watcher, the Pinterest client
+// and the connector.
+type daemon struct {
+	cfg      config.Config
+	log      zerolog.Logger
+	srv      *server.Server // embedded server, nil when CONNECTOR_NATS_URL is set
+	nc       *nats.Conn
+	ncClosed chan struct{}
+	js       jetstream.JetStream
+	objs     *connector.Objects
+	resolver *cohorts.Resolver
+	client   *pinterest.Client
+	conn     *connector.Connector
+	stats    *connector.Stats
+	reg      *prometheus.Registry
+	ready    chan struct{} // closed when activations are loaded
+	natsURL  string
+	httpLn   net.Listener
+}
+
+// httpAddr is where /metrics is served ("" when disabled).
+func (d *daemon) httpAddr() string {
+	if d.httpLn == nil {
+		return ""
+	}
+	return d.httpLn.Addr().String()
+}
+
+// startDaemon connects and builds everything; on error it releases what it
+// had started.
+func startDaemon(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ *daemon, err error) {
+	d := &daemon{cfg: cfg, log: log, ncClosed: make(chan struct{}), ready: make(chan struct{}), reg: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			d.closeNATS()
+		}
+	}()
+
+	d.natsURL = cfg.NATSURL
+	if d.natsURL == "" {
+		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+			return nil, fmt.Errorf("CONNECTOR_DATA_DIR %s: %w", cfg.DataDir, err)
+		}
+		if d.srv, err = connector.StartEmbedded(cfg.EmbeddedListen, cfg.DataDir); err != nil {
+			return nil, err
+		}
+		d.natsURL = d.srv.ClientURL()
+		log.Info().Str("nats_url", d.natsURL).Str("data_dir", cfg.DataDir).Msg("embedded JetStream server started")
+	}
+	d.nc, err = nats.Connect(d.natsURL,
+		nats.Name("cohort-connector"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn().Err(err).Msg("NATS disconnected: reconnecting")
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info().Str("nats_url", nc.ConnectedUrlRedacted()).Msg("NATS reconnected")
+		}),
+		nats.ClosedHandler(func(*nats.Conn) { close(d.ncClosed) }),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to NATS at %s: %w", redactURL(d.natsURL), err)
+	}
+	if d.js, err = jetstream.New(d.nc); err != nil {
+		return nil, fmt.Errorf("JetStream: %w", err)
+	}
+	topo := topology(cfg)
+	d.objs, err = connector.Ensure(ctx, d.js, topo)
+	if err != nil {
+		return nil, err
+	}
+	for _, what := range d.objs.Created {
+		log.Info().Str("created", what).Msg("created missing JetStream object")
+	}
+	// Settle decisions use the consumer's real settings, which an operator
+	// may have chosen differently from ours.
+	ci := d.objs.Consumer.CachedInfo().Config
+	topo.AckWait, topo.MaxDeliver = ci.AckWait, ci.MaxDeliver
+	if ci.AckWait <= cfg.HTTPCallTimeout+cfg.BatchPeriod {
+		log.Warn().Dur("ack_wait", ci.AckWait).Dur("http_call_timeout", cfg.HTTPCallTimeout).
+			Msg("consumer AckWait is not above CONNECTOR_HTTP_CALL_TIMEOUT + CONNECTOR_BATCH_PERIOD: slow calls will cause duplicate deliveries")
+	}
+
+	if d.resolver, err = cohorts.NewResolver(cfg.DefaultTagID, cfg.TagAccounts()); err != nil {
+		return nil, fmt.Errorf("CONNECTOR_DEFAULT_TAG_ID: %w", err)
+	}
+	d.stats = connector.NewStats()
+	accounts := make(map[string][]string)
+	tokens := make(map[string]string)
+	for _, a := range cfg.AccountList {
+		accounts[a.AdAccountID] = a.TagIDs
+		tokens[a.AdAccountID] = a.Token.Reveal()
+	}
+	ids := make([]string, 0, len(accounts))
+	for id := range accounts {
+		ids = append(ids, id)
+	}
+	metrics := connector.NewMetrics(d.reg, d.stats, ids)
+	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d.client, err = pinterest.New(pinterest.Config{
+		BaseURL:        cfg.PinterestBaseURL,
+		Tokens:         tokens,
+		AttemptTimeout: cfg.HTTPTimeout,
+		CallTimeout:    cfg.HTTPCallTimeout,
+		RetryMax:       retryMax(cfg.HTTPRetryMax),
+		RetryWaitMin:   cfg.HTTPRetryWaitMin,
+		RetryWaitMax:   cfg.HTTPRetryWaitMax,
+		Logger:         log,
+		OnAttempt:      metrics.ObserveAttempt,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("CONNECTOR_PINTEREST_BASE_URL: %w", err)
+	}
+	d.conn, err = connector.New(connector.Options{
+		JS:             d.js,
+		Consumer:       d.objs.Consumer,
+		Topology:       topo,
+		Resolver:       d.resolver,
+		Destination:    d.client,
+		AdAccounts:     accounts,
+		BatchSize:      cfg.BatchSize,
+		BatchPeriod:    cfg.BatchPeriod,
+		RetryDelayMin:  cfg.RetryDelayMin,
+		RetryDelayMax:  cfg.RetryDelayMax,
+		AuthRetryDelay: cfg.AuthRetryDelay,
+		// Leave room after the drain for the last acks and nc.Drain.
+		DrainTimeout: cfg.ShutdownTimeout * 4 / 5,
+		Logger:       log,
+		Metrics:      metrics,
+		Stats:        d.stats,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// retryMax maps the configuration's "0 retries" to the client's "disabled".
+func retryMax(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
+func topology(cfg config.Config) connector.Topology {
+	return connector.Topology{
+		Stream:            cfg.Stream,
+		Subjects:          cfg.Subjects,
+		Durable:           cfg.Durable,
+		ActivationsBucket: cfg.ActivationsBucket,
+		DLQStream:         cfg.DLQStream,
+		DLQSubject:        cfg.DLQSubject,
+		AckWait:           cfg.AckWait,
+		MaxDeliver:        cfg.MaxDeliver,
+		MaxAckPending:     cfg.MaxAckPending,
+	}
+}
+
+// run serves until ctx is cancelled, then shuts down in order: the
+// connector (stop fetching, flush, settle), the activations watcher, the
+// HTTP listener, the NATS connection (Drain flushes the last acks), and the
+// embedded server last.
+func (d *daemon) run(ctx context.Context) error {
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	watchErr := make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		watchErr <- connector.WatchActivations(watchCtx, d.objs.Activations, d.resolver, d.log, d.ready)
+	}()
+
+	httpSrv, err := d.serveHTTP()
+	if err != nil {
+		stopWatch()
+		wg.Wait()
+		d.closeNATS()
+		return err
+	}
+
+	var runErr error
+	select {
+	case <-d.ready:
+		d.log.Info().Str("stream", d.cfg.Stream).Str("durable", d.cfg.Durable).Int("accounts", len(d.cfg.AccountList)).
+			Str("default_tag_id", d.cfg.DefaultTagID).Msg("consuming")
+		runErr = d.conn.Run(ctx)
+	case err := <-watchErr:
+		runErr = fmt.Errorf("loading activations: %w", err)
+	case <-ctx.Done():
+	}
+
+	stopWatch()
+	wg.Wait()
+	if httpSrv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = httpSrv.Shutdown(sctx)
+		cancel()
+	}
+	d.client.CloseIdleConnections()
+	d.closeNATS()
+	if runErr != nil {
+		d.log.Error().Err(runErr).Msg("stopped on error")
+		return runErr
+	}
+	d.log.Info().Msg("shutdown complete")
+	return nil
+}
+
+// closeNATS drains the connection (pending acks are flushed) and stops the
+// embedded server.
+func (d *daemon) closeNATS() {
+	if d.nc != nil && !d.nc.IsClosed() {
+		if err := d.nc.Drain(); err == nil {
+			select {
+			case <-d.ncClosed:
+			case <-time.After(5 * time.Second):
+				d.nc.Close()
+			}
+		} else {
+			d.nc.Close()
+		}
+	}
+	if d.srv != nil {
+		d.srv.Shutdown()
+		d.srv.WaitForShutdown()
+	}
+}
+
+func (d *daemon) serveHTTP() (*http.Server, error) {
+	if d.cfg.ListenAddr == "" {
+		return nil, nil
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{Registry: d.reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if d.nc.IsClosed() {
+			http.Error(w, "nats connection closed", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		select {
+		case <-d.ready:
+		default:
+			http.Error(w, "activations not loaded yet", http.StatusServiceUnavailable)
+			return
+		}
+		if !d.nc.IsConnected() {
+			http.Error(w, "nats not connected", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	ln, err := net.Listen("tcp", d.cfg.ListenAddr)
+	if err != nil {
+		return nil, fmt.Errorf("CONNECTOR_LISTEN_ADDR %s: %w", d.cfg.ListenAddr, err)
+	}
+	d.httpLn = ln
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error().Err(err).Msg("metrics listener stopped")
+		}
+	}()
+	d.log.Info().Str("listen_addr", ln.Addr().String()).Msg("serving /metrics, /healthz, /readyz")
+	return srv, nil
+}
+
+// redactURL hides credentials in NATS URLs (nats://user:pass@host).
+func redactURL(list string) string {
+	parts := strings.Split(list, ",")
+	for i, p := range parts {
+		if at := strings.LastIndex(p, "@"); at >= 0 {
+			if scheme := strings.Index(p, "://"); scheme >= 0 && scheme < at {
+				parts[i] = p[:scheme+3] + "[REDACTED]" + p[at:]
+			} else {
+				parts[i] = "[REDACTED]" + p[at:]
+			}
+		}
+	}
+	return strings.Join(parts, ",")
+}

@@ -1,0 +1,63 @@
+// Command cohort-connector activates audience cohorts to Pinterest in real
+// time. Run with no arguments it is the daemon; its subcommands are the tools
+// around it (see usage).
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/cohort-connector/cohort-connector/config"
+)
+
+// Only main handles signals and exits; everything else returns errors.
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+const usageHead = `cohort-connector: forwards cohort membership changes from NATS JetStream to Pinterest.
+
+Usage:
+  cohort-connector                     run the daemon (configured by CONNECTOR_* variables)
+  cohort-connector demo [-duration D]  run everything locally: embedded NATS, Pinterest simulator,
+                                       two brands, synthetic memberships, a live match-rate table
+  cohort-connector activations list|get|put|enable|disable|delete ...
+                                       read and toggle activations (see: activations -h)
+  cohort-connector --help              this text
+
+`
+
+// run is the whole program; it returns the process exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cmd := ""
+	if len(args) > 1 {
+		cmd = args[1]
+	}
+	var err error
+	switch cmd {
+	case "":
+		err = runDaemon(ctx, stderr)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usageHead)
+		err = config.Usage(stdout)
+	case "demo":
+		err = runDemo(ctx, args[2:], stdout, stderr)
+	case "activations":
+		err = runActivations(ctx, args[2:], stdout)
+	default:
+		fmt.Fprintf(stderr, "unknown command %q\n\n%s", cmd, usageHead)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "cohort-connector: %v\n", err)
+		return 1
+	}
+	return 0
+}

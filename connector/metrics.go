@@ -1,0 +1,220 @@
+package connector
+
+import (
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cohort-connector/cohort-connector/cohorts"
+	"github.com/cohort-connector/cohort-connector/destinations"
+)
+
+// Settlement reasons: the reason label of cohort_connector_messages_settled_total
+// and of dead letters. Decode reasons (cohorts.DecodeReasons) and
+// destination reasons (destinations.Reasons) are used as they are.
+const (
+	reasonOK            = "ok"
+	reasonNotActivated  = "not_activated"
+	reasonNoIdentifiers = "no_identifiers"
+	reasonRejected      = "rejected_by_pinterest" // per-event failed, or 400/422 for the event alone
+	reasonUnknownTag    = "unknown_tag"
+	reasonMaxDeliveries = "max_deliveries"
+	reasonDLQFailed     = "dlq_publish_failed"
+)
+
+func settleReasons() []string {
+	r := []string{reasonOK, reasonNotActivated, reasonNoIdentifiers, reasonRejected, reasonUnknownTag, reasonMaxDeliveries, reasonDLQFailed}
+	for _, d := range cohorts.DecodeReasons {
+		r = append(r, string(d))
+	}
+	for _, d := range destinations.Reasons {
+		r = append(r, string(d))
+	}
+	return r
+}
+
+// Metrics are the connector's Prometheus metrics, registered on an injected
+// registry with every fixed label pre-initialised so that dashboards and
+// alerts see zeros rather than absent series.
+type Metrics struct {
+	received    prometheus.Counter
+	settled     *prometheus.CounterVec // result, reason
+	deadLetters *prometheus.CounterVec // reason
+	requests    *prometheus.CounterVec // ad_account_id, code
+	reqDuration *prometheus.HistogramVec
+	batchSize   prometheus.Histogram
+	failing     *prometheus.GaugeVec // ad_account_id
+
+	stats *Stats
+}
+
+// NewMetrics creates the metrics and registers them (and the per-activation
+// collector over stats) on reg. accounts lists every configured ad account.
+func NewMetrics(reg prometheus.Registerer, stats *Stats, accounts []string) *Metrics {
+	m := &Metrics{
+		received: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cohort_connector_messages_received_total",
+			Help: "Membership messages delivered by JetStream, redeliveries included.",
+		}),
+		settled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cohort_connector_messages_settled_total",
+			Help: "Messages settled, by result (ack, nak, term) and reason.",
+		}, []string{"result", "reason"}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cohort_connector_dead_letters_total",
+			Help: "Messages copied to the dead-letter stream, by reason.",
+		}, []string{"reason"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cohort_connector_pinterest_requests_total",
+			Help: "HTTP attempts to Pinterest by ad account and status code (0: no answer).",
+		}, []string{"ad_account_id", "code"}),
+		reqDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "cohort_connector_pinterest_request_duration_seconds",
+			Help:    "Duration of one HTTP attempt to Pinterest.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"ad_account_id"}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "cohort_connector_batch_events",
+			Help:    "Events per batch sent to Pinterest.",
+			Buckets: []float64{1, 10, 50, 100, 250, 500, 750, 1000},
+		}),
+		failing: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cohort_connector_account_failing",
+			Help: "1 while the last call for the ad account failed with a destination fault (401/403/404) or an outage, else 0.",
+		}, []string{"ad_account_id"}),
+		stats: stats,
+	}
+	for _, r := range settleReasons() {
+		for _, res := range []string{"ack", "nak", "term"} {
+			m.settled.WithLabelValues(res, r)
+		}
+		m.deadLetters.WithLabelValues(r)
+	}
+	for _, a := range accounts {
+		m.failing.WithLabelValues(a)
+		m.reqDuration.WithLabelValues(a)
+	}
+	reg.MustRegister(m.received, m.settled, m.deadLetters, m.requests, m.reqDuration, m.batchSize, m.failing, activationCollector{stats})
+	return m
+}
+
+// ObserveAttempt records one HTTP attempt (pinterest.Config.OnAttempt).
+func (m *Metrics) ObserveAttempt(adAccountID string, status int, d time.Duration) {
+	m.requests.WithLabelValues(adAccountID, strconv.Itoa(status)).Inc()
+	m.reqDuration.WithLabelValues(adAccountID).Observe(d.Seconds())
+}
+
+// ActivationCounts are one activation's match-rate counters, counted from
+// what the connector saw, never estimated.
+type ActivationCounts struct {
+	// Received: first deliveries of memberships routed to the activation.
+	Received int64
+	// WithIdentifiers: of those, the ones carrying a matchable identifier set.
+	WithIdentifiers int64
+	// Sent: events Pinterest gave a verdict on (Processed + Failed).
+	Sent int64
+	// Processed / Failed: Pinterest's per-event verdict.
+	Processed, Failed int64
+	// Held: deliveries held back (nak) because the activation's Tag ID has
+	// no account or its account is failing.
+	Held int64
+}
+
+// MatchRate is Processed / Sent, 0 when nothing was sent.
+func (c ActivationCounts) MatchRate() float64 {
+	if c.Sent == 0 {
+		return 0
+	}
+	return float64(c.Processed) / float64(c.Sent)
+}
+
+// Coverage is WithIdentifiers / Received, 0 when nothing was received.
+func (c ActivationCounts) Coverage() float64 {
+	if c.Received == 0 {
+		return 0
+	}
+	return float64(c.WithIdentifiers) / float64(c.Received)
+}
+
+type activationCounters struct {
+	received, withIDs, processed, failed, held atomic.Int64
+}
+
+// Stats holds per-activation counters. Counters of a deleted activation are
+// kept (counters never go down).
+type Stats struct {
+	mu   sync.RWMutex
+	byID map[string]*activationCounters
+}
+
+// NewStats returns empty Stats.
+func NewStats() *Stats { return &Stats{byID: map[string]*activationCounters{}} }
+
+func (s *Stats) counters(id string) *activationCounters {
+	s.mu.RLock()
+	c := s.byID[id]
+	s.mu.RUnlock()
+	if c != nil {
+		return c
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c = s.byID[id]; c == nil {
+		c = &activationCounters{}
+		s.byID[id] = c
+	}
+	return c
+}
+
+// Snapshot returns the counters of every activation seen so far.
+func (s *Stats) Snapshot() map[string]ActivationCounts {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make(map[string]ActivationCounts, len(s.byID))
+	for id, c := range s.byID {
+		p, f := c.processed.Load(), c.failed.Load()
+		out[id] = ActivationCounts{Received: c.received.Load(), WithIdentifiers: c.withIDs.Load(),
+			Sent: p + f, Processed: p, Failed: f, Held: c.held.Load()}
+	}
+	return out
+}
+
+var (
+	descActReceived  = prometheus.NewDesc("cohort_connector_activation_received_total", "Memberships routed to the activation (first deliveries).", []string{"activation_id"}, nil)
+	descActWithIDs   = prometheus.NewDesc("cohort_connector_activation_with_identifiers_total", "Of those, memberships carrying a matchable identifier set.", []string{"activation_id"}, nil)
+	descActVerdicts  = prometheus.NewDesc("cohort_connector_activation_events_total", "Events Pinterest answered for, by verdict (processed, failed). Match rate = processed / (processed + failed).", []string{"activation_id", "verdict"}, nil)
+	descActHeld      = prometheus.NewDesc("cohort_connector_activation_held_total", "Deliveries held back by delayed redelivery (unknown Tag ID, failing account).", []string{"activation_id"}, nil)
+	descActMatchRate = prometheus.NewDesc("cohort_connector_activation_match_ratio", "processed / sent since start.", []string{"activation_id"}, nil)
+)
+
+// activationCollector exposes Stats; activation ids are not known up front,
+// so these series are produced at scrape time rather than pre-registered.
+type activationCollector struct{ s *Stats }
+
+func (c activationCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descActReceived, descActWithIDs, descActVerdicts, descActHeld, descActMatchRate} {
+		ch <- d
+	}
+}
+
+func (c activationCollector) Collect(ch chan<- prometheus.Metric) {
+	snap := c.s.Snapshot()
+	ids := make([]string, 0, len(snap))
+	for id := range snap {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		v := snap[id]
+		ch <- prometheus.MustNewConstMetric(descActReceived, prometheus.CounterValue, float64(v.Received), id)
+		ch <- prometheus.MustNewConstMetric(descActWithIDs, prometheus.CounterValue, float64(v.WithIdentifiers), id)
+		ch <- prometheus.MustNewConstMetric(descActVerdicts, prometheus.CounterValue, float64(v.Processed), id, "processed")
+		ch <- prometheus.MustNewConstMetric(descActVerdicts, prometheus.CounterValue, float64(v.Failed), id, "failed")
+		ch <- prometheus.MustNewConstMetric(descActHeld, prometheus.CounterValue, float64(v.Held), id)
+		ch <- prometheus.MustNewConstMetric(descActMatchRate, prometheus.GaugeValue, v.MatchRate(), id)
+	}
+}

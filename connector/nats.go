@@ -1,0 +1,179 @@
+package connector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Topology names the JetStream objects the connector uses and the consumer
+// settings it creates them with. The same definitions are in deploy/nats/
+// for operators who create them themselves.
+type Topology struct {
+	Stream            string   // input stream, e.g. COHORTS
+	Subjects          []string // its subjects, e.g. cohorts.membership.>
+	Durable           string   // durable pull consumer
+	ActivationsBucket string   // KV bucket of activations
+	DLQStream         string   // dead-letter stream
+	DLQSubject        string   // dead letters are published on <DLQSubject>.<reason>
+
+	// AckWait is how long JetStream waits for a settlement before
+	// redelivering; MaxDeliver bounds deliveries (the connector dead-letters
+	// a message itself at its last delivery); MaxAckPending bounds messages
+	// delivered but not yet settled, and so the connector's memory.
+	AckWait       time.Duration
+	MaxDeliver    int
+	MaxAckPending int
+}
+
+// StreamConfig is the input stream as the connector creates it: file
+// storage, limits retention (history stays for replay and backfill), and a
+// two-minute duplicate window for producers that set Nats-Msg-Id.
+func (t Topology) StreamConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:       t.Stream,
+		Subjects:   t.Subjects,
+		Storage:    jetstream.FileStorage,
+		Retention:  jetstream.LimitsPolicy,
+		MaxAge:     7 * 24 * time.Hour,
+		Duplicates: 2 * time.Minute,
+	}
+}
+
+// DLQStreamConfig is the dead-letter stream: kept 30 days.
+func (t Topology) DLQStreamConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:       t.DLQStream,
+		Subjects:   []string{t.DLQSubject + ".>"},
+		Storage:    jetstream.FileStorage,
+		Retention:  jetstream.LimitsPolicy,
+		MaxAge:     30 * 24 * time.Hour,
+		Duplicates: 2 * time.Minute,
+	}
+}
+
+// ConsumerConfig is the durable pull consumer with every knob explicit.
+func (t Topology) ConsumerConfig() jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       t.Durable,
+		Description:   "cohort-connector: memberships to Pinterest",
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       t.AckWait,
+		MaxDeliver:    t.MaxDeliver,
+		MaxAckPending: t.MaxAckPending,
+		ReplayPolicy:  jetstream.ReplayInstantPolicy,
+		MaxWaiting:    512,
+	}
+}
+
+// KeyValueConfig is the activations bucket: a little history so that an
+// operator can see what a toggle replaced.
+func (t Topology) KeyValueConfig() jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      t.ActivationsBucket,
+		Description: "cohort-connector activations: one key per activation id",
+		History:     5,
+		Storage:     jetstream.FileStorage,
+	}
+}
+
+// Objects are the JetStream handles Ensure returns.
+type Objects struct {
+	Stream      jetstream.Stream
+	DLQ         jetstream.Stream
+	Consumer    jetstream.Consumer
+	Activations jetstream.KeyValue
+	// Created lists what Ensure had to create (for the startup log).
+	Created []string
+}
+
+// Ensure looks up the stream, dead-letter stream, durable consumer and KV
+// bucket, creating each one that is missing from t. Objects that exist are
+// used as they are, never updated: an operator who created them owns their
+// settings.
+func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) (*Objects, error) {
+	o := &Objects{}
+	var err error
+	if o.Stream, err = ensureStream(ctx, js, t.StreamConfig(), &o.Created); err != nil {
+		return nil, err
+	}
+	if o.DLQ, err = ensureStream(ctx, js, t.DLQStreamConfig(), &o.Created); err != nil {
+		return nil, err
+	}
+	o.Consumer, err = o.Stream.Consumer(ctx, t.Durable)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		o.Consumer, err = o.Stream.CreateConsumer(ctx, t.ConsumerConfig())
+		o.Created = append(o.Created, "consumer "+t.Stream+"/"+t.Durable)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening consumer %s on stream %s: %w", t.Durable, t.Stream, err)
+	}
+	if ci := o.Consumer.CachedInfo(); ci.Config.AckPolicy != jetstream.AckExplicitPolicy {
+		return nil, fmt.Errorf("consumer %s: ack policy is %s, the connector needs explicit acks", t.Durable, ci.Config.AckPolicy)
+	}
+	o.Activations, err = js.KeyValue(ctx, t.ActivationsBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		o.Activations, err = js.CreateKeyValue(ctx, t.KeyValueConfig())
+		o.Created = append(o.Created, "kv "+t.ActivationsBucket)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening KV bucket %s: %w", t.ActivationsBucket, err)
+	}
+	return o, nil
+}
+
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig, created *[]string) (jetstream.Stream, error) {
+	s, err := js.Stream(ctx, cfg.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		s, err = js.CreateStream(ctx, cfg)
+		*created = append(*created, "stream "+cfg.Name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening stream %s: %w", cfg.Name, err)
+	}
+	return s, nil
+}
+
+// StartEmbedded starts a JetStream-enabled nats-server in this process,
+// listening on listen (a loopback host:port; port 0 picks a free one) and
+// storing under dir. It returns once the server accepts connections.
+// Shutdown: call srv.Shutdown() and srv.WaitForShutdown() after every client
+// connection has drained.
+func StartEmbedded(listen, dir string) (*server.Server, error) {
+	host, portStr, err := net.SplitHostPort(listen)
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS listen address %q: %w", listen, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS listen port %q: %w", portStr, err)
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	srv, err := server.NewServer(&server.Options{
+		ServerName: "cohort-connector-embedded",
+		Host:       host,
+		Port:       port,
+		JetStream:  true,
+		StoreDir:   dir,
+		NoSigs:     true, // signals belong to main
+		NoLog:      true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("configuring embedded NATS server: %w", err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		srv.Shutdown()
+		return nil, fmt.Errorf("embedded NATS server on %s not ready after 10s (port in use?)", listen)
+	}
+	return srv, nil
+}

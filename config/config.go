@@ -31,6 +31,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kelseyhightower/envconfig"
 )
 
 // Prefix starts every variable this package reads.
@@ -86,6 +88,7 @@ type Config struct {
 	PinterestBaseURL string        `envconfig:"PINTEREST_BASE_URL" default:"https://api.pinterest.com/v5" desc:"Pinterest API base URL, stored without trailing /; https, or http on a loopback host (simulator)"`
 	BatchSize        int           `envconfig:"BATCH_SIZE" default:"1000" desc:"events per Pinterest request, 1..1000"`
 	BatchPeriod      time.Duration `envconfig:"BATCH_PERIOD" default:"100ms" desc:"longest wait before a partial batch is sent, at most 10s"`
+	MaxInFlight      int           `envconfig:"MAX_INFLIGHT" default:"2" desc:"concurrent Pinterest calls per ad account, 1..16"`
 	HTTPTimeout      time.Duration `envconfig:"HTTP_TIMEOUT" default:"10s" desc:"timeout of one HTTP attempt"`
 	HTTPRetryMax     int           `envconfig:"HTTP_RETRY_MAX" default:"3" desc:"retries inside one call, 0..10"`
 	HTTPRetryWaitMin time.Duration `envconfig:"HTTP_RETRY_WAIT_MIN" default:"250ms" desc:"shortest wait between retries inside one call"`
@@ -144,16 +147,52 @@ func Default() Config {
 	return c
 }
 
-// Load reads the configuration from the process environment. See LoadEnv.
-func Load() (Config, error) { return LoadEnv(os.Environ()) }
+// Load reads the configuration from the process environment.
+//
+// envconfig.Process parses the static variables. Two of its habits are
+// corrected here. It falls back to the unprefixed name (LOG_LEVEL) when
+// CONNECTOR_LOG_LEVEL is unset, so a stray variable meant for another
+// program would configure us: such fields are put back to their default.
+// And it stops at the first value it cannot parse, where we report every
+// problem at once: on any envconfig error, LoadEnv's per-variable decoder
+// reads the same environment and lists them all.
+func Load() (Config, error) {
+	environ := os.Environ()
+	var c Config
+	if err := envconfig.Process(strings.TrimSuffix(Prefix, "_"), &c); err != nil {
+		c, lerr := LoadEnv(environ)
+		if lerr == nil {
+			// envconfig refused what our decoder accepts: say so rather
+			// than run on a configuration read differently.
+			return Config{}, fmt.Errorf("reading %s* variables: %w", Prefix, err)
+		}
+		return c, lerr
+	}
+	env := prefixedEnv(environ)
+	cv, dv := reflect.ValueOf(&c).Elem(), reflect.ValueOf(Default())
+	for _, sv := range staticVars {
+		f := cv.Field(sv.index)
+		if _, set := env[sv.name]; !set {
+			f.Set(dv.Field(sv.index)) // undo envconfig's unprefixed fallback
+			continue
+		}
+		// Same normalisation as decode: values and list items trimmed.
+		switch v := f.Addr().Interface().(type) {
+		case *string:
+			*v = strings.TrimSpace(*v)
+		case *[]string:
+			*v = splitList(strings.Join(*v, ","))
+		}
+	}
+	c, problems := finish(c, env)
+	if len(problems) > 0 {
+		return Config{}, errors.Join(problems...)
+	}
+	return c, nil
+}
 
-// LoadEnv reads the configuration from environ ("KEY=value" strings, as from
-// os.Environ): the static variables over Default(), then the per-account
-// variables of every name in CONNECTOR_ACCOUNTS. Unknown CONNECTOR_*
-// variables are rejected, then the result is validated. The error lists
-// every problem (errors.Join, one per line), each starting with the name of
-// the variable at fault; on error the returned Config is the zero value.
-func LoadEnv(environ []string) (Config, error) {
+// prefixedEnv keeps the CONNECTOR_* entries of environ (any case).
+func prefixedEnv(environ []string) map[string]string {
 	env := make(map[string]string)
 	for _, kv := range environ {
 		k, v, ok := strings.Cut(kv, "=")
@@ -164,7 +203,17 @@ func LoadEnv(environ []string) (Config, error) {
 			env[k] = v
 		}
 	}
+	return env
+}
 
+// LoadEnv reads the configuration from environ ("KEY=value" strings, as from
+// os.Environ): the static variables over Default(), then the per-account
+// variables of every name in CONNECTOR_ACCOUNTS. Unknown CONNECTOR_*
+// variables are rejected, then the result is validated. The error lists
+// every problem (errors.Join, one per line), each starting with the name of
+// the variable at fault; on error the returned Config is the zero value.
+func LoadEnv(environ []string) (Config, error) {
+	env := prefixedEnv(environ)
 	var errs []error
 	c := Default()
 	cv := reflect.ValueOf(&c).Elem()
@@ -179,8 +228,18 @@ func LoadEnv(environ []string) (Config, error) {
 			errs = append(errs, fmt.Errorf("%s: %w", sv.name, err))
 		}
 	}
-	c.PinterestBaseURL = strings.TrimRight(c.PinterestBaseURL, "/")
+	c, problems := finish(c, env)
+	if errs = append(errs, problems...); len(errs) > 0 {
+		return Config{}, errors.Join(errs...)
+	}
+	return c, nil
+}
 
+// finish adds the per-account variables to c and returns every problem:
+// unknown variables and failed rules.
+func finish(c Config, env map[string]string) (Config, []error) {
+	var errs []error
+	c.PinterestBaseURL = strings.TrimRight(c.PinterestBaseURL, "/")
 	for _, name := range c.Accounts {
 		a := Account{Name: strings.ToLower(name)}
 		// An invalid name has no well-formed variables; Validate reports
@@ -194,11 +253,7 @@ func LoadEnv(environ []string) (Config, error) {
 	}
 
 	errs = append(errs, unknownVars(env, c.AccountList)...)
-	errs = append(errs, c.problems()...)
-	if len(errs) > 0 {
-		return Config{}, errors.Join(errs...)
-	}
-	return c, nil
+	return c, append(errs, c.problems()...)
 }
 
 // decode sets field from raw. Surrounding white space is ignored everywhere

@@ -199,6 +199,9 @@ func (c Config) checkHTTP(p *problems) {
 	if positive(p, "BATCH_PERIOD", c.BatchPeriod) && c.BatchPeriod > maxBatchPeriod {
 		p.add("BATCH_PERIOD", "must be at most %s, got %s", maxBatchPeriod, c.BatchPeriod)
 	}
+	if c.MaxInFlight < 1 || c.MaxInFlight > 16 {
+		p.add("MAX_INFLIGHT", "must be between 1 and 16, got %d", c.MaxInFlight)
+	}
 	if c.HTTPRetryMax < 0 || c.HTTPRetryMax > maxHTTPRetries {
 		p.add("HTTP_RETRY_MAX", "must be between 0 and %d, got %d", maxHTTPRetries, c.HTTPRetryMax)
 	}

@@ -117,6 +117,13 @@ func New(cfg Config) (*Client, error) {
 	rc.ErrorHandler = retryablehttp.PassthroughErrorHandler
 	c := &Client{cfg: cfg, base: base, http: rc}
 	rc.CheckRetry = c.checkRetry
+	// Called right before every attempt: the attempt's duration starts
+	// here, not when the previous one ended (the retry wait is not latency).
+	rc.RequestLogHook = func(_ retryablehttp.Logger, r *http.Request, _ int) {
+		if st, ok := r.Context().Value(callStateKey{}).(*callState); ok {
+			st.started.Store(time.Now().UnixNano())
+		}
+	}
 	return c, nil
 }
 
@@ -225,7 +232,6 @@ func (c *Client) post(ctx context.Context, adAccountID, token string, events []E
 		u.RawQuery = "test=true"
 	}
 	st := &callState{adAccountID: adAccountID}
-	st.started.Store(time.Now().UnixNano())
 	req, err := retryablehttp.NewRequestWithContext(context.WithValue(ctx, callStateKey{}, st), http.MethodPost, u.String(), body)
 	if err != nil {
 		return &destinations.Error{Reason: destinations.ReasonBadInput, Err: fmt.Errorf("building request: %w", err)}
@@ -367,8 +373,7 @@ func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error)
 		status = resp.StatusCode
 	}
 	if c.cfg.OnAttempt != nil {
-		now := time.Now().UnixNano()
-		c.cfg.OnAttempt(st.adAccountID, status, time.Duration(now-st.started.Swap(now)))
+		c.cfg.OnAttempt(st.adAccountID, status, time.Duration(time.Now().UnixNano()-st.started.Load()))
 	}
 	if ctx.Err() != nil {
 		return false, ctx.Err()
@@ -380,20 +385,23 @@ func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error)
 		// A certificate that does not verify would fail the same way again.
 		retry = !errors.As(err, &certErr)
 		cause = err.Error()
+		// This attempt got no answer: an earlier one's status is no
+		// longer the call's outcome.
+		st.lastStatus.Store(0)
+		st.retryAfter.Store(0)
 	} else {
 		st.lastStatus.Store(int64(status))
 		retryAfter, hasRetryAfter := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
-		if hasRetryAfter {
-			st.retryAfter.Store(int64(retryAfter))
-		}
+		st.retryAfter.Store(int64(retryAfter)) // 0 when absent
 		cause = "HTTP " + strconv.Itoa(status)
 		switch {
-		case status == http.StatusTooManyRequests, status == http.StatusServiceUnavailable:
-			retry = !hasRetryAfter || retryAfter <= c.cfg.RetryWaitMax
-		case status == http.StatusRequestTimeout:
+		case status == http.StatusTooManyRequests, status == http.StatusRequestTimeout:
 			retry = true
 		case status >= 500 && status != http.StatusNotImplemented:
 			retry = true
+		}
+		if hasRetryAfter && retryAfter > c.cfg.RetryWaitMax {
+			retry = false // the long wait is left to redelivery
 		}
 	}
 	if retry && attempt <= c.cfg.RetryMax {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -74,6 +75,11 @@ type daemon struct {
 	ready    chan struct{} // closed when activations are loaded
 	natsURL  string
 	httpLn   net.Listener
+	httpSrv  *http.Server
+	closing  atomic.Bool // set when we close NATS ourselves
+	// onStopped, if set, runs after the connector has settled everything
+	// and before NATS is closed (the demo reads the consumer's final state).
+	onStopped func()
 }
 
 // httpAddr is where /metrics is served ("" when disabled).
@@ -110,6 +116,9 @@ func startDaemon(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ 
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(time.Second),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if d.closing.Load() {
+				return
+			}
 			log.Warn().Err(err).Msg("NATS disconnected: reconnecting")
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
@@ -179,6 +188,7 @@ func startDaemon(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ 
 		AdAccounts:     accounts,
 		BatchSize:      cfg.BatchSize,
 		BatchPeriod:    cfg.BatchPeriod,
+		MaxInFlight:    cfg.MaxInFlight,
 		RetryDelayMin:  cfg.RetryDelayMin,
 		RetryDelayMax:  cfg.RetryDelayMax,
 		AuthRetryDelay: cfg.AuthRetryDelay,
@@ -189,6 +199,10 @@ func startDaemon(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ 
 		Stats:        d.stats,
 	})
 	if err != nil {
+		return nil, err
+	}
+	// Listen before consuming: /readyz answers 503 until activations load.
+	if d.httpSrv, err = d.serveHTTP(); err != nil {
 		return nil, err
 	}
 	return d, nil
@@ -230,14 +244,6 @@ func (d *daemon) run(ctx context.Context) error {
 		watchErr <- connector.WatchActivations(watchCtx, d.objs.Activations, d.resolver, d.log, d.ready)
 	}()
 
-	httpSrv, err := d.serveHTTP()
-	if err != nil {
-		stopWatch()
-		wg.Wait()
-		d.closeNATS()
-		return err
-	}
-
 	var runErr error
 	select {
 	case <-d.ready:
@@ -251,9 +257,12 @@ func (d *daemon) run(ctx context.Context) error {
 
 	stopWatch()
 	wg.Wait()
-	if httpSrv != nil {
+	if d.onStopped != nil {
+		d.onStopped()
+	}
+	if d.httpSrv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = httpSrv.Shutdown(sctx)
+		_ = d.httpSrv.Shutdown(sctx)
 		cancel()
 	}
 	d.client.CloseIdleConnections()
@@ -269,6 +278,7 @@ func (d *daemon) run(ctx context.Context) error {
 // closeNATS drains the connection (pending acks are flushed) and stops the
 // embedded server.
 func (d *daemon) closeNATS() {
+	d.closing.Store(true)
 	if d.nc != nil && !d.nc.IsClosed() {
 		if err := d.nc.Drain(); err == nil {
 			select {

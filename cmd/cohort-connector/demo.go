@@ -110,13 +110,15 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		d.natsURL, sim.URL(), d.httpAddr())
 	fmt.Fprintf(stdout, "publishing %d memberships/s to %s (cohorts sports, travel, cooking); Ctrl-C stops\n\n", *rate, cfg.Subjects[0])
 
+	var published publishedCount
+	var final string
+	d.onStopped = func() { final = pipelineLine(context.Background(), d, &published) }
 	daemonCtx, stopDaemon := context.WithCancel(context.Background())
 	defer stopDaemon()
 	runErr := make(chan error, 1)
 	go func() { runErr <- d.run(daemonCtx) }()
 
 	var wg sync.WaitGroup
-	var published publishedCount
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -142,7 +144,8 @@ loop:
 	cancel()
 	stopDaemon()
 	err = <-runErr
-	printTable(context.Background(), stdout, d, &published)
+	printActivations(stdout, d)
+	fmt.Fprintf(stdout, "%s\nstopped cleanly\n", final)
 	return err
 }
 
@@ -217,6 +220,13 @@ func waitDrained(ctx context.Context, d *daemon) {
 }
 
 func printTable(ctx context.Context, w io.Writer, d *daemon, published *publishedCount) {
+	printActivations(w, d)
+	fmt.Fprintf(w, "%s\n\n", pipelineLine(ctx, d, published))
+}
+
+// printActivations prints one row per activation: where it goes and what
+// Pinterest made of it.
+func printActivations(w io.Writer, d *daemon) {
 	snap := d.stats.Snapshot()
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "ACTIVATION\tCOHORT\tTAG\tSOURCE\tAD ACCOUNT\tENABLED\tRECEIVED\tWITH IDS\tSENT\tPROCESSED\tFAILED\tMATCH RATE\tCOVERAGE\t")
@@ -230,6 +240,10 @@ func printTable(ctx context.Context, w io.Writer, d *daemon, published *publishe
 			s.Received, s.WithIdentifiers, s.Sent, s.Processed, s.Failed, 100*s.MatchRate(), 100*s.Coverage())
 	}
 	tw.Flush()
+}
+
+// pipelineLine sums up the stream: published, waiting, in flight, dead letters.
+func pipelineLine(ctx context.Context, d *daemon, published *publishedCount) string {
 	published.mu.Lock()
 	n := published.n
 	published.mu.Unlock()
@@ -240,7 +254,7 @@ func printTable(ctx context.Context, w io.Writer, d *daemon, published *publishe
 		line += fmt.Sprintf(", waiting %d, in flight %d", ci.NumPending, ci.NumAckPending)
 	}
 	if si, err := d.objs.DLQ.Info(ictx); err == nil {
-		line += fmt.Sprintf(", dead letters %d (per-event rejections: unmatched users)", si.State.Msgs)
+		line += fmt.Sprintf(", dead letters %d (events Pinterest rejected: unmatched users)", si.State.Msgs)
 	}
-	fmt.Fprintf(w, "%s\n\n", line)
+	return line
 }

@@ -58,7 +58,7 @@ func runActivations(ctx context.Context, args []string, stdout io.Writer) error 
 	case "put":
 		a, err := parsePut(rest)
 		if err != nil {
-			return err
+			return fmt.Errorf("activation refused, nothing written: %w", err)
 		}
 		if err := resolver.Check(a); err != nil {
 			return fmt.Errorf("activation %q refused, nothing written: %w", a.ID, err)

@@ -50,6 +50,8 @@ func newLogger(cfg config.Config, w io.Writer) (zerolog.Logger, error) {
 	if err != nil {
 		return zerolog.Nop(), fmt.Errorf("CONNECTOR_LOG_LEVEL: %w", err)
 	}
+	// Milliseconds: shutdown steps and retries happen within one second.
+	zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00"
 	if cfg.LogFormat == "console" {
 		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
 	}
@@ -267,6 +269,7 @@ func (d *daemon) run(ctx context.Context) error {
 	}
 	d.client.CloseIdleConnections()
 	d.closeNATS()
+	d.log.Debug().Msg("NATS connection drained")
 	if runErr != nil {
 		d.log.Error().Err(runErr).Msg("stopped on error")
 		return runErr

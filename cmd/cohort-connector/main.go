@@ -30,6 +30,8 @@ Usage:
                                        two brands, synthetic memberships, a live match-rate table
   cohort-connector activations list|get|put|enable|disable|delete ...
                                        read and toggle activations (see: activations -h)
+  cohort-connector simulator -account ID=TOKEN [-listen 127.0.0.1:8080]
+                                       serve the Pinterest simulator alone
   cohort-connector --help              this text
 
 `
@@ -51,6 +53,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runDemo(ctx, args[2:], stdout, stderr)
 	case "activations":
 		err = runActivations(ctx, args[2:], stdout)
+	case "simulator":
+		err = runSimulator(ctx, args[2:], stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "unknown command %q\n\n%s", cmd, usageHead)
 		return 2

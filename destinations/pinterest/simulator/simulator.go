@@ -79,6 +79,8 @@ type Options struct {
 	// any 60-second window, per endpoint. 0 selects 5000; negative disables
 	// rate limiting.
 	RateLimitPerMinute int
+	// Addr is where Start listens (default "127.0.0.1:0", a free port).
+	Addr string
 	// Now is the clock for rate limiting and event_time validation
 	// (default time.Now). Injected latency always uses real time.
 	Now func() time.Time
@@ -206,10 +208,14 @@ func New(opts Options) *Simulator {
 	return s
 }
 
-// Start listens on 127.0.0.1:0 and serves until Close.
+// Start listens on opts.Addr (default 127.0.0.1:0) and serves until Close.
 func Start(opts Options) (*Simulator, error) {
 	s := New(opts)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr := opts.Addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}

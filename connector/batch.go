@@ -213,7 +213,9 @@ func (c *Connector) batchVerdict(t *tracked, reason destinations.Reason, err err
 	case reason.Permanent():
 		v.kind = kindTerm
 	case reason.DestinationFault():
-		v.delay = c.o.AuthRetryDelay
+		// A long delay that still grows, so that MaxDeliver deliveries
+		// cover a credential outage as long as a Pinterest outage.
+		v.delay = max(c.o.AuthRetryDelay, c.backoff(t.meta.NumDelivered, 0))
 	case reason == destinations.ReasonShutdown:
 		// Prompt redelivery to whichever instance runs next.
 		v.delay = time.Second

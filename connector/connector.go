@@ -22,8 +22,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -170,12 +172,15 @@ func (c *Connector) Run(ctx context.Context) error {
 	for {
 		msg, err := it.Next()
 		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				break
-			}
-			if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, jetstream.ErrConsumerDeleted) {
+			// Checked before ErrMsgIteratorClosed, which the iterator wraps
+			// together with them: a lost connection is not a clean stop.
+			if errors.Is(err, jetstream.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionClosed) ||
+				errors.Is(err, jetstream.ErrConsumerDeleted) {
 				loopErr = fmt.Errorf("consuming: %w", err)
 				it.Stop()
+				break
+			}
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 				break
 			}
 			// Missed heartbeats and similar: the iterator re-pulls by itself.
@@ -240,7 +245,8 @@ func (c *Connector) handle(msg jetstream.Msg) {
 		}
 		if tg.Err != nil {
 			ctrs.held.Add(1)
-			held = held.merge(verdict{kind: kindRetry, reason: reasonUnknownTag, delay: c.o.AuthRetryDelay,
+			held = held.merge(verdict{kind: kindRetry, reason: reasonUnknownTag,
+				delay:  max(c.o.AuthRetryDelay, c.backoff(meta.NumDelivered, 0)),
 				detail: fmt.Sprintf("activation %s: tag_id %s: %v", tg.Activation.ID, tg.TagID, tg.Err)})
 			continue
 		}
@@ -385,7 +391,10 @@ func (c *Connector) deadLetter(t *tracked, reason, detail string) error {
 	out := nats.NewMsg(c.o.Topology.DLQSubject + "." + reason)
 	out.Data = t.msg.Data()
 	for k, vs := range t.msg.Headers() {
-		if k == nats.MsgIdHdr || k == nats.ExpectedStreamHdr {
+		// Nats-* headers are instructions to the server (Nats-Msg-Id,
+		// Nats-Expected-Last-Sequence, ...): re-applied to the dead-letter
+		// publish they would make the DLQ stream refuse it.
+		if strings.HasPrefix(http.CanonicalHeaderKey(k), "Nats-") {
 			continue
 		}
 		for _, v := range vs {

@@ -3,6 +3,7 @@ package connector
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -58,6 +59,7 @@ type tracked struct {
 	accepted   []string // ad accounts that processed it, this delivery or earlier
 	settled    bool
 	inProgress bool
+	orderKey   string // set when admitted by userOrder
 }
 
 // complete records account's verdict.
@@ -92,6 +94,46 @@ type lane struct {
 
 	mu      sync.Mutex
 	failing string // reason of the current failure, "" when healthy
+	lastErr error  // the error that made it fail
+	// probing is set while one call tests a failing account; other batches
+	// of that account are held back without a call meanwhile.
+	probing atomic.Bool
+}
+
+// failure returns the lane's current failure, nil when healthy.
+func (l *lane) failure() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.failing == "" {
+		return nil
+	}
+	return l.lastErr
+}
+
+// enqueue hands g to the lane. A healthy lane that is full makes the consume
+// loop wait (back-pressure); a failing lane that is full does not: the
+// message is held back by delayed redelivery at once, so one failing
+// account never stalls the others.
+func (l *lane) enqueue(g laneItem) {
+	select {
+	case l.in <- g:
+		return
+	default:
+	}
+	if err := l.failure(); err != nil {
+		l.hold(g, err)
+		return
+	}
+	l.in <- g
+}
+
+// hold settles g's target as a retry without calling Pinterest.
+func (l *lane) hold(g laneItem, err error) {
+	for _, ctr := range g.counters {
+		ctr.held.Add(1)
+	}
+	g.t.complete(l.account, l.c.batchVerdict(g.t, destinations.ReasonOf(err), err))
+	l.c.maybeSettle(g.t)
 }
 
 func newLane(c *Connector, account string, tags []string) *lane {
@@ -157,6 +199,18 @@ func (l *lane) accumulate() {
 // send makes one call for batch and settles each item from its own outcome.
 func (l *lane) send(batch []laneItem) {
 	c := l.c
+	if err := l.failure(); err != nil {
+		// The account is failing: one call at a time tests it; the
+		// other batches go back to JetStream with a delay instead of
+		// piling up calls (and messages) behind it.
+		if !l.probing.CompareAndSwap(false, true) {
+			for _, it := range batch {
+				l.hold(it, err)
+			}
+			return
+		}
+		defer l.probing.Store(false)
+	}
 	now := c.o.Now()
 	items := make([]destinations.Item, len(batch))
 	for i, it := range batch {
@@ -176,14 +230,11 @@ func (l *lane) send(batch []laneItem) {
 	c.o.Metrics.batchSize.Observe(float64(len(items)))
 	res, err := c.o.Destination.Send(c.sendCtx, destinations.Batch{AdAccountID: l.account, Items: items})
 	if err != nil {
-		l.failed(err)
-		reason := destinations.ReasonOf(err)
+		if destinations.ReasonOf(err) != destinations.ReasonShutdown {
+			l.failed(err)
+		}
 		for _, it := range batch {
-			for _, ctr := range it.counters {
-				ctr.held.Add(1)
-			}
-			it.t.complete(l.account, c.batchVerdict(it.t, reason, err))
-			c.maybeSettle(it.t)
+			l.hold(it, err)
 		}
 		return
 	}
@@ -231,7 +282,7 @@ func (l *lane) failed(err error) {
 	l.c.o.Metrics.failing.WithLabelValues(l.account).Set(1)
 	l.mu.Lock()
 	changed := l.failing != string(reason)
-	l.failing = string(reason)
+	l.failing, l.lastErr = string(reason), err
 	l.mu.Unlock()
 	if !changed {
 		return
@@ -248,7 +299,7 @@ func (l *lane) failed(err error) {
 func (l *lane) recovered() {
 	l.mu.Lock()
 	was := l.failing
-	l.failing = ""
+	l.failing, l.lastErr = "", nil
 	l.mu.Unlock()
 	if was == "" {
 		return

@@ -57,6 +57,9 @@ type Options struct {
 	RetryDelayMin  time.Duration // first nak delay, doubled each delivery; default 5s
 	RetryDelayMax  time.Duration // nak delay cap; default 15m
 	AuthRetryDelay time.Duration // nak delay after 401/403/404 or an unknown Tag ID; default 5m
+	// OrderHold is how long a change is held back while an earlier change
+	// of the same user in the same cohort is still in flight; default 1s.
+	OrderHold time.Duration
 	// DrainTimeout bounds shutdown: when it expires, calls still in flight
 	// are cancelled and their messages nak'd for prompt redelivery.
 	// Default 25s.
@@ -87,6 +90,9 @@ func (o *Options) setDefaults() {
 	if o.AuthRetryDelay <= 0 {
 		o.AuthRetryDelay = 5 * time.Minute
 	}
+	if o.OrderHold <= 0 {
+		o.OrderHold = time.Second
+	}
 	if o.DrainTimeout <= 0 {
 		o.DrainTimeout = 25 * time.Second
 	}
@@ -100,6 +106,7 @@ type Connector struct {
 	o     Options
 	lanes map[string]*lane
 	memo  memo
+	order *userOrder
 
 	// sendCtx is the context of every call to the destination; it is
 	// cancelled only when shutdown's DrainTimeout runs out.
@@ -124,7 +131,8 @@ func New(o Options) (*Connector, error) {
 	if o.Topology.AckWait <= 0 {
 		o.Topology.AckWait = 30 * time.Second
 	}
-	c := &Connector{o: o, lanes: map[string]*lane{}, memo: memo{m: map[uint64][]string{}}}
+	c := &Connector{o: o, lanes: map[string]*lane{}, memo: memo{m: map[uint64][]string{}},
+		order: newUserOrder(o.OrderHold, 2*o.Topology.AckWait)}
 	for acct, tags := range o.AdAccounts {
 		c.lanes[acct] = newLane(c, acct, tags)
 	}
@@ -282,6 +290,15 @@ func (c *Connector) handle(msg jetstream.Msg) {
 		c.settle(t, held.merge(verdict{kind: kindOK, reason: reasonOK}))
 		return
 	}
+	key := orderKey(m.CohortID, m.UserID)
+	if ok, wait := c.order.admit(key, meta.Sequence.Stream, t.received); !ok {
+		// An earlier change of this user in this cohort is still
+		// outstanding: this one must not overtake it.
+		c.settle(t, verdict{kind: kindRetry, reason: reasonWaitingForEarlier, delay: wait,
+			detail: "an earlier change of this user in this cohort is not settled yet"})
+		return
+	}
+	t.orderKey = key
 	t.pending = len(groups)
 	item := destinations.Item{EventID: m.EventID(), Membership: m, Hashed: hashed}
 	for i := range groups {
@@ -296,7 +313,7 @@ func (c *Connector) handle(msg jetstream.Msg) {
 			c.maybeSettle(t)
 			continue
 		}
-		l.in <- g
+		l.enqueue(g)
 	}
 }
 
@@ -337,6 +354,7 @@ func (c *Connector) settle(t *tracked, v verdict) {
 			log.Warn().Err(err).Uint64("stream_seq", seq).Msg("ack failed: message will be redelivered")
 		}
 		c.memo.forget(seq)
+		c.orderDone(t)
 		c.o.Metrics.settled.WithLabelValues("ack", v.reason).Inc()
 		return
 	case kindRetry:
@@ -346,6 +364,7 @@ func (c *Connector) settle(t *tracked, v verdict) {
 			return
 		}
 		c.memo.put(seq, t.accepted)
+		c.orderRetry(t, v.delay)
 		if err := t.msg.NakWithDelay(v.delay); err != nil {
 			log.Warn().Err(err).Uint64("stream_seq", seq).Msg("nak failed: message will be redelivered after AckWait")
 		}
@@ -363,6 +382,7 @@ func (c *Connector) deadLetterAndTerm(t *tracked, reason, detail string) {
 		c.o.Logger.Error().Err(err).Str("reason", reason).Uint64("stream_seq", seq).
 			Msg("dead-letter publish failed: message kept for redelivery")
 		c.memo.put(seq, t.accepted)
+		c.orderRetry(t, c.o.RetryDelayMin)
 		_ = t.msg.NakWithDelay(c.o.RetryDelayMin)
 		c.o.Metrics.settled.WithLabelValues("nak", reasonDLQFailed).Inc()
 		return
@@ -371,8 +391,21 @@ func (c *Connector) deadLetterAndTerm(t *tracked, reason, detail string) {
 		c.o.Logger.Warn().Err(err).Uint64("stream_seq", seq).Msg("term failed: the redelivery will be dead-lettered again (deduplicated)")
 	}
 	c.memo.forget(seq)
+	c.orderDone(t)
 	c.o.Metrics.settled.WithLabelValues("term", reason).Inc()
 	c.o.Metrics.deadLetters.WithLabelValues(reason).Inc()
+}
+
+func (c *Connector) orderDone(t *tracked) {
+	if t.orderKey != "" {
+		c.order.done(t.orderKey, t.meta.Sequence.Stream)
+	}
+}
+
+func (c *Connector) orderRetry(t *tracked, delay time.Duration) {
+	if t.orderKey != "" {
+		c.order.retry(t.orderKey, t.meta.Sequence.Stream, c.o.Now().Add(delay))
+	}
 }
 
 // Dead-letter headers: the reason, what was wrong, and where the message

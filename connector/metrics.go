@@ -24,10 +24,13 @@ const (
 	reasonUnknownTag    = "unknown_tag"
 	reasonMaxDeliveries = "max_deliveries"
 	reasonDLQFailed     = "dlq_publish_failed"
+	// An earlier change of the same user and cohort is not settled yet.
+	reasonWaitingForEarlier = "waiting_for_earlier"
 )
 
 func settleReasons() []string {
-	r := []string{reasonOK, reasonNotActivated, reasonNoIdentifiers, reasonRejected, reasonUnknownTag, reasonMaxDeliveries, reasonDLQFailed}
+	r := []string{reasonOK, reasonNotActivated, reasonNoIdentifiers, reasonRejected, reasonUnknownTag,
+		reasonMaxDeliveries, reasonDLQFailed, reasonWaitingForEarlier}
 	for _, d := range cohorts.DecodeReasons {
 		r = append(r, string(d))
 	}

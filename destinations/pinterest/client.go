@@ -6,6 +6,7 @@
 package pinterest
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -49,6 +50,11 @@ type Config struct {
 	// honoured inside a call: a longer Retry-After ends the call, and the
 	// wait is left to JetStream's delayed redelivery.
 	RetryWaitMin, RetryWaitMax time.Duration
+	// CallsPerMinute is the call budget per ad account (default
+	// DefaultCallsPerMinute; negative disables it). Every HTTP attempt,
+	// retries included, waits on it; a 429 halves it and pauses the
+	// account for the Retry-After, answered calls raise it back.
+	CallsPerMinute int
 	// Test adds ?test=true: Pinterest validates without recording.
 	Test bool
 	// Logger receives retry logs at debug/warn level (never the token).
@@ -80,9 +86,10 @@ func (c *Config) setDefaults() {
 
 // Client sends conversion events to Pinterest. It is safe for concurrent use.
 type Client struct {
-	cfg  Config
-	base *url.URL
-	http *retryablehttp.Client
+	cfg     Config
+	base    *url.URL
+	http    *retryablehttp.Client
+	budgets map[string]*budget // per ad account; nil when disabled
 }
 
 var _ destinations.Destination = (*Client)(nil)
@@ -116,7 +123,20 @@ func New(cfg Config) (*Client, error) {
 	// string error, losing the code.
 	rc.ErrorHandler = retryablehttp.PassthroughErrorHandler
 	c := &Client{cfg: cfg, base: base, http: rc}
+	if cfg.CallsPerMinute >= 0 {
+		c.budgets = make(map[string]*budget, len(cfg.Tokens))
+		for id := range cfg.Tokens {
+			c.budgets[id] = newBudget(cmp.Or(cfg.CallsPerMinute, DefaultCallsPerMinute))
+		}
+	}
 	rc.CheckRetry = c.checkRetry
+	// A retry is a call like any other: it waits for the account's budget.
+	rc.PrepareRetry = func(r *http.Request) error {
+		if st, ok := r.Context().Value(callStateKey{}).(*callState); ok && st.budget != nil {
+			return st.budget.wait(r.Context())
+		}
+		return nil
+	}
 	// Called right before every attempt: the attempt's duration starts
 	// here, not when the previous one ended (the retry wait is not latency).
 	rc.RequestLogHook = func(_ retryablehttp.Logger, r *http.Request, _ int) {
@@ -125,6 +145,15 @@ func New(cfg Config) (*Client, error) {
 		}
 	}
 	return c, nil
+}
+
+// CallsPerMinute is the ad account's current call budget (it adapts to
+// 429s), 0 when budgets are disabled or the account is unknown.
+func (c *Client) CallsPerMinute(adAccountID string) float64 {
+	if b := c.budgets[adAccountID]; b != nil {
+		return b.limit() * 60
+	}
+	return 0
 }
 
 // CloseIdleConnections releases pooled connections (on shutdown).
@@ -213,6 +242,7 @@ func (c *Client) sendSplitting(ctx context.Context, adAccountID, token string, e
 // request context so the shared retryablehttp.Client stays stateless.
 type callState struct {
 	adAccountID string
+	budget      *budget // nil when budgets are disabled
 	lastStatus  atomic.Int64
 	retryAfter  atomic.Int64 // nanoseconds
 	lastErr     atomic.Pointer[string]
@@ -231,7 +261,7 @@ func (c *Client) post(ctx context.Context, adAccountID, token string, events []E
 	if c.cfg.Test {
 		u.RawQuery = "test=true"
 	}
-	st := &callState{adAccountID: adAccountID}
+	st := &callState{adAccountID: adAccountID, budget: c.budgets[adAccountID]}
 	req, err := retryablehttp.NewRequestWithContext(context.WithValue(ctx, callStateKey{}, st), http.MethodPost, u.String(), body)
 	if err != nil {
 		return &destinations.Error{Reason: destinations.ReasonBadInput, Err: fmt.Errorf("building request: %w", err)}
@@ -240,6 +270,11 @@ func (c *Client) post(ctx context.Context, adAccountID, token string, events []E
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "cohort-connector")
+	if st.budget != nil {
+		if err := st.budget.wait(ctx); err != nil {
+			return c.transportError(ctx, st, err)
+		}
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return c.transportError(ctx, st, err)
@@ -271,6 +306,10 @@ func (c *Client) post(ctx context.Context, adAccountID, token string, events []E
 
 // transportError classifies a call that ended without a usable answer.
 func (c *Client) transportError(ctx context.Context, st *callState, err error) error {
+	var budgetErr *destinations.Error
+	if errors.As(err, &budgetErr) { // the call budget refused to wait that long
+		return budgetErr
+	}
 	de := &destinations.Error{Err: err, StatusCode: int(st.lastStatus.Load()), RetryAfter: time.Duration(st.retryAfter.Load())}
 	switch {
 	case errors.Is(ctx.Err(), context.Canceled):
@@ -393,6 +432,13 @@ func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error)
 		st.lastStatus.Store(int64(status))
 		retryAfter, hasRetryAfter := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 		st.retryAfter.Store(int64(retryAfter)) // 0 when absent
+		if st.budget != nil {
+			if status == http.StatusTooManyRequests {
+				st.budget.throttled(retryAfter)
+			} else {
+				st.budget.answered()
+			}
+		}
 		cause = "HTTP " + strconv.Itoa(status)
 		switch {
 		case status == http.StatusTooManyRequests, status == http.StatusRequestTimeout:

@@ -1,0 +1,95 @@
+package connector
+
+import (
+	"slices"
+	"sync"
+	"time"
+)
+
+// userOrder keeps the changes of one user in one cohort in stream order: a
+// message is sent only when no earlier message of the same (cohort, user)
+// is still outstanding in this process — delivered and not yet acked or
+// terminated, whether its call is in flight or it was nak'd and waits for
+// its redelivery. A later message (an exit) arriving meanwhile is held back
+// with a delay that brings it back just after the earlier one (the enter),
+// so an exit never reaches Pinterest before its enter, even when the
+// enter's first attempt failed and is being retried.
+//
+// It is in-process state: after a restart, a message nak'd before the
+// restart is not known until JetStream redelivers it (see the README).
+type userOrder struct {
+	mu      sync.Mutex
+	keys    map[string]*keyState
+	minHold time.Duration // shortest hold: the earlier message is in flight
+	stale   time.Duration // a nak'd message not seen again for this long is forgotten
+}
+
+type keyState struct {
+	seqs    []uint64  // outstanding stream sequences, ascending
+	retryAt time.Time // when the oldest nak'd one is due back
+}
+
+func newUserOrder(minHold, stale time.Duration) *userOrder {
+	return &userOrder{keys: map[string]*keyState{}, minHold: minHold, stale: stale}
+}
+
+func orderKey(cohortID, userID string) string { return cohortID + "\x00" + userID }
+
+// admit reports whether the message seq of key may be sent now; if not, it
+// returns how long to hold it back. An admitted message is outstanding
+// until done or retry is called for it.
+func (o *userOrder) admit(key string, seq uint64, now time.Time) (bool, time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	st := o.keys[key]
+	if st == nil {
+		o.keys[key] = &keyState{seqs: []uint64{seq}}
+		return true, 0
+	}
+	// A nak'd message that never came back (another replica took it, or it
+	// was deleted) must not hold its key forever.
+	if !st.retryAt.IsZero() && now.Sub(st.retryAt) > o.stale {
+		st.seqs, st.retryAt = st.seqs[:0], time.Time{}
+	}
+	i, found := slices.BinarySearch(st.seqs, seq)
+	if i > 0 { // an earlier message of this key is outstanding
+		return false, max(st.retryAt.Sub(now)+o.minHold, o.minHold)
+	}
+	if !found {
+		st.seqs = slices.Insert(st.seqs, i, seq)
+	}
+	return true, 0
+}
+
+// done forgets seq (acked or terminated).
+func (o *userOrder) done(key string, seq uint64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	st := o.keys[key]
+	if st == nil {
+		return
+	}
+	if i, found := slices.BinarySearch(st.seqs, seq); found {
+		st.seqs = slices.Delete(st.seqs, i, i+1)
+	}
+	if len(st.seqs) == 0 {
+		delete(o.keys, key)
+	}
+}
+
+// retry records that seq was nak'd and is due back after delay; it stays
+// outstanding, so later messages of its key keep waiting for it.
+func (o *userOrder) retry(key string, seq uint64, due time.Time) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if st := o.keys[key]; st != nil && len(st.seqs) > 0 && st.seqs[0] == seq {
+		st.retryAt = due
+	}
+}
+
+// outstanding is the number of keys tracked (for tests and metrics).
+func (o *userOrder) outstanding() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.keys)
+}

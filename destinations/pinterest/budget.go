@@ -1,0 +1,99 @@
+package pinterest
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/cohort-connector/cohort-connector/destinations"
+)
+
+// DefaultCallsPerMinute is Pinterest's published limit for the events
+// endpoint: 5,000 calls a minute per ad account.
+const DefaultCallsPerMinute = 5000
+
+// budgetBurst is the token bucket's burst. The refill rate is
+// (limit − burst) / 60 s, so that no 60-second window, sliding or not, can
+// hold more than limit calls: burst + rate × 60 s = limit.
+const budgetBurst = 10
+
+// budget is the call budget of one ad account: a token bucket that every
+// HTTP attempt (first tries and retries alike) waits on. It adapts:
+// a 429 halves the rate and pauses the account for its Retry-After; each
+// answered call that is not a 429 raises the rate again by 1/50 of the
+// maximum, so a burst of 429s recovers in about 50 calls once they stop.
+type budget struct {
+	lim *rate.Limiter
+	max rate.Limit
+
+	mu          sync.Mutex
+	pausedUntil time.Time
+}
+
+func newBudget(callsPerMinute int) *budget {
+	burst := min(budgetBurst, callsPerMinute)
+	r := rate.Limit(float64(callsPerMinute-burst) / 60)
+	if r <= 0 {
+		r = rate.Limit(float64(callsPerMinute) / 60)
+	}
+	return &budget{lim: rate.NewLimiter(r, burst), max: r}
+}
+
+// wait blocks until the account may make one more call. It fails at once,
+// with a rate-limited error carrying the remaining wait, when ctx's
+// deadline comes before the budget allows the call: the wait is then left to
+// JetStream's delayed redelivery instead of holding the batch.
+func (b *budget) wait(ctx context.Context) error {
+	b.mu.Lock()
+	pause := time.Until(b.pausedUntil)
+	b.mu.Unlock()
+	if pause > 0 {
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < pause {
+			return &destinations.Error{Reason: destinations.ReasonRateLimited, RetryAfter: pause,
+				Message: "ad account paused by an earlier 429"}
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	if err := b.lim.Wait(ctx); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		// Wait refuses a wait that would overrun the deadline.
+		return &destinations.Error{Reason: destinations.ReasonRateLimited, RetryAfter: time.Second,
+			Message: "call budget of the ad account exhausted: " + err.Error()}
+	}
+	return nil
+}
+
+// throttled records a 429: halve the rate (not below one call a minute)
+// and pause the account for retryAfter.
+func (b *budget) throttled(retryAfter time.Duration) {
+	b.lim.SetLimit(max(b.lim.Limit()/2, rate.Limit(1.0/60)))
+	if retryAfter <= 0 {
+		return
+	}
+	b.mu.Lock()
+	if until := time.Now().Add(retryAfter); until.After(b.pausedUntil) {
+		b.pausedUntil = until
+	}
+	b.mu.Unlock()
+}
+
+// answered records a call that was not throttled: raise the rate towards
+// the maximum.
+func (b *budget) answered() {
+	if cur := b.lim.Limit(); cur < b.max {
+		b.lim.SetLimit(min(b.max, cur+b.max/50))
+	}
+}
+
+// limit is the current rate, in calls per second.
+func (b *budget) limit() float64 { return float64(b.lim.Limit()) }

@@ -1,6 +1,7 @@
 package connector
 
 import (
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -98,6 +99,25 @@ type lane struct {
 	// probing is set while one call tests a failing account; other batches
 	// of that account are held back without a call meanwhile.
 	probing atomic.Bool
+	// callStarted[i] is when sender i's call began (Unix ns), 0 when idle.
+	callStarted []atomic.Int64
+}
+
+// congested reports whether the lane is failing, or a call of it has run
+// longer than SlowCall (Pinterest hanging before any timeout has fired):
+// the consume loop must not wait on such a lane.
+func (l *lane) congested() error {
+	if err := l.failure(); err != nil {
+		return err
+	}
+	limit := time.Now().Add(-l.c.o.SlowCall).UnixNano()
+	for i := range l.callStarted {
+		if st := l.callStarted[i].Load(); st != 0 && st < limit {
+			return &destinations.Error{Reason: destinations.ReasonTimeout,
+				Message: fmt.Sprintf("a call to ad account %s has run for more than %s", l.account, l.c.o.SlowCall)}
+		}
+	}
+	return nil
 }
 
 // failure returns the lane's current failure, nil when healthy.
@@ -111,16 +131,16 @@ func (l *lane) failure() error {
 }
 
 // enqueue hands g to the lane. A healthy lane that is full makes the consume
-// loop wait (back-pressure); a failing lane that is full does not: the
-// message is held back by delayed redelivery at once, so one failing
-// account never stalls the others.
+// loop wait (back-pressure); a congested lane that is full does not: the
+// message is held back by delayed redelivery at once, so one failing or
+// hanging account never stalls the others.
 func (l *lane) enqueue(g laneItem) {
 	select {
 	case l.in <- g:
 		return
 	default:
 	}
-	if err := l.failure(); err != nil {
+	if err := l.congested(); err != nil {
 		l.hold(g, err)
 		return
 	}
@@ -143,18 +163,20 @@ func newLane(c *Connector, account string, tags []string) *lane {
 		tags:    tags,
 		in:      make(chan laneItem, c.o.BatchSize),
 		out:     make(chan []laneItem),
+
+		callStarted: make([]atomic.Int64, c.o.MaxInFlight),
 	}
 }
 
 func (l *lane) run() {
 	defer l.c.lanesWG.Done()
 	var senders sync.WaitGroup
-	for range l.c.o.MaxInFlight {
+	for slot := range l.c.o.MaxInFlight {
 		senders.Add(1)
 		go func() {
 			defer senders.Done()
 			for b := range l.out {
-				l.send(b)
+				l.send(slot, b)
 			}
 		}()
 	}
@@ -197,7 +219,7 @@ func (l *lane) accumulate() {
 }
 
 // send makes one call for batch and settles each item from its own outcome.
-func (l *lane) send(batch []laneItem) {
+func (l *lane) send(slot int, batch []laneItem) {
 	c := l.c
 	if err := l.failure(); err != nil {
 		// The account is failing: one call at a time tests it; the
@@ -228,7 +250,9 @@ func (l *lane) send(batch []laneItem) {
 		}
 	}
 	c.o.Metrics.batchSize.Observe(float64(len(items)))
+	l.callStarted[slot].Store(time.Now().UnixNano())
 	res, err := c.o.Destination.Send(c.sendCtx, destinations.Batch{AdAccountID: l.account, Items: items})
+	l.callStarted[slot].Store(0)
 	if err != nil {
 		if destinations.ReasonOf(err) != destinations.ReasonShutdown {
 			l.failed(err)

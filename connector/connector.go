@@ -57,6 +57,10 @@ type Options struct {
 	RetryDelayMin  time.Duration // first nak delay, doubled each delivery; default 5s
 	RetryDelayMax  time.Duration // nak delay cap; default 15m
 	AuthRetryDelay time.Duration // nak delay after 401/403/404 or an unknown Tag ID; default 5m
+	// SlowCall is how long a call may run before its account counts as
+	// congested: the consume loop then stops waiting for room in that
+	// account's queue and holds its messages back instead. Default 1s.
+	SlowCall time.Duration
 	// OrderHold is how long a change is held back while an earlier change
 	// of the same user in the same cohort is still in flight; default 1s.
 	OrderHold time.Duration
@@ -89,6 +93,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.AuthRetryDelay <= 0 {
 		o.AuthRetryDelay = 5 * time.Minute
+	}
+	if o.SlowCall <= 0 {
+		o.SlowCall = time.Second
 	}
 	if o.OrderHold <= 0 {
 		o.OrderHold = time.Second

@@ -55,6 +55,10 @@ type harnessConfig struct {
 	// activations are written to the bucket before the watcher starts, so
 	// that they are loaded when ready is closed.
 	activations []cohorts.Activation
+	// maxAckPending is Topology.MaxAckPending, default 1000.
+	maxAckPending int
+	// quiet logs only warnings and errors (benchmarks).
+	quiet bool
 }
 
 // harness is one complete pipeline on loopback: an embedded JetStream
@@ -62,7 +66,7 @@ type harnessConfig struct {
 // Resolver, the Pinterest simulator behind the real pinterest.Client, and a
 // running Connector.
 type harness struct {
-	t *testing.T
+	t testing.TB
 
 	srv      *server.Server
 	nc       *nats.Conn
@@ -94,7 +98,7 @@ type runHandle struct {
 	done   chan error
 }
 
-func newHarness(t *testing.T, cfg harnessConfig) *harness {
+func newHarness(t testing.TB, cfg harnessConfig) *harness {
 	t.Helper()
 	if cfg.maxDeliver == 0 {
 		cfg.maxDeliver = 5
@@ -103,7 +107,14 @@ func newHarness(t *testing.T, cfg harnessConfig) *harness {
 		cfg.knownUserShare = 1
 	}
 	h := &harness{t: t, ncClosed: make(chan struct{})}
-	h.log = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel).With().Timestamp().Logger()
+	level := zerolog.InfoLevel
+	if cfg.quiet {
+		level = zerolog.WarnLevel
+	}
+	if cfg.maxAckPending == 0 {
+		cfg.maxAckPending = 1000
+	}
+	h.log = zerolog.New(zerolog.NewTestWriter(t)).Level(level).With().Timestamp().Logger()
 	ctx := t.Context()
 
 	// Cleanups run last-registered first: the connector run, the watcher,
@@ -150,7 +161,7 @@ func newHarness(t *testing.T, cfg harnessConfig) *harness {
 		DLQSubject:        dlqSubject,
 		AckWait:           5 * time.Second,
 		MaxDeliver:        cfg.maxDeliver,
-		MaxAckPending:     1000,
+		MaxAckPending:     cfg.maxAckPending,
 	}
 	h.objs, err = connector.Ensure(ctx, h.js, h.topo)
 	require.NoError(t, err)

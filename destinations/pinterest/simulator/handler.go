@@ -273,6 +273,7 @@ func (s *Simulator) serveEvents(w http.ResponseWriter, r *http.Request, a *accou
 	req.msgs = msgs
 
 	if record, recordIDs := s.record.Load(), s.recordIDs.Load() && !test; record || recordIDs {
+		at := s.now()
 		a.mu.Lock()
 		for i := range req.Data {
 			we, msg := &req.Data[i], msgs[i]
@@ -292,7 +293,7 @@ func (s *Simulator) serveEvents(w http.ResponseWriter, r *http.Request, a *accou
 				st = pinterest.StatusFailed
 			}
 			a.received = append(a.received, Received{
-				AdAccountID: a.id, Event: ev, Status: st, ErrorMessage: msg, Test: test,
+				AdAccountID: a.id, Event: ev, Status: st, ErrorMessage: msg, Test: test, At: at,
 			})
 		}
 		a.mu.Unlock()

@@ -108,7 +108,8 @@ type Received struct {
 	Event        pinterest.Event
 	Status       string // pinterest.StatusProcessed or pinterest.StatusFailed
 	ErrorMessage string
-	Test         bool // sent with ?test=true
+	Test         bool      // sent with ?test=true
+	At           time.Time // when the request arrived (Options.Now)
 }
 
 // Stats are per-account counters. Requests counts every request routed to

@@ -69,6 +69,14 @@ func accountVar(name, suffix string) string {
 // comma separated.
 type Config struct {
 	NATSURL           string        `envconfig:"NATS_URL" desc:"NATS server URL(s), comma separated (nats://, tls://, ws://, wss:// or host:port); empty starts an embedded JetStream server"`
+	NATSUser          string        `envconfig:"NATS_USER" desc:"user name for NATS user/password authentication; needs CONNECTOR_NATS_PASSWORD"`
+	NATSPassword      Secret        `envconfig:"NATS_PASSWORD" desc:"password for NATS user/password authentication; needs CONNECTOR_NATS_USER; never logged"`
+	NATSToken         Secret        `envconfig:"NATS_TOKEN" desc:"NATS authentication token; never logged"`
+	NATSCredsFile     string        `envconfig:"NATS_CREDS_FILE" desc:"NATS credentials file (.creds: user JWT and NKey seed) for decentralized JWT authentication"`
+	NATSNKeyFile      string        `envconfig:"NATS_NKEY_FILE" desc:"file holding the NKey seed (SU...) of a NATS NKey user"`
+	NATSTLSCAFile     string        `envconfig:"NATS_TLS_CA_FILE" desc:"PEM file of the CA certificates that verify the NATS server (default: the system roots); setting any NATS_TLS variable requires TLS"`
+	NATSTLSCertFile   string        `envconfig:"NATS_TLS_CERT_FILE" desc:"PEM client certificate for NATS mutual TLS; needs CONNECTOR_NATS_TLS_KEY_FILE"`
+	NATSTLSKeyFile    string        `envconfig:"NATS_TLS_KEY_FILE" desc:"PEM private key of that client certificate; needs CONNECTOR_NATS_TLS_CERT_FILE"`
 	EmbeddedListen    string        `envconfig:"EMBEDDED_NATS_LISTEN" default:"127.0.0.1:4222" desc:"host:port of the embedded server when CONNECTOR_NATS_URL is empty; loopback host only, port 0 picks a free one"`
 	DataDir           string        `envconfig:"DATA_DIR" default:"./data" desc:"JetStream storage directory of the embedded server"`
 	Stream            string        `envconfig:"STREAM" default:"COHORTS" desc:"JetStream stream of membership changes"`
@@ -180,6 +188,8 @@ func Load() (Config, error) {
 		switch v := f.Addr().Interface().(type) {
 		case *string:
 			*v = strings.TrimSpace(*v)
+		case *Secret:
+			*v = Secret(strings.TrimSpace(string(*v)))
 		case *[]string:
 			*v = splitList(strings.Join(*v, ","))
 		}
@@ -263,6 +273,8 @@ func decode(field reflect.Value, raw string) error {
 	switch p := field.Addr().Interface().(type) {
 	case *string:
 		*p = raw
+	case *Secret:
+		*p = Secret(raw)
 	case *[]string:
 		*p = splitList(raw)
 	case *int:

@@ -129,7 +129,17 @@ func TestLoadAgreesWithEnvconfig(t *testing.T) {
 		} {
 			env[Prefix+k] = v
 		}
-		require.Len(t, env, len(staticVars)+6, "every static variable is set")
+		// NATS authentication: user/password and TLS here; token, creds
+		// and nkey exclude user/password and are compared in
+		// TestNATSClientVariablesLoadAsEnvconfigReadsThem.
+		ca, cert, key := writeTLSFiles(t)
+		for k, v := range map[string]string{
+			"NATS_USER": "connector", "NATS_PASSWORD": "hunter2",
+			"NATS_TLS_CA_FILE": ca, "NATS_TLS_CERT_FILE": cert, "NATS_TLS_KEY_FILE": key,
+		} {
+			env[Prefix+k] = v
+		}
+		require.Len(t, env, len(staticVars)+6-3, "every static variable is set but three exclusive NATS ones")
 		setEnv(t, env)
 
 		got, err := Load()

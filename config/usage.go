@@ -53,9 +53,10 @@ func Usage(w io.Writer) error {
 //
 //	log.Info().Object("config", cfg).Msg("starting")
 //
-// Tokens are masked, and so is the user info of NATS URLs (it may hold a
-// password or a token). Durations and lists are written as they would be
-// set.
+// Secrets (account tokens, CONNECTOR_NATS_PASSWORD, CONNECTOR_NATS_TOKEN)
+// are masked, and so is the user info of NATS URLs (it may hold a password
+// or a token). File variables show the path only. Durations and lists are
+// written as they would be set.
 func (c Config) MarshalZerologObject(e *zerolog.Event) {
 	v := reflect.ValueOf(c)
 	for _, sv := range staticVars {
@@ -65,6 +66,8 @@ func (c Config) MarshalZerologObject(e *zerolog.Event) {
 				x = redactURL(x)
 			}
 			e.Str(sv.name, x)
+		case Secret:
+			e.Str(sv.name, x.String())
 		case []string:
 			e.Str(sv.name, strings.Join(x, ","))
 		case int:

@@ -1,10 +1,14 @@
 package config
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -36,6 +40,7 @@ func (c Config) Validate() error { return errors.Join(c.problems()...) }
 func (c Config) problems() []error {
 	var p problems
 	c.checkNATS(&p)
+	c.checkNATSClient(&p)
 	c.checkConsumer(&p)
 	c.checkAccounts(&p)
 	c.checkHTTP(&p)
@@ -115,6 +120,130 @@ func (c Config) checkNATS(p *problems) {
 			p.add("DLQ_SUBJECT", "%q and %s.> must not be matched by %sSUBJECTS entry %q, or dead letters loop back into the input", c.DLQSubject, c.DLQSubject, Prefix, strings.Join(s, "."))
 		}
 	}
+}
+
+// checkNATSClient checks the authentication and TLS variables of the NATS
+// connection. They configure a client of an external server, so they are
+// refused with the embedded one. At most one authentication method may be
+// set, and every file must be readable now, not at the first reconnect.
+// Messages name files but never show their content or a secret.
+func (c Config) checkNATSClient(p *problems) {
+	vars := []struct {
+		name string
+		set  bool
+	}{
+		{"NATS_USER", c.NATSUser != ""},
+		{"NATS_PASSWORD", c.NATSPassword != ""},
+		{"NATS_TOKEN", c.NATSToken != ""},
+		{"NATS_CREDS_FILE", c.NATSCredsFile != ""},
+		{"NATS_NKEY_FILE", c.NATSNKeyFile != ""},
+		{"NATS_TLS_CA_FILE", c.NATSTLSCAFile != ""},
+		{"NATS_TLS_CERT_FILE", c.NATSTLSCertFile != ""},
+		{"NATS_TLS_KEY_FILE", c.NATSTLSKeyFile != ""},
+	}
+	if c.NATSURL == "" {
+		for _, v := range vars {
+			if v.set {
+				p.add(v.name, "must not be set when %sNATS_URL is empty: the NATS authentication and TLS variables configure a client of an external server, and the embedded server uses none", Prefix)
+			}
+		}
+		return
+	}
+
+	if (c.NATSUser == "") != (c.NATSPassword == "") {
+		missing, have := "NATS_PASSWORD", "NATS_USER"
+		if c.NATSUser == "" {
+			missing, have = have, missing
+		}
+		p.add(missing, "required when %s%s is set: user/password authentication needs both", Prefix, have)
+	}
+	var methods []string // one entry per authentication method set
+	if c.NATSUser != "" || c.NATSPassword != "" {
+		methods = append(methods, Prefix+"NATS_USER/"+Prefix+"NATS_PASSWORD")
+	}
+	for _, m := range []struct {
+		name string
+		set  bool
+	}{{"NATS_TOKEN", c.NATSToken != ""}, {"NATS_CREDS_FILE", c.NATSCredsFile != ""}, {"NATS_NKEY_FILE", c.NATSNKeyFile != ""}} {
+		if m.set {
+			methods = append(methods, Prefix+m.name)
+		}
+	}
+	// nats.go silently prefers the URL's user info to every option.
+	if len(methods) > 0 && urlHasUserInfo(c.NATSURL) {
+		methods = append(methods, Prefix+"NATS_URL (user info)")
+	}
+	if len(methods) > 1 {
+		*p = append(*p, fmt.Errorf("%s: at most one NATS authentication method may be set: %sNATS_USER and %sNATS_PASSWORD, %sNATS_TOKEN, %sNATS_CREDS_FILE, %sNATS_NKEY_FILE, or user info in %sNATS_URL",
+			strings.Join(methods, ", "), Prefix, Prefix, Prefix, Prefix, Prefix, Prefix))
+	}
+
+	checkFile(p, "NATS_CREDS_FILE", c.NATSCredsFile)
+	checkFile(p, "NATS_NKEY_FILE", c.NATSNKeyFile)
+	if checkFile(p, "NATS_TLS_CA_FILE", c.NATSTLSCAFile) {
+		if pem, err := os.ReadFile(c.NATSTLSCAFile); err == nil && !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			p.add("NATS_TLS_CA_FILE", "no PEM certificate found in %q", c.NATSTLSCAFile)
+		}
+	}
+	if (c.NATSTLSCertFile == "") != (c.NATSTLSKeyFile == "") {
+		missing, have := "NATS_TLS_KEY_FILE", "NATS_TLS_CERT_FILE"
+		if c.NATSTLSCertFile == "" {
+			missing, have = have, missing
+		}
+		p.add(missing, "required when %s%s is set: a client certificate needs its key", Prefix, have)
+	}
+	certOK := checkFile(p, "NATS_TLS_CERT_FILE", c.NATSTLSCertFile)
+	keyOK := checkFile(p, "NATS_TLS_KEY_FILE", c.NATSTLSKeyFile)
+	if certOK && keyOK {
+		// tls errors describe the PEM blocks, never their bytes.
+		if _, err := tls.LoadX509KeyPair(c.NATSTLSCertFile, c.NATSTLSKeyFile); err != nil {
+			p.add("NATS_TLS_CERT_FILE", "with %sNATS_TLS_KEY_FILE: not a usable certificate and key: %v", Prefix, err)
+		}
+	}
+}
+
+// checkFile reports a set path that is not a readable regular file and
+// returns whether path is set and readable.
+func checkFile(p *problems, variable, path string) bool {
+	if path == "" {
+		return false
+	}
+	err := readable(path)
+	if err != nil {
+		p.add(variable, "cannot read %q: %v", path, err)
+	}
+	return err == nil
+}
+
+func readable(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			return pe.Err // the message shows the path already
+		}
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() {
+		return errors.New("is a directory")
+	}
+	return nil
+}
+
+// urlHasUserInfo reports whether an entry of the NATS URL list carries a
+// user, password or token.
+func urlHasUserInfo(list string) bool {
+	for s := range strings.SplitSeq(list, ",") {
+		if u, err := url.Parse(strings.TrimSpace(s)); (err == nil && u.User != nil) || strings.Contains(s, "@") {
+			return true
+		}
+	}
+	return false
 }
 
 func (c Config) checkConsumer(p *problems) {

@@ -80,7 +80,12 @@ func runActivations(ctx context.Context, args []string, stdout io.Writer) error 
 	if url == "" {
 		url = "nats://" + cfg.EmbeddedListen
 	}
-	nc, err := nats.Connect(url, nats.Name("cohort-connector activations"), nats.Timeout(5*time.Second))
+	opts, err := natsOptions(cfg, "cohort-connector activations")
+	if err != nil {
+		return err
+	}
+	// A one-shot command: fail fast rather than reconnect forever.
+	nc, err := nats.Connect(url, append(opts, nats.Timeout(5*time.Second), nats.MaxReconnects(0))...)
 	if err != nil {
 		return fmt.Errorf("connecting to NATS at %s: %w", redactURL(url), err)
 	}

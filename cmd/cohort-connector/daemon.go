@@ -113,10 +113,11 @@ func startDaemon(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ 
 		d.natsURL = d.srv.ClientURL()
 		log.Info().Str("nats_url", d.natsURL).Str("data_dir", cfg.DataDir).Msg("embedded JetStream server started")
 	}
-	d.nc, err = nats.Connect(d.natsURL,
-		nats.Name("cohort-connector"),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(time.Second),
+	opts, err := natsOptions(cfg, "cohort-connector")
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts,
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if d.closing.Load() {
 				return
@@ -128,6 +129,7 @@ func startDaemon(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ 
 		}),
 		nats.ClosedHandler(func(*nats.Conn) { close(d.ncClosed) }),
 	)
+	d.nc, err = nats.Connect(d.natsURL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to NATS at %s: %w", redactURL(d.natsURL), err)
 	}

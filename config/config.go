@@ -97,6 +97,7 @@ type Config struct {
 	BatchSize        int           `envconfig:"BATCH_SIZE" default:"1000" desc:"events per Pinterest request, 1..1000"`
 	BatchPeriod      time.Duration `envconfig:"BATCH_PERIOD" default:"100ms" desc:"longest wait before a partial batch is sent, at most 10s"`
 	MaxInFlight      int           `envconfig:"MAX_INFLIGHT" default:"2" desc:"concurrent Pinterest calls per ad account, 1..16"`
+	CallsPerMinute   int           `envconfig:"PINTEREST_CALLS_PER_MINUTE" default:"5000" desc:"call budget per ad account (Pinterest allows 5,000 a minute); halved on 429, restored as calls succeed; 0 disables"`
 	HTTPTimeout      time.Duration `envconfig:"HTTP_TIMEOUT" default:"10s" desc:"timeout of one HTTP attempt"`
 	HTTPRetryMax     int           `envconfig:"HTTP_RETRY_MAX" default:"3" desc:"retries inside one call, 0..10"`
 	HTTPRetryWaitMin time.Duration `envconfig:"HTTP_RETRY_WAIT_MIN" default:"250ms" desc:"shortest wait between retries inside one call"`

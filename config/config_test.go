@@ -121,7 +121,7 @@ func TestLoadAgreesWithEnvconfig(t *testing.T) {
 			"ACTIVATIONS_BUCKET": "B", "DLQ_STREAM": "S_DLQ", "DLQ_SUBJECT": "dlq.x",
 			"ACK_WAIT": "2m", "MAX_DELIVER": "7", "MAX_ACK_PENDING": "500",
 			"PINTEREST_BASE_URL": "https://example.com/v5", "BATCH_SIZE": "500",
-			"BATCH_PERIOD": "1s", "MAX_INFLIGHT": "4", "HTTP_TIMEOUT": "5s", "HTTP_RETRY_MAX": "0",
+			"BATCH_PERIOD": "1s", "MAX_INFLIGHT": "4", "PINTEREST_CALLS_PER_MINUTE": "3000", "HTTP_TIMEOUT": "5s", "HTTP_RETRY_MAX": "0",
 			"HTTP_RETRY_WAIT_MIN": "1s", "HTTP_RETRY_WAIT_MAX": "2s", "HTTP_CALL_TIMEOUT": "20s",
 			"RETRY_DELAY_MIN": "1s", "RETRY_DELAY_MAX": "1h", "AUTH_RETRY_DELAY": "10m",
 			"LOG_LEVEL": "debug", "LOG_FORMAT": "console", "LISTEN_ADDR": ":9000",

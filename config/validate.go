@@ -328,6 +328,9 @@ func (c Config) checkHTTP(p *problems) {
 	if positive(p, "BATCH_PERIOD", c.BatchPeriod) && c.BatchPeriod > maxBatchPeriod {
 		p.add("BATCH_PERIOD", "must be at most %s, got %s", maxBatchPeriod, c.BatchPeriod)
 	}
+	if c.CallsPerMinute < 0 {
+		p.add("PINTEREST_CALLS_PER_MINUTE", "must be 0 (no budget) or positive, got %d", c.CallsPerMinute)
+	}
 	if c.MaxInFlight < 1 || c.MaxInFlight > 16 {
 		p.add("MAX_INFLIGHT", "must be between 1 and 16, got %d", c.MaxInFlight)
 	}

@@ -177,11 +177,19 @@ func startDaemon(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ 
 		RetryMax:       retryMax(cfg.HTTPRetryMax),
 		RetryWaitMin:   cfg.HTTPRetryWaitMin,
 		RetryWaitMax:   cfg.HTTPRetryWaitMax,
+		CallsPerMinute: callsPerMinute(cfg.CallsPerMinute),
 		Logger:         log,
 		OnAttempt:      metrics.ObserveAttempt,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("CONNECTOR_PINTEREST_BASE_URL: %w", err)
+	}
+	for _, id := range ids {
+		d.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "cohort_connector_pinterest_call_budget_per_minute",
+			Help:        "Current call budget of the ad account (lowered after 429s, restored as calls succeed).",
+			ConstLabels: prometheus.Labels{"ad_account_id": id},
+		}, func() float64 { return d.client.CallsPerMinute(id) }))
 	}
 	d.conn, err = connector.New(connector.Options{
 		JS:             d.js,
@@ -210,6 +218,15 @@ func startDaemon(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ 
 		return nil, err
 	}
 	return d, nil
+}
+
+// callsPerMinute maps the configuration's "0: no budget" to the client's
+// "negative disables".
+func callsPerMinute(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // retryMax maps the configuration's "0 retries" to the client's "disabled".

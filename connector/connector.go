@@ -22,10 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -428,31 +425,14 @@ const (
 )
 
 func (c *Connector) deadLetter(t *tracked, reason, detail string) error {
-	out := nats.NewMsg(c.o.Topology.DLQSubject + "." + reason)
-	out.Data = t.msg.Data()
-	for k, vs := range t.msg.Headers() {
-		// Nats-* headers are instructions to the server (Nats-Msg-Id,
-		// Nats-Expected-Last-Sequence, ...): re-applied to the dead-letter
-		// publish they would make the DLQ stream refuse it.
-		if strings.HasPrefix(http.CanonicalHeaderKey(k), "Nats-") {
-			continue
-		}
-		for _, v := range vs {
-			out.Header.Add(k, v)
-		}
-	}
-	out.Header.Set(HeaderDLQReason, reason)
-	out.Header.Set(HeaderDLQDetail, headerValue(detail, 1024))
-	out.Header.Set(HeaderDLQSubject, t.msg.Subject())
-	out.Header.Set(HeaderDLQStream, t.meta.Stream)
-	out.Header.Set(HeaderDLQSequence, strconv.FormatUint(t.meta.Sequence.Stream, 10))
-	out.Header.Set(HeaderDLQDeliveries, strconv.FormatUint(t.meta.NumDelivered, 10))
-	out.Header.Set(HeaderDLQTime, c.o.Now().UTC().Format(time.RFC3339Nano))
-	// Must work during shutdown too: not derived from the run context.
+	out := buildDeadLetter(c.o.Topology.DLQSubject, t.msg.Data(), t.msg.Headers(), t.msg.Subject(),
+		t.meta.Stream, t.meta.Sequence.Stream, t.meta.NumDelivered, reason, detail, c.o.Now())
+	// Must work during shutdown too: not derived from the run context. The
+	// Nats-Msg-Id buildDeadLetter sets makes a second copy of the same
+	// message (a term that got lost, the max-deliveries advisory) a no-op.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	msgID := fmt.Sprintf("dlq:%s:%d", t.meta.Stream, t.meta.Sequence.Stream)
-	if _, err := c.o.JS.PublishMsg(ctx, out, jetstream.WithMsgID(msgID)); err != nil {
+	if _, err := c.o.JS.PublishMsg(ctx, out); err != nil {
 		return fmt.Errorf("publishing dead letter to %s: %w", out.Subject, err)
 	}
 	return nil

@@ -105,6 +105,10 @@ func NewMetrics(reg prometheus.Registerer, stats *Stats, accounts []string) *Met
 	return m
 }
 
+// DeadLetter counts a message dead-lettered outside the pipeline (the
+// max-deliveries advisory watcher).
+func (m *Metrics) DeadLetter(reason string) { m.deadLetters.WithLabelValues(reason).Inc() }
+
 // ObserveAttempt records one HTTP attempt (pinterest.Config.OnAttempt).
 func (m *Metrics) ObserveAttempt(adAccountID string, status int, d time.Duration) {
 	m.requests.WithLabelValues(adAccountID, strconv.Itoa(status)).Inc()

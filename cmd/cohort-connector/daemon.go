@@ -73,6 +73,8 @@ type daemon struct {
 	client   *pinterest.Client
 	conn     *connector.Connector
 	stats    *connector.Stats
+	metrics  *connector.Metrics
+	topo     connector.Topology
 	reg      *prometheus.Registry
 	ready    chan struct{} // closed when activations are loaded
 	natsURL  string
@@ -148,6 +150,7 @@ func startDaemon(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ 
 	// may have chosen differently from ours.
 	ci := d.objs.Consumer.CachedInfo().Config
 	topo.AckWait, topo.MaxDeliver = ci.AckWait, ci.MaxDeliver
+	d.topo = topo
 	if ci.AckWait <= cfg.HTTPCallTimeout+cfg.BatchPeriod {
 		log.Warn().Dur("ack_wait", ci.AckWait).Dur("http_call_timeout", cfg.HTTPCallTimeout).
 			Msg("consumer AckWait is not above CONNECTOR_HTTP_CALL_TIMEOUT + CONNECTOR_BATCH_PERIOD: slow calls will cause duplicate deliveries")
@@ -167,7 +170,8 @@ func startDaemon(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ 
 	for id := range accounts {
 		ids = append(ids, id)
 	}
-	metrics := connector.NewMetrics(d.reg, d.stats, ids)
+	d.metrics = connector.NewMetrics(d.reg, d.stats, ids)
+	metrics := d.metrics
 	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	d.client, err = pinterest.New(pinterest.Config{
 		BaseURL:        cfg.PinterestBaseURL,
@@ -259,10 +263,19 @@ func (d *daemon) run(ctx context.Context) error {
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	watchErr := make(chan error, 1)
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		watchErr <- connector.WatchActivations(watchCtx, d.objs.Activations, d.resolver, d.log, d.ready)
+	}()
+	// Before consuming: advisories are not stored, one sent before the
+	// subscription exists is gone.
+	go func() {
+		defer wg.Done()
+		err := connector.WatchMaxDeliveries(watchCtx, d.nc, d.js, d.topo, d.log, d.metrics.DeadLetter)
+		if err != nil && watchCtx.Err() == nil {
+			d.log.Error().Err(err).Msg("max-deliveries advisory watcher stopped: messages JetStream gives up on are not dead-lettered")
+		}
 	}()
 
 	var runErr error

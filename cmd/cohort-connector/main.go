@@ -30,6 +30,8 @@ Usage:
                                        two brands, synthetic memberships, a live match-rate table
   cohort-connector activations list|get|put|enable|disable|delete ...
                                        read and toggle activations (see: activations -h)
+  cohort-connector dlq list|show|replay ...
+                                       inspect and replay dead letters (see: dlq -h)
   cohort-connector simulator -account ID=TOKEN [-listen 127.0.0.1:8080]
                                        serve the Pinterest simulator alone
   cohort-connector --help              this text
@@ -55,6 +57,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runActivations(ctx, args[2:], stdout)
 	case "simulator":
 		err = runSimulator(ctx, args[2:], stdout, stderr)
+	case "dlq":
+		err = runDLQ(ctx, args[2:], stdout)
 	default:
 		fmt.Fprintf(stderr, "unknown command %q\n\n%s", cmd, usageHead)
 		return 2

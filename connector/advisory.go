@@ -1,0 +1,213 @@
+package connector
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// MaxDeliveriesAdvisoryPrefix is the subject prefix of JetStream's
+// max-deliveries advisories; the full subject is
+// <prefix>.<stream>.<consumer> (nats-server JSAdvisoryConsumerMaxDeliveryExceedPre).
+const MaxDeliveriesAdvisoryPrefix = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
+
+// maxDeliveriesAdvisory is the advisory's JSON, as nats-server's
+// JSConsumerDeliveryExceededAdvisory (type io.nats.jetstream.advisory.v1.max_deliver).
+type maxDeliveriesAdvisory struct {
+	Type       string    `json:"type"`
+	ID         string    `json:"id"`
+	Time       time.Time `json:"timestamp"`
+	Stream     string    `json:"stream"`
+	Consumer   string    `json:"consumer"`
+	StreamSeq  uint64    `json:"stream_seq"`
+	Deliveries uint64    `json:"deliveries"`
+	Domain     string    `json:"domain,omitempty"`
+}
+
+// WatchMaxDeliveries subscribes to the MAX_DELIVERIES advisories of t's
+// stream and durable and copies each message that JetStream gave up on into
+// the dead-letter stream (reason "max_deliveries", same Dlq-* headers as
+// connector.deadLetter, Dlq-Detail "JetStream gave up after N deliveries
+// (AckWait expired)"), fetching the original with Stream.GetMsg(stream_seq).
+//
+// The connector dead-letters a message itself when it would nak it at its
+// last delivery; this catches the others: a last delivery that expired
+// through AckWait (crash, hang), which JetStream drops silently. Publishing
+// uses Nats-Msg-Id "dlq:<stream>:<seq>", the id the connector uses, so a
+// message the connector already dead-lettered is deduplicated by the DLQ
+// stream (within its duplicate window), not doubled.
+//
+// nats-server (2.15) publishes the advisory when the consumer is next
+// pulled after the last delivery's AckWait expired: promptly while the
+// daemon runs, at its first pull after a restart. Advisories are not stored:
+// one published while nothing is subscribed is lost (the message then stays
+// only in the input stream), so start this before the connector pulls. The
+// subscription is a core NATS one; it survives reconnects.
+//
+// onDeadLetter, if not nil, is called with the reason for every dead letter
+// actually written (not for a deduplicated one). WatchMaxDeliveries returns
+// nil when ctx is done, and an error if it cannot subscribe or the
+// connection is closed under it; cancel ctx before closing nc.
+func WatchMaxDeliveries(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, t Topology, log zerolog.Logger, onDeadLetter func(reason string)) error {
+	switch {
+	case nc == nil || js == nil:
+		return errors.New("watching max-deliveries advisories: NATS connection and JetStream are required")
+	case t.Stream == "" || t.Durable == "" || t.DLQSubject == "":
+		return errors.New("watching max-deliveries advisories: Topology.Stream, Durable and DLQSubject are required")
+	}
+	subject := MaxDeliveriesAdvisoryPrefix + "." + t.Stream + "." + t.Durable
+	sub, err := nc.SubscribeSync(subject)
+	if err != nil {
+		return fmt.Errorf("subscribing to %s: %w", subject, err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	// A burst of advisories (many messages abandoned at once) must queue,
+	// not be dropped as a slow consumer while one is being copied.
+	_ = sub.SetPendingLimits(-1, 256<<20)
+	if err := nc.FlushTimeout(5 * time.Second); err != nil {
+		// Not fatal: the subscription is (re)sent when the connection is back.
+		log.Warn().Err(err).Str("subject", subject).Msg("max-deliveries advisories: subscription not confirmed yet")
+	}
+	w := &maxDeliveriesWatcher{js: js, t: t, log: log.With().Str("component", "max_deliveries_watcher").Logger(),
+		onDeadLetter: onDeadLetter, now: time.Now}
+	for {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrBadSubscription) {
+				return fmt.Errorf("max-deliveries advisories on %s: %w", subject, err)
+			}
+			// ErrSlowConsumer: advisories were dropped; their messages are
+			// still in the input stream, findable by the consumer's ack floor.
+			w.log.Error().Err(err).Msg("max-deliveries advisories: receiving failed, some may have been lost")
+			continue
+		}
+		w.handle(ctx, m.Data)
+	}
+}
+
+type maxDeliveriesWatcher struct {
+	js           jetstream.JetStream
+	t            Topology
+	log          zerolog.Logger
+	onDeadLetter func(string)
+	now          func() time.Time
+	stream       jetstream.Stream // looked up on first use
+}
+
+// handle copies the message named by one advisory to the DLQ. Transient
+// failures are retried a few times; it never blocks for long.
+func (w *maxDeliveriesWatcher) handle(ctx context.Context, data []byte) {
+	var a maxDeliveriesAdvisory
+	if err := json.Unmarshal(data, &a); err != nil {
+		w.log.Error().Err(err).Msg("max-deliveries advisory: undecodable, ignored")
+		return
+	}
+	if a.Stream != w.t.Stream || a.Consumer != w.t.Durable || a.StreamSeq == 0 {
+		w.log.Warn().Str("stream", a.Stream).Str("consumer", a.Consumer).Uint64("stream_seq", a.StreamSeq).
+			Msg("max-deliveries advisory for another stream or consumer, ignored")
+		return
+	}
+	log := w.log.With().Uint64("stream_seq", a.StreamSeq).Uint64("deliveries", a.Deliveries).Logger()
+	// Finish the message in hand during shutdown, within a bound.
+	opCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+
+	var err error
+	delay := 200 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		var dup bool
+		dup, err = w.deadLetter(opCtx, a)
+		if err == nil {
+			if dup {
+				log.Debug().Msg("max-deliveries advisory: already dead-lettered (deduplicated)")
+				return
+			}
+			log.Debug().Str("reason", reasonMaxDeliveries).Msg("message abandoned by JetStream dead-lettered")
+			if w.onDeadLetter != nil {
+				w.onDeadLetter(reasonMaxDeliveries)
+			}
+			return
+		}
+		if errors.Is(err, jetstream.ErrMsgNotFound) || attempt == 5 {
+			break
+		}
+		select {
+		case <-opCtx.Done():
+		case <-time.After(delay):
+			delay *= 2
+			continue
+		}
+		break
+	}
+	// Still in the input stream (unless gone): an operator can recover it.
+	log.Error().Err(err).Str("stream", a.Stream).Str("reason", reasonMaxDeliveries).
+		Msg("message abandoned by JetStream NOT dead-lettered: recover it from the input stream by its sequence")
+}
+
+// deadLetter fetches the original and publishes its dead-letter copy; dup
+// reports that the DLQ stream already had it.
+func (w *maxDeliveriesWatcher) deadLetter(ctx context.Context, a maxDeliveriesAdvisory) (dup bool, err error) {
+	if w.stream == nil {
+		s, err := w.js.Stream(ctx, w.t.Stream)
+		if err != nil {
+			return false, fmt.Errorf("opening stream %s: %w", w.t.Stream, err)
+		}
+		w.stream = s
+	}
+	orig, err := w.stream.GetMsg(ctx, a.StreamSeq)
+	if err != nil {
+		return false, fmt.Errorf("getting message %d of stream %s: %w", a.StreamSeq, w.t.Stream, err)
+	}
+	out := buildDeadLetter(w.t.DLQSubject, orig.Data, orig.Header, orig.Subject, a.Stream, a.StreamSeq, a.Deliveries,
+		reasonMaxDeliveries, fmt.Sprintf("JetStream gave up after %d deliveries (AckWait expired)", a.Deliveries), w.now())
+	var opts []jetstream.PublishOpt
+	if w.t.DLQStream != "" {
+		opts = append(opts, jetstream.WithExpectStream(w.t.DLQStream))
+	}
+	ack, err := w.js.PublishMsg(ctx, out, opts...)
+	if err != nil {
+		return false, fmt.Errorf("publishing dead letter to %s: %w", out.Subject, err)
+	}
+	return ack.Duplicate, nil
+}
+
+// buildDeadLetter is the dead-letter copy of message seq of stream: published
+// on <dlqSubject>.<reason>, the original body byte for byte, the original
+// headers except Nats-* ones (instructions to the server, such as
+// Nats-Msg-Id or Nats-Expected-Last-Sequence, that would make the DLQ stream
+// refuse or misfile it), the Dlq-* headers, and Nats-Msg-Id
+// "dlq:<stream>:<seq>": every path that dead-letters the same message uses
+// that id, so the DLQ stream keeps one copy within its duplicate window.
+func buildDeadLetter(dlqSubject string, data []byte, header nats.Header, subject, stream string, seq, deliveries uint64, reason, detail string, now time.Time) *nats.Msg {
+	out := nats.NewMsg(dlqSubject + "." + reason)
+	out.Data = data
+	for k, vs := range header {
+		if strings.HasPrefix(http.CanonicalHeaderKey(k), "Nats-") {
+			continue
+		}
+		for _, v := range vs {
+			out.Header.Add(k, v)
+		}
+	}
+	out.Header.Set(HeaderDLQReason, reason)
+	out.Header.Set(HeaderDLQDetail, headerValue(detail, 1024))
+	out.Header.Set(HeaderDLQSubject, subject)
+	out.Header.Set(HeaderDLQStream, stream)
+	out.Header.Set(HeaderDLQSequence, strconv.FormatUint(seq, 10))
+	out.Header.Set(HeaderDLQDeliveries, strconv.FormatUint(deliveries, 10))
+	out.Header.Set(HeaderDLQTime, now.UTC().Format(time.RFC3339Nano))
+	out.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("dlq:%s:%d", stream, seq))
+	return out
+}

@@ -39,6 +39,11 @@ func runDaemon(ctx context.Context, stderr io.Writer) error {
 	log.Info().Object("config", cfg).Msg("starting cohort-connector")
 	d, err := startDaemon(ctx, cfg, log)
 	if err != nil {
+		if ctx.Err() != nil {
+			// SIGTERM/SIGINT during startup: a requested stop, not a failure.
+			log.Info().Err(err).Msg("stopped during startup")
+			return nil
+		}
 		log.Error().Err(err).Msg("startup failed")
 		return err
 	}
@@ -130,6 +135,15 @@ func startDaemon(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ 
 			log.Info().Str("nats_url", nc.ConnectedUrlRedacted()).Msg("NATS reconnected")
 		}),
 		nats.ClosedHandler(func(*nats.Conn) { close(d.ncClosed) }),
+		// Asynchronous errors (slow consumer, permissions) into our logs
+		// rather than nats.go's plain-text default on stderr.
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			ev := log.Warn().Err(err)
+			if sub != nil {
+				ev = ev.Str("subject", sub.Subject)
+			}
+			ev.Msg("NATS asynchronous error")
+		}),
 	)
 	d.nc, err = nats.Connect(d.natsURL, opts...)
 	if err != nil {

@@ -21,16 +21,24 @@ const budgetBurst = 10
 
 // budget is the call budget of one ad account: a token bucket that every
 // HTTP attempt (first tries and retries alike) waits on. It adapts:
-// a 429 halves the rate and pauses the account for its Retry-After; each
-// answered call that is not a 429 raises the rate again by 1/50 of the
-// maximum, so a burst of 429s recovers in about 50 calls once they stop.
+// a 429 halves the rate (once per episode: the 429s of calls already under
+// way, or of retries during the pause, are the same signal) and pauses the
+// account for its Retry-After; each answered call that is not a 429 raises
+// the rate again by 1/50 of the maximum, so the budget recovers in about 50
+// calls once the 429s stop. It never drops below 1/16 of the maximum: a
+// budget that fell to a call a minute would hold traffic long after Pinterest
+// recovered.
 type budget struct {
 	lim *rate.Limiter
 	max rate.Limit
 
 	mu          sync.Mutex
 	pausedUntil time.Time
+	lastCut     time.Time
 }
+
+// cutEpisode is the least time between two halvings of the rate.
+const cutEpisode = time.Second
 
 func newBudget(callsPerMinute int) *budget {
 	burst := min(budgetBurst, callsPerMinute)
@@ -73,18 +81,19 @@ func (b *budget) wait(ctx context.Context) error {
 	return nil
 }
 
-// throttled records a 429: halve the rate (not below one call a minute)
-// and pause the account for retryAfter.
+// throttled records a 429: halve the rate (once per episode, not below
+// 1/16 of the maximum) and pause the account for retryAfter.
 func (b *budget) throttled(retryAfter time.Duration) {
-	b.lim.SetLimit(max(b.lim.Limit()/2, rate.Limit(1.0/60)))
-	if retryAfter <= 0 {
-		return
-	}
+	now := time.Now()
 	b.mu.Lock()
-	if until := time.Now().Add(retryAfter); until.After(b.pausedUntil) {
+	defer b.mu.Unlock()
+	if now.Sub(b.lastCut) >= max(cutEpisode, retryAfter) {
+		b.lastCut = now
+		b.lim.SetLimit(max(b.lim.Limit()/2, b.max/16))
+	}
+	if until := now.Add(retryAfter); retryAfter > 0 && until.After(b.pausedUntil) {
 		b.pausedUntil = until
 	}
-	b.mu.Unlock()
 }
 
 // answered records a call that was not throttled: raise the rate towards

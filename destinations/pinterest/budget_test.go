@@ -139,3 +139,21 @@ func TestARetryAfterLongerThanTheCallFailsFastAndKeepsTheAccountPaused(t *testin
 	assert.Less(t, time.Since(start), 500*time.Millisecond)
 	assert.Equal(t, requests, sim.Stats(acct).Requests, "no request while paused")
 }
+
+func TestABurstOf429sCutsTheBudgetOncePerEpisode(t *testing.T) {
+	sim, err := simulator.Start(simulator.Options{Accounts: map[string]string{acct: token}, KnownUserShare: 1, RateLimitPerMinute: -1})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sim.Close() })
+	cfg := testConfig("")
+	cfg.BaseURL = sim.URL()
+	cfg.CallsPerMinute = 60_000
+	cfg.RetryMax = -1
+	c := newClient(t, cfg)
+	full := c.CallsPerMinute(acct)
+
+	// 16 calls from 8 goroutines, all refused within one episode.
+	sim.SetFault(acct, simulator.Fault{Status: 429, Times: 16})
+	assert.Equal(t, 16, sendConcurrently(t, c, 16))
+	assert.InDelta(t, full/2, c.CallsPerMinute(acct), 1, "16 refusals in one episode are one signal: halved once")
+
+}

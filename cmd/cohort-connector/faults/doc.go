@@ -1,0 +1,17 @@
+// Package faults is the fault-injection suite of the cohort-connector
+// daemon. It has no code of its own: its tests build the real binary, run it
+// as a subprocess against an embedded JetStream server and the Pinterest
+// simulator (both in the test process), inject faults (SIGKILL, SIGTERM,
+// Pinterest 503/429/401/hangs, a NATS server restart, poison messages) and
+// check, against the simulator's record, that no membership was lost.
+//
+//	go test -race -count=1 ./cmd/cohort-connector/faults/                       # CI sizes, about 90s
+//	go test -count=1 -timeout 60m ./cmd/cohort-connector/faults/ -faults.full   # full sizes
+//
+// A table (scenario | published | delivered | lost | duplicates | DLQ |
+// time) is printed after the tests; go test shows a passing package's
+// output only with -v (or when run from this directory), so it is also
+// written to the file named by -faults.report when set. -faults.seed replays
+// the random fault moments; FAULTS_DAEMON_LOG_LEVEL=debug runs the daemon at
+// that level and prints its log tail for every scenario.
+package faults

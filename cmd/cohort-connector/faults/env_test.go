@@ -1,0 +1,681 @@
+package faults_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cohort-connector/cohort-connector/cohorts"
+	"github.com/cohort-connector/cohort-connector/destinations/pinterest/simulator"
+)
+
+// The two ad accounts, their tokens and Tag IDs (A owns the default Tag ID).
+const (
+	acctA  = "111111111111"
+	acctB  = "222222222222"
+	tokenA = "tok-a"
+	tokenB = "tok-b"
+	tagA   = "1001"
+	tagB   = "2001"
+)
+
+// JetStream names: the daemon's defaults, which the env also uses to create
+// the objects before the daemon starts.
+const (
+	streamName    = "COHORTS"
+	dlqStreamName = "COHORTS_DLQ"
+	durableName   = "cohort-connector"
+	bucketName    = "COHORT_ACTIVATIONS"
+	subjectPrefix = "cohorts.membership."
+)
+
+// Daemon timing (see the brief): fast redelivery, AckWait 10s.
+const (
+	ackWait         = 10 * time.Second
+	shutdownTimeout = 10 * time.Second
+	maxPayload      = 2 << 20 // the server's max_payload, room for a 1 MiB message
+	pollEvery       = 50 * time.Millisecond
+)
+
+// baseEpoch is the ts of user 0; user i is i milliseconds later. Fixed, so
+// that every run publishes the same bytes and event ids.
+var baseEpoch = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// env is one scenario's world: an embedded JetStream server on a fixed port
+// (so that a restart comes back where the daemon reconnects), the
+// simulator, the daemon subprocess, and what the scenario expects.
+type env struct {
+	t         *testing.T
+	order     int // position in the table
+	name      string
+	finished  bool
+	port      int
+	storeDir  string
+	srv       *server.Server
+	nc        *nats.Conn
+	js        jetstream.JetStream
+	sim       *simulator.Simulator
+	logPath   string
+	daemonEnv map[string]string
+
+	proc   *daemonProc
+	starts int
+
+	// expected event ids per ad account, and what was published.
+	expected  map[string]map[string]bool
+	published int
+	began     time.Time
+}
+
+type envOptions struct {
+	rateLimit int               // simulator RateLimitPerMinute; 0 = -1 (none)
+	record    bool              // record full events (memory heavy at full sizes)
+	env       map[string]string // extra or overriding CONNECTOR_* variables
+	// activations: cohort → Tag ID ("" = the default Tag ID).
+	activations map[string]string
+}
+
+func newEnv(t *testing.T, order int, name string, o envOptions) *env {
+	t.Helper()
+	if daemonBin == "" {
+		t.Skip("-short: the fault-injection suite builds and runs the daemon")
+	}
+	e := &env{
+		t:        t,
+		order:    order,
+		name:     name,
+		storeDir: t.TempDir(),
+		logPath:  filepath.Join(t.TempDir(), "daemon.log"),
+		expected: map[string]map[string]bool{acctA: {}, acctB: {}},
+	}
+	rate := o.rateLimit
+	if rate == 0 {
+		rate = -1
+	}
+	var err error
+	e.sim, err = simulator.Start(simulator.Options{
+		Addr:               "127.0.0.1:0",
+		Accounts:           map[string]string{acctA: tokenA, acctB: tokenB},
+		KnownUserShare:     1,
+		RateLimitPerMinute: rate,
+	})
+	require.NoError(t, err)
+	e.sim.SetRecord(o.record)
+	// Cleanups run last-registered first: daemon, NATS client, server, simulator.
+	t.Cleanup(func() { _ = e.sim.Close() })
+
+	e.port = freePort(t)
+	e.startServer()
+	t.Cleanup(e.stopServer)
+
+	e.nc, err = nats.Connect(e.url(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond),
+		nats.Name("faults-test"))
+	require.NoError(t, err)
+	t.Cleanup(e.nc.Close)
+	e.js, err = jetstream.New(e.nc, jetstream.WithPublishAsyncMaxPending(4096))
+	require.NoError(t, err)
+	e.createObjects(o.activations)
+
+	e.daemonEnv = map[string]string{
+		"CONNECTOR_NATS_URL":                e.url(),
+		"CONNECTOR_PINTEREST_BASE_URL":      e.sim.URL(),
+		"CONNECTOR_DEFAULT_TAG_ID":          tagA,
+		"CONNECTOR_ACCOUNTS":                "a,b",
+		"CONNECTOR_ACCOUNT_A_AD_ACCOUNT_ID": acctA,
+		"CONNECTOR_ACCOUNT_A_TOKEN":         tokenA,
+		"CONNECTOR_ACCOUNT_A_TAG_IDS":       tagA,
+		"CONNECTOR_ACCOUNT_B_AD_ACCOUNT_ID": acctB,
+		"CONNECTOR_ACCOUNT_B_TOKEN":         tokenB,
+		"CONNECTOR_ACCOUNT_B_TAG_IDS":       tagB,
+		"CONNECTOR_LISTEN_ADDR":             "",
+		"CONNECTOR_RETRY_DELAY_MIN":         "200ms",
+		"CONNECTOR_RETRY_DELAY_MAX":         "2s",
+		"CONNECTOR_AUTH_RETRY_DELAY":        "1s",
+		"CONNECTOR_HTTP_TIMEOUT":            "2s",
+		"CONNECTOR_HTTP_CALL_TIMEOUT":       "5s",
+		"CONNECTOR_ACK_WAIT":                ackWait.String(),
+		"CONNECTOR_MAX_DELIVER":             "1000",
+		"CONNECTOR_SHUTDOWN_TIMEOUT":        shutdownTimeout.String(),
+		"CONNECTOR_LOG_LEVEL":               "warn",
+	}
+	if lvl := os.Getenv("FAULTS_DAEMON_LOG_LEVEL"); lvl != "" {
+		e.daemonEnv["CONNECTOR_LOG_LEVEL"] = lvl
+	}
+	for k, v := range o.env {
+		e.daemonEnv[k] = v
+	}
+	t.Cleanup(func() {
+		e.stopDaemonAtCleanup()
+		if t.Failed() || os.Getenv("FAULTS_DAEMON_LOG_LEVEL") != "" {
+			n, err := e.owed()
+			t.Logf("consumer owes %d (%v); simulator: A %+v; B %+v", n, err, e.sim.Stats(acctA), e.sim.Stats(acctB))
+			t.Logf("daemon log (%s), last lines:\n%s", e.logPath, tail(e.logPath, 60, 12<<10))
+		}
+	})
+	t.Cleanup(e.recordAborted)
+	return e
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := ln.Addr().(*net.TCPAddr).Port
+	require.NoError(t, ln.Close())
+	return port
+}
+
+func (e *env) url() string { return "nats://127.0.0.1:" + strconv.Itoa(e.port) }
+
+// startServer starts the embedded JetStream server on e.port and e.storeDir.
+func (e *env) startServer() {
+	e.t.Helper()
+	srv, err := server.NewServer(&server.Options{
+		ServerName: "faults",
+		Host:       "127.0.0.1",
+		Port:       e.port,
+		JetStream:  true,
+		StoreDir:   e.storeDir,
+		MaxPayload: maxPayload,
+		NoLog:      true,
+		NoSigs:     true,
+	})
+	require.NoError(e.t, err)
+	go srv.Start()
+	require.True(e.t, srv.ReadyForConnections(10*time.Second), "embedded NATS server not ready on port %d", e.port)
+	e.srv = srv
+}
+
+func (e *env) stopServer() {
+	if e.srv != nil {
+		e.srv.Shutdown()
+		e.srv.WaitForShutdown()
+		e.srv = nil
+	}
+}
+
+// restartServer shuts the server down and starts a new one on the same port
+// and store.
+func (e *env) restartServer() {
+	e.t.Helper()
+	e.stopServer()
+	e.startServer()
+}
+
+// createObjects creates the stream, the DLQ stream, the consumer and the KV
+// bucket from deploy/nats/*.json (consumer with AckWait 10s and MaxDeliver
+// 1000), and puts one activation per cohort.
+func (e *env) createObjects(activations map[string]string) {
+	t := e.t
+	t.Helper()
+	ctx := t.Context()
+	var sc, dc jetstream.StreamConfig
+	var cc jetstream.ConsumerConfig
+	var kc jetstream.KeyValueConfig
+	readDeploy(t, "stream.json", &sc)
+	readDeploy(t, "dlq-stream.json", &dc)
+	readDeploy(t, "consumer.json", &cc)
+	readDeploy(t, "kv.json", &kc)
+	require.Equal(t, streamName, sc.Name)
+	require.Equal(t, dlqStreamName, dc.Name)
+	require.Equal(t, durableName, cc.Durable)
+	require.Equal(t, bucketName, kc.Bucket)
+	cc.AckWait = ackWait
+	cc.MaxDeliver = 1000
+
+	stream, err := e.js.CreateStream(ctx, sc)
+	require.NoError(t, err)
+	_, err = e.js.CreateStream(ctx, dc)
+	require.NoError(t, err)
+	_, err = stream.CreateConsumer(ctx, cc)
+	require.NoError(t, err)
+	kv, err := e.js.CreateKeyValue(ctx, kc)
+	require.NoError(t, err)
+	for cohort, tag := range activations {
+		a := cohorts.Activation{ID: "act-" + cohort, CohortID: cohort, Destination: cohorts.DestinationPinterest,
+			Enabled: true, TagID: tag, Mode: cohorts.ModeEvents}
+		b, err := json.Marshal(a)
+		require.NoError(t, err)
+		_, err = kv.Put(ctx, a.ID, b)
+		require.NoError(t, err)
+	}
+}
+
+// readDeploy decodes deploy/nats/<name> of the module into v.
+func readDeploy(t *testing.T, name string, v any) {
+	t.Helper()
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	require.NoError(t, err)
+	path := filepath.Join(filepath.Dir(strings.TrimSpace(string(out))), "deploy", "nats", name)
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, v), path)
+}
+
+// --- the daemon subprocess ---------------------------------------------
+
+type daemonProc struct {
+	cmd  *exec.Cmd
+	log  *os.File
+	done chan struct{}
+	err  error // cmd.Wait's result, valid after done
+}
+
+// startDaemon runs the daemon binary with e.daemonEnv, appending its output
+// to e.logPath.
+func (e *env) startDaemon() {
+	e.t.Helper()
+	require.Nil(e.t, e.proc, "daemon already running")
+	e.starts++
+	f, err := os.OpenFile(e.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	require.NoError(e.t, err)
+	fmt.Fprintf(f, "=== start #%d at %s\n", e.starts, time.Now().UTC().Format(time.RFC3339Nano))
+	cmd := exec.Command(daemonBin)
+	for _, kv := range os.Environ() {
+		// Unknown CONNECTOR_* variables are fatal to the daemon: pass none
+		// of the caller's.
+		if !strings.HasPrefix(strings.ToUpper(kv), "CONNECTOR_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	for k, v := range e.daemonEnv {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		require.NoError(e.t, err)
+	}
+	p := &daemonProc{cmd: cmd, log: f, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		p.log.Close()
+		close(p.done)
+	}()
+	e.proc = p
+	if e.began.IsZero() {
+		e.began = time.Now()
+	}
+}
+
+// exited reports whether the running daemon exited by itself (and how).
+func (e *env) exited() (bool, error) {
+	if e.proc == nil {
+		return false, nil
+	}
+	select {
+	case <-e.proc.done:
+		return true, e.proc.err
+	default:
+		return false, nil
+	}
+}
+
+// killDaemon SIGKILLs the daemon and waits for it.
+func (e *env) killDaemon() {
+	e.t.Helper()
+	p := e.proc
+	require.NotNil(e.t, p, "no daemon running")
+	e.proc = nil
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		e.t.Fatal("daemon did not die after SIGKILL")
+	}
+}
+
+// termDaemon sends SIGTERM and waits up to limit for the exit. It returns
+// how long the exit took and the exit code (-1 when killed after limit).
+func (e *env) termDaemon(limit time.Duration) (time.Duration, int) {
+	e.t.Helper()
+	p := e.proc
+	require.NotNil(e.t, p, "no daemon running")
+	e.proc = nil
+	start := time.Now()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return time.Since(start), p.cmd.ProcessState.ExitCode()
+	case <-time.After(limit):
+		_ = p.cmd.Process.Signal(syscall.SIGKILL)
+		<-p.done
+		return time.Since(start), -1
+	}
+}
+
+// stopDaemon ends a scenario: SIGTERM, and the daemon must exit 0 within
+// its shutdown timeout (plus process start/exit slack).
+func (e *env) stopDaemon() {
+	e.t.Helper()
+	if e.proc == nil {
+		return
+	}
+	if done, err := e.exited(); done {
+		e.proc = nil
+		e.t.Errorf("daemon exited by itself before the end of the scenario: %v", err)
+		return
+	}
+	e.waitConsuming()
+	took, code := e.termDaemon(shutdownTimeout + 5*time.Second)
+	if code != 0 {
+		e.t.Errorf("daemon exit code %d after SIGTERM (took %s), want 0", code, took)
+	}
+}
+
+// waitConsuming waits (best effort, up to 15s) until the daemon's NATS
+// connection has its three subscriptions (JetStream API replies, the
+// activations watch, the pull iterator), that is, until it is consuming.
+// A SIGTERM during startup makes the daemon exit 1 ("startup failed:
+// context canceled"), which is not what stopDaemon checks.
+func (e *env) waitConsuming() {
+	deadline := time.Now().Add(15 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for time.Now().Before(deadline) {
+		if done, _ := e.exited(); done {
+			return
+		}
+		if cz, err := e.srv.Connz(&server.ConnzOptions{}); err == nil {
+			for _, c := range cz.Conns {
+				if c.Name == "cohort-connector" && c.NumSubs >= 3 {
+					return
+				}
+			}
+		}
+		<-tick.C
+	}
+}
+
+func (e *env) stopDaemonAtCleanup() {
+	if e.proc == nil {
+		return
+	}
+	e.termDaemon(shutdownTimeout + 5*time.Second)
+}
+
+// tail returns the last lines of a file, at most max bytes.
+func tail(path string, lines, max int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	if len(b) > max {
+		b = b[len(b)-max:]
+	}
+	parts := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
+	if len(parts) > lines {
+		parts = parts[len(parts)-lines:]
+	}
+	return string(bytes.Join(parts, []byte("\n")))
+}
+
+// --- messages ------------------------------------------------------------
+
+// wireMsg is the JSON shape of a membership change as a producer sends it.
+type wireMsg struct {
+	UserID      string            `json:"user_id"`
+	CohortID    string            `json:"cohort_id"`
+	Action      string            `json:"action"`
+	TS          string            `json:"ts"`
+	Identifiers map[string]string `json:"identifiers"`
+}
+
+// good is the deterministic valid membership i of a cohort: user u<i>,
+// enter/exit alternating, ts baseEpoch + i ms, email user<i>@example.com.
+func good(cohort string, i int) []byte {
+	action := "enter"
+	if i%2 == 1 {
+		action = "exit"
+	}
+	b, err := json.Marshal(wireMsg{
+		UserID:      "u" + strconv.Itoa(i),
+		CohortID:    cohort,
+		Action:      action,
+		TS:          baseEpoch.Add(time.Duration(i) * time.Millisecond).Format(time.RFC3339Nano),
+		Identifiers: map[string]string{"email": "user" + strconv.Itoa(i) + "@example.com"},
+	})
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// outMsg is one message to publish.
+type outMsg struct {
+	subject string
+	data    []byte
+}
+
+// expect decodes data as the daemon will and records its event id as
+// expected at account; it returns the id.
+func (e *env) expect(account string, data []byte) string {
+	e.t.Helper()
+	m, err := cohorts.Decode(data, time.Now())
+	require.NoError(e.t, err, "a message the scenario means to be valid: %.200s", data)
+	id := m.EventID()
+	e.expected[account][id] = true
+	return id
+}
+
+// goodBatch returns n good messages of a cohort (users from..from+n-1),
+// each expected at account.
+func (e *env) goodBatch(account, cohort string, from, n int) []outMsg {
+	out := make([]outMsg, n)
+	for i := range out {
+		d := good(cohort, from+i)
+		e.expect(account, d)
+		out[i] = outMsg{subject: subjectPrefix + cohort, data: d}
+	}
+	return out
+}
+
+// publish publishes msgs in order with asynchronous acks and returns their
+// stream sequences. Every publish must be acknowledged.
+func (e *env) publish(msgs []outMsg) []uint64 {
+	e.t.Helper()
+	ctx := e.t.Context()
+	seqs := make([]uint64, 0, len(msgs))
+	const window = 2000
+	for start := 0; start < len(msgs); start += window {
+		end := min(start+window, len(msgs))
+		futs := make([]jetstream.PubAckFuture, 0, end-start)
+		for _, m := range msgs[start:end] {
+			f, err := e.js.PublishMsgAsync(&nats.Msg{Subject: m.subject, Data: m.data})
+			require.NoError(e.t, err)
+			futs = append(futs, f)
+		}
+		for _, f := range futs {
+			select {
+			case ack := <-f.Ok():
+				seqs = append(seqs, ack.Sequence)
+			case err := <-f.Err():
+				e.t.Fatalf("publish to %s: %v", f.Msg().Subject, err)
+			case <-ctx.Done():
+				e.t.Fatal("publish: test ended")
+			}
+		}
+	}
+	e.published += len(msgs)
+	return seqs
+}
+
+// --- observation -----------------------------------------------------------
+
+// owed is what the consumer still has to settle: not yet delivered plus
+// delivered and unsettled (a nak with delay stays ack-pending).
+func (e *env) owed() (uint64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	c, err := e.js.Consumer(ctx, streamName, durableName)
+	if err != nil {
+		return 0, err
+	}
+	ci, err := c.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return ci.NumPending + uint64(ci.NumAckPending), nil
+}
+
+func (e *env) dlqCount() (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	s, err := e.js.Stream(ctx, dlqStreamName)
+	if err != nil {
+		return 0, err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return int(info.State.Msgs), nil
+}
+
+// missing counts the expected ids the simulator never received.
+func (e *env) missing() int {
+	n := 0
+	for acct, ids := range e.expected {
+		got := e.sim.EventIDs(acct)
+		for id := range ids {
+			if got[id] == 0 {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// received is the number of distinct event ids the simulator holds for acct.
+func (e *env) received(acct string) int { return len(e.sim.EventIDs(acct)) }
+
+// waitFor polls cond until it holds; it fails the test at the deadline or
+// if the daemon exits by itself.
+func (e *env) waitFor(what string, limit time.Duration, cond func() bool) {
+	e.t.Helper()
+	deadline := time.Now().Add(limit)
+	tick := time.NewTicker(pollEvery)
+	defer tick.Stop()
+	for {
+		if cond() {
+			return
+		}
+		if done, err := e.exited(); done {
+			e.t.Fatalf("waiting for %s: the daemon exited by itself: %v", what, err)
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("waiting for %s: not done after %s", what, limit)
+		}
+		select {
+		case <-tick.C:
+		case <-e.t.Context().Done():
+			e.t.Fatalf("waiting for %s: test ended", what)
+		}
+	}
+}
+
+// waitComplete waits until the consumer owes nothing and every expected id
+// reached the simulator; it returns the time since the daemon first started.
+func (e *env) waitComplete(limit time.Duration) time.Duration {
+	e.t.Helper()
+	e.waitFor("every message settled and every expected event received", limit, func() bool {
+		n, err := e.owed()
+		return err == nil && n == 0 && e.missing() == 0
+	})
+	return time.Since(e.began)
+}
+
+// finish stops the daemon, counts, checks lost == 0 and no unexpected
+// event, and adds the scenario's row. wantDLQ < 0 skips the DLQ check.
+func (e *env) finish(took time.Duration, wantDLQ int, notes string) {
+	e.t.Helper()
+	e.stopDaemon()
+	e.finished = true
+	r := row{order: e.order, scenario: e.name, published: e.published, took: took, notes: notes}
+	total, distinct, unexpected := 0, 0, 0
+	for _, acct := range []string{acctA, acctB} {
+		got := e.sim.EventIDs(acct)
+		for id, n := range got {
+			total += n
+			distinct++
+			if !e.expected[acct][id] {
+				unexpected++
+			}
+		}
+		for id := range e.expected[acct] {
+			if got[id] > 0 {
+				r.delivered++
+			} else {
+				r.lost++
+			}
+		}
+	}
+	r.duplicates = total - distinct
+	dlq, err := e.dlqCount()
+	if err != nil {
+		e.t.Errorf("reading the DLQ: %v", err)
+	}
+	r.dlq = dlq
+	if r.lost > 0 {
+		e.t.Errorf("%d expected event ids never reached Pinterest", r.lost)
+	}
+	if unexpected > 0 {
+		e.t.Errorf("%d event ids reached Pinterest that the scenario did not expect (sent where they do not belong, or sent without identifiers)", unexpected)
+	}
+	if wantDLQ >= 0 && dlq != wantDLQ {
+		e.t.Errorf("DLQ holds %d messages, want %d", dlq, wantDLQ)
+	}
+	if b, err := os.ReadFile(e.logPath); err == nil {
+		// nats.go's default async error handler writes these as plain text.
+		if n := bytes.Count(b, []byte("nats: slow consumer")); n > 0 {
+			r.notes += fmt.Sprintf("; %d slow-consumer drops", n)
+		}
+	}
+	r.failed = e.t.Failed()
+	results.add(r)
+	e.t.Logf("%s: published %d, delivered %d, lost %d, duplicates %d, DLQ %d, %s", e.name, r.published, r.delivered,
+		r.lost, r.duplicates, r.dlq, took.Round(100*time.Millisecond))
+}
+
+// recordAborted adds a row for a scenario that stopped before finish, so
+// that the table shows it.
+func (e *env) recordAborted() {
+	if e.finished {
+		return
+	}
+	dlq, _ := e.dlqCount()
+	notes := "aborted"
+	if n, err := e.owed(); err == nil && n > 0 {
+		notes = fmt.Sprintf("aborted: the consumer still owes %d (held, not acked)", n)
+	}
+	r := row{order: e.order, scenario: e.name, published: e.published, dlq: dlq, notes: notes, failed: true}
+	for acct, ids := range e.expected {
+		got := e.sim.EventIDs(acct)
+		for id := range ids {
+			if got[id] > 0 {
+				r.delivered++
+			} else {
+				r.lost++
+			}
+		}
+	}
+	if !e.began.IsZero() {
+		r.took = time.Since(e.began)
+	}
+	results.add(r)
+}

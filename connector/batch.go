@@ -254,7 +254,10 @@ func (l *lane) send(slot int, batch []laneItem) {
 	res, err := c.o.Destination.Send(c.sendCtx, destinations.Batch{AdAccountID: l.account, Items: items})
 	l.callStarted[slot].Store(0)
 	if err != nil {
-		if destinations.ReasonOf(err) != destinations.ReasonShutdown {
+		// Only a fault of the account (or of Pinterest) makes the lane
+		// fail: bad input is a fault of these messages, not of the next
+		// ones, and shutdown is ours.
+		if r := destinations.ReasonOf(err); !r.Permanent() && r != destinations.ReasonShutdown {
 			l.failed(err)
 		}
 		for _, it := range batch {

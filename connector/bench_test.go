@@ -158,3 +158,61 @@ func BenchmarkIsolation(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkBurstUnderTheRateLimit sends a 100,000-message burst to one ad
+// account in batches of 10, so that Pinterest's 5,000 calls a minute (the
+// simulator enforces it, with 429s) is the binding limit: 10,000 calls,
+// about two minutes. It reports the most calls seen in any 60-second window
+// and the 429s received.
+func BenchmarkBurstUnderTheRateLimit(b *testing.B) {
+	const n = 100_000
+	for range b.N {
+		h := newHarness(b, harnessConfig{
+			quiet:         true,
+			maxDeliver:    50,
+			maxAckPending: 20_000,
+			simRateLimit:  pinterest.DefaultCallsPerMinute,
+			options: func(o *connector.Options) {
+				o.BatchSize = 10
+				o.MaxInFlight = 4
+			},
+			client: func(c *pinterest.Config) {
+				c.CallsPerMinute = pinterest.DefaultCallsPerMinute
+				c.CallTimeout = 4 * time.Second
+			},
+			activations: []cohorts.Activation{activation("burst-a", "c-burst", "")},
+		})
+		h.stopRun(waitFor)
+		ts := time.Now().Add(-time.Minute)
+		for i := range n {
+			_, err := h.js.PublishAsync(subjectPrefix+"c-burst", benchMembership("c-burst", i, ts.Add(time.Duration(i))))
+			require.NoError(b, err)
+		}
+		<-h.js.PublishAsyncComplete()
+		start := time.Now()
+		h.startRun()
+		require.Eventually(b, func() bool { return h.sim.Stats(acctA).Events >= n && h.consumerPending() == 0 }, 10*time.Minute, 100*time.Millisecond)
+		took := time.Since(start)
+
+		// One arrival time per request: every event of a request has it.
+		var calls []time.Time
+		for _, r := range h.sim.Received(acctA) {
+			if len(calls) == 0 || !r.At.Equal(calls[len(calls)-1]) {
+				calls = append(calls, r.At)
+			}
+		}
+		slices.SortFunc(calls, func(x, y time.Time) int { return x.Compare(y) })
+		most := 0
+		for i, j := 0, 0; j < len(calls); j++ {
+			for calls[j].Sub(calls[i]) >= time.Minute {
+				i++
+			}
+			most = max(most, j-i+1)
+		}
+		st := h.sim.Stats(acctA)
+		b.ReportMetric(float64(most), "max_calls/60s")
+		b.ReportMetric(float64(st.RateLimited), "429s")
+		b.Logf("%d messages, %d calls accepted in %s; at most %d calls in any 60 s window (limit %d); %d answered 429; %d distinct events",
+			n, st.Accepted200, took.Round(time.Second), most, pinterest.DefaultCallsPerMinute, st.RateLimited, len(h.sim.EventIDs(acctA)))
+	}
+}

@@ -153,6 +153,7 @@ func New(o Options) (*Connector, error) {
 //
 // Run returns nil after a clean shutdown. Closing the NATS connection is
 // the caller's job, after Run returns (nc.Drain flushes the last acks).
+// Run may be called once per Connector.
 func (c *Connector) Run(ctx context.Context) error {
 	c.sendCtx, c.cancelSend = context.WithCancel(context.Background())
 	defer c.cancelSend()

@@ -59,6 +59,9 @@ type harnessConfig struct {
 	maxAckPending int
 	// quiet logs only warnings and errors (benchmarks).
 	quiet bool
+	// simRateLimit is the simulator's calls per minute per account
+	// (default: no limit).
+	simRateLimit int
 }
 
 // harness is one complete pipeline on loopback: an embedded JetStream
@@ -120,9 +123,13 @@ func newHarness(t testing.TB, cfg harnessConfig) *harness {
 	// Cleanups run last-registered first: the connector run, the watcher,
 	// the NATS connection, the server, then the simulator.
 	var err error
+	if cfg.simRateLimit == 0 {
+		cfg.simRateLimit = -1
+	}
 	h.sim, err = simulator.Start(simulator.Options{
-		Accounts:       map[string]string{acctA: tokenA, acctB: tokenB},
-		KnownUserShare: cfg.knownUserShare,
+		Accounts:           map[string]string{acctA: tokenA, acctB: tokenB},
+		KnownUserShare:     cfg.knownUserShare,
+		RateLimitPerMinute: cfg.simRateLimit,
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() {

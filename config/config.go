@@ -83,6 +83,7 @@ type Config struct {
 	Subjects          []string      `envconfig:"SUBJECTS" default:"cohorts.membership.>" desc:"subjects of that stream, comma separated"`
 	Durable           string        `envconfig:"DURABLE" default:"cohort-connector" desc:"durable pull consumer, shared by all replicas"`
 	ActivationsBucket string        `envconfig:"ACTIVATIONS_BUCKET" default:"COHORT_ACTIVATIONS" desc:"JetStream KV bucket of activations, watched live"`
+	OrderBucket       string        `envconfig:"ORDER_BUCKET" default:"COHORT_CONNECTOR_ORDER" desc:"JetStream KV bucket recording changes that wait for redelivery, so that per-user order survives a restart"`
 	DLQStream         string        `envconfig:"DLQ_STREAM" default:"COHORTS_DLQ" desc:"stream of dead letters; it stores <CONNECTOR_DLQ_SUBJECT>.>"`
 	DLQSubject        string        `envconfig:"DLQ_SUBJECT" default:"cohorts.dlq" desc:"subject prefix of dead letters, no wildcards; must not be matched by CONNECTOR_SUBJECTS"`
 	AckWait           time.Duration `envconfig:"ACK_WAIT" default:"60s" desc:"consumer AckWait: how long a delivered message may stay unsettled before it is redelivered"`

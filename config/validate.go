@@ -77,6 +77,11 @@ func (c Config) checkNATS(p *problems) {
 	if !bucketRe.MatchString(c.ActivationsBucket) {
 		p.add("ACTIVATIONS_BUCKET", "must match %s, got %q", bucketRe, c.ActivationsBucket)
 	}
+	if !bucketRe.MatchString(c.OrderBucket) {
+		p.add("ORDER_BUCKET", "must match %s, got %q", bucketRe, c.OrderBucket)
+	} else if c.OrderBucket == c.ActivationsBucket {
+		p.add("ORDER_BUCKET", "must differ from %sACTIVATIONS_BUCKET, both are %q", Prefix, c.OrderBucket)
+	}
 
 	if len(c.Subjects) == 0 {
 		p.add("SUBJECTS", "required: at least one subject")
@@ -98,11 +103,14 @@ func (c Config) checkNATS(p *problems) {
 
 	// The KV bucket is a stream of its own on $KV.<bucket>.>; JetStream
 	// refuses streams whose subjects overlap.
-	if bucketRe.MatchString(c.ActivationsBucket) {
-		kv := []string{"$KV", c.ActivationsBucket, ">"}
+	for variable, bucket := range map[string]string{"ACTIVATIONS_BUCKET": c.ActivationsBucket, "ORDER_BUCKET": c.OrderBucket} {
+		if !bucketRe.MatchString(bucket) {
+			continue
+		}
+		kv := []string{"$KV", bucket, ">"}
 		for _, s := range subjects {
 			if subjectsIntersect(s, kv) {
-				p.add("SUBJECTS", "%q overlaps the subjects of %sACTIVATIONS_BUCKET (%s)", strings.Join(s, "."), Prefix, strings.Join(kv, "."))
+				p.add("SUBJECTS", "%q overlaps the subjects of %s%s (%s)", strings.Join(s, "."), Prefix, variable, strings.Join(kv, "."))
 			}
 		}
 	}

@@ -61,6 +61,8 @@ type tracked struct {
 	settled    bool
 	inProgress bool
 	orderKey   string // set when admitted by userOrder
+	cohortID   string
+	userID     string
 }
 
 // complete records account's verdict.

@@ -54,6 +54,9 @@ type Options struct {
 	RetryDelayMin  time.Duration // first nak delay, doubled each delivery; default 5s
 	RetryDelayMax  time.Duration // nak delay cap; default 15m
 	AuthRetryDelay time.Duration // nak delay after 401/403/404 or an unknown Tag ID; default 5m
+	// Holds is the order bucket (Topology.OrderBucket): per-user order
+	// across restarts. Nil keeps order within this process only.
+	Holds jetstream.KeyValue
 	// SlowCall is how long a call may run before its account counts as
 	// congested: the consume loop then stops waiting for room in that
 	// account's queue and holds its messages back instead. Default 1s.
@@ -158,6 +161,19 @@ func (c *Connector) Run(ctx context.Context) error {
 	c.sendCtx, c.cancelSend = context.WithCancel(context.Background())
 	defer c.cancelSend()
 
+	if c.o.Holds != nil {
+		// Before the first message: a change published after a restart
+		// must find the earlier changes that were waiting for redelivery.
+		lctx, cancel := context.WithTimeout(ctx, holdsLoadTimeout)
+		n, err := c.loadHolds(lctx)
+		cancel()
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			c.o.Logger.Info().Int("records", n).Msg("order records loaded: later changes of these users wait for their earlier ones")
+		}
+	}
 	it, err := c.o.Consumer.Messages(jetstream.PullMaxMessages(max(2*c.o.BatchSize, 256)))
 	if err != nil {
 		return fmt.Errorf("starting to consume: %w", err)
@@ -303,7 +319,7 @@ func (c *Connector) handle(msg jetstream.Msg) {
 			detail: "an earlier change of this user in this cohort is not settled yet"})
 		return
 	}
-	t.orderKey = key
+	t.orderKey, t.cohortID, t.userID = key, m.CohortID, m.UserID
 	t.pending = len(groups)
 	item := destinations.Item{EventID: m.EventID(), Membership: m, Hashed: hashed}
 	for i := range groups {
@@ -402,14 +418,15 @@ func (c *Connector) deadLetterAndTerm(t *tracked, reason, detail string) {
 }
 
 func (c *Connector) orderDone(t *tracked) {
-	if t.orderKey != "" {
-		c.order.done(t.orderKey, t.meta.Sequence.Stream)
+	if t.orderKey != "" && c.order.done(t.orderKey, t.meta.Sequence.Stream) && c.o.Holds != nil {
+		c.unpersistHold(t)
 	}
 }
 
 func (c *Connector) orderRetry(t *tracked, delay time.Duration) {
-	if t.orderKey != "" {
-		c.order.retry(t.orderKey, t.meta.Sequence.Stream, c.o.Now().Add(delay))
+	due := c.o.Now().Add(delay)
+	if t.orderKey != "" && c.order.retry(t.orderKey, t.meta.Sequence.Stream, due) && c.o.Holds != nil {
+		c.persistHold(t, due)
 	}
 }
 

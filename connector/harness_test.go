@@ -62,6 +62,8 @@ type harnessConfig struct {
 	// simRateLimit is the simulator's calls per minute per account
 	// (default: no limit).
 	simRateLimit int
+	// orderBucket creates the order bucket and hands it to the connector.
+	orderBucket bool
 }
 
 // harness is one complete pipeline on loopback: an embedded JetStream
@@ -170,6 +172,9 @@ func newHarness(t testing.TB, cfg harnessConfig) *harness {
 		MaxDeliver:        cfg.maxDeliver,
 		MaxAckPending:     cfg.maxAckPending,
 	}
+	if cfg.orderBucket {
+		h.topo.OrderBucket = "COHORT_CONNECTOR_ORDER"
+	}
 	h.objs, err = connector.Ensure(ctx, h.js, h.topo)
 	require.NoError(t, err)
 
@@ -209,6 +214,7 @@ func newHarness(t testing.TB, cfg harnessConfig) *harness {
 		Logger:         h.log,
 		Metrics:        h.metrics,
 		Stats:          h.stats,
+		Holds:          h.objs.Order,
 	}
 	if cfg.options != nil {
 		cfg.options(&h.opts)

@@ -22,6 +22,7 @@ type Topology struct {
 	ActivationsBucket string   // KV bucket of activations
 	DLQStream         string   // dead-letter stream
 	DLQSubject        string   // dead letters are published on <DLQSubject>.<reason>
+	OrderBucket       string   // KV bucket keeping per-user order across restarts; "" for none
 
 	// AckWait is how long JetStream waits for a settlement before
 	// redelivering; MaxDeliver bounds deliveries (the connector dead-letters
@@ -84,12 +85,26 @@ func (t Topology) KeyValueConfig() jetstream.KeyValueConfig {
 	}
 }
 
+// OrderBucketConfig is the order bucket: one record per user whose change
+// waits for redelivery; records expire after 24 hours, longer than the
+// whole redelivery schedule.
+func (t Topology) OrderBucketConfig() jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      t.OrderBucket,
+		Description: "cohort-connector: changes waiting for redelivery, for per-user order across restarts",
+		History:     1,
+		TTL:         24 * time.Hour,
+		Storage:     jetstream.FileStorage,
+	}
+}
+
 // Objects are the JetStream handles Ensure returns.
 type Objects struct {
 	Stream      jetstream.Stream
 	DLQ         jetstream.Stream
 	Consumer    jetstream.Consumer
 	Activations jetstream.KeyValue
+	Order       jetstream.KeyValue // nil when Topology.OrderBucket is ""
 	// Created lists what Ensure had to create (for the startup log).
 	Created []string
 }
@@ -125,6 +140,16 @@ func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) (*Objects, 
 	}
 	if err != nil {
 		return nil, fmt.Errorf("opening KV bucket %s: %w", t.ActivationsBucket, err)
+	}
+	if t.OrderBucket != "" {
+		o.Order, err = js.KeyValue(ctx, t.OrderBucket)
+		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			o.Order, err = js.CreateKeyValue(ctx, t.OrderBucketConfig())
+			o.Created = append(o.Created, "kv "+t.OrderBucket)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("opening KV bucket %s: %w", t.OrderBucket, err)
+		}
 	}
 	return o, nil
 }

@@ -15,8 +15,9 @@ import (
 // so an exit never reaches Pinterest before its enter, even when the
 // enter's first attempt failed and is being retried.
 //
-// It is in-process state: after a restart, a message nak'd before the
-// restart is not known until JetStream redelivers it (see the README).
+// The state is in memory; what must survive a restart (a message nak'd and
+// waiting for redelivery, whose later changes may be published after the
+// restart) is also written to the order bucket, see holds.go.
 type userOrder struct {
 	mu      sync.Mutex
 	keys    map[string]*keyState
@@ -25,8 +26,9 @@ type userOrder struct {
 }
 
 type keyState struct {
-	seqs    []uint64  // outstanding stream sequences, ascending
-	retryAt time.Time // when the oldest nak'd one is due back
+	seqs      []uint64  // outstanding stream sequences, ascending
+	retryAt   time.Time // when the oldest nak'd one is due back
+	persisted []uint64  // those of seqs with a record in the order bucket
 }
 
 func newUserOrder(minHold, stale time.Duration) *userOrder {
@@ -48,8 +50,9 @@ func (o *userOrder) admit(key string, seq uint64, now time.Time) (bool, time.Dur
 	}
 	// A nak'd message that never came back (another replica took it, or it
 	// was deleted) must not hold its key forever.
+	// (Its record, if any, is left to the bucket's TTL.)
 	if !st.retryAt.IsZero() && now.Sub(st.retryAt) > o.stale {
-		st.seqs, st.retryAt = st.seqs[:0], time.Time{}
+		st.seqs, st.retryAt, st.persisted = st.seqs[:0], time.Time{}, st.persisted[:0]
 	}
 	i, found := slices.BinarySearch(st.seqs, seq)
 	if i > 0 { // an earlier message of this key is outstanding
@@ -61,28 +64,67 @@ func (o *userOrder) admit(key string, seq uint64, now time.Time) (bool, time.Dur
 	return true, 0
 }
 
-// done forgets seq (acked or terminated).
-func (o *userOrder) done(key string, seq uint64) {
+// done forgets seq (acked or terminated). It reports whether seq had a
+// record in the order bucket, which the caller then deletes.
+func (o *userOrder) done(key string, seq uint64) (unpersist bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	st := o.keys[key]
 	if st == nil {
-		return
+		return false
 	}
 	if i, found := slices.BinarySearch(st.seqs, seq); found {
 		st.seqs = slices.Delete(st.seqs, i, i+1)
 	}
+	if i := slices.Index(st.persisted, seq); i >= 0 {
+		st.persisted = slices.Delete(st.persisted, i, i+1)
+		unpersist = true
+	}
 	if len(st.seqs) == 0 {
 		delete(o.keys, key)
 	}
+	return unpersist
 }
 
-// retry records that seq was nak'd and is due back after delay; it stays
-// outstanding, so later messages of its key keep waiting for it.
-func (o *userOrder) retry(key string, seq uint64, due time.Time) {
+// retry records that seq was nak'd and is due back at due; it stays
+// outstanding, so later messages of its key keep waiting for it. It
+// reports whether the caller must write a record of it to the order bucket
+// (the oldest outstanding message of its key, not written yet), so that a
+// restart does not forget it.
+func (o *userOrder) retry(key string, seq uint64, due time.Time) (persist bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if st := o.keys[key]; st != nil && len(st.seqs) > 0 && st.seqs[0] == seq {
+	st := o.keys[key]
+	if st == nil || len(st.seqs) == 0 || st.seqs[0] != seq {
+		return false
+	}
+	st.retryAt = due
+	if slices.Contains(st.persisted, seq) {
+		return false
+	}
+	st.persisted = append(st.persisted, seq)
+	return true
+}
+
+// load registers a record read from the order bucket at startup: seq is
+// outstanding until it is seen and settled, or until due has passed by the
+// stale horizon.
+func (o *userOrder) load(key string, seq uint64, due time.Time) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	st := o.keys[key]
+	if st == nil {
+		st = &keyState{}
+		o.keys[key] = st
+	}
+	i, found := slices.BinarySearch(st.seqs, seq)
+	if !found {
+		st.seqs = slices.Insert(st.seqs, i, seq)
+	}
+	if !slices.Contains(st.persisted, seq) {
+		st.persisted = append(st.persisted, seq)
+	}
+	if due.After(st.retryAt) {
 		st.retryAt = due
 	}
 }

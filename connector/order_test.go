@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -67,4 +68,55 @@ func TestAnExitNeverReachesPinterestBeforeItsEnterEvenWhenTheEnterIsRetried(t *t
 	assert.Positive(t, h.sim.Stats(acctA).Injected, "the fault was hit")
 	assert.Positive(t, h.settled("nak", "waiting_for_earlier"), "some exits had to wait for their enter")
 	assert.Empty(t, h.dlqMessages())
+}
+
+func TestAnExitPublishedAfterARestartWaitsForItsEnterStillAwaitingRedelivery(t *testing.T) {
+	h := newHarness(t, harnessConfig{
+		maxDeliver:  50,
+		orderBucket: true,
+		options: func(o *connector.Options) {
+			o.RetryDelayMin = time.Second // the enter's first redelivery delay
+			o.RetryDelayMax = 2 * time.Second
+			o.OrderHold = 30 * time.Millisecond
+		},
+		activations: []cohorts.Activation{activation("rst-a", "c-rst", "")},
+	})
+	enter, exit := enterExit("c-rst", 1)
+
+	// The enter's call fails (both attempts): it is nak'd for 1 s and a
+	// record of it is written to the order bucket.
+	h.sim.SetFault(acctA, simulator.Fault{Status: 503, Times: 2})
+	h.publishMembership(enter)
+	require.Eventually(t, func() bool { return h.settled("nak", "server_error") >= 1 }, waitFor, tick)
+	require.Eventually(t, func() bool { return h.orderRecords() == 1 }, waitFor, tick,
+		"the nak'd enter has a record in the order bucket")
+
+	// Restart: a fresh Connector knows nothing but what the bucket holds.
+	h.stopRun(waitFor)
+	h.startRun()
+	// The exit is published after the restart, while the enter still
+	// waits for its redelivery.
+	h.publishMembership(exit)
+
+	require.Eventually(t, func() bool { return len(h.eventsFor(acctA, "c-rst")) >= 2 }, waitFor, tick)
+	h.requireNothingPending()
+	got := h.eventsFor(acctA, "c-rst")
+	assert.Equal(t, enter.EventID(), got[0].Event.EventID, "the enter reached Pinterest first")
+	assert.Equal(t, exit.EventID(), got[1].Event.EventID)
+	assert.Positive(t, h.settled("nak", "waiting_for_earlier"), "the exit waited for its enter")
+	require.Eventually(t, func() bool { return h.orderRecords() == 0 }, waitFor, tick,
+		"the record is deleted once the enter is acked")
+}
+
+// orderRecords counts the live records of the order bucket, -1 on error.
+func (h *harness) orderRecords() int {
+	keys, err := h.objs.Order.ListKeys(h.t.Context(), jetstream.IgnoreDeletes())
+	if err != nil {
+		return -1
+	}
+	n := 0
+	for range keys.Keys() {
+		n++
+	}
+	return n
 }

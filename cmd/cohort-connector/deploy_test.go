@@ -26,6 +26,7 @@ func TestDeployDefinitionsMatchWhatTheDaemonCreates(t *testing.T) {
 		"dlq-stream.json": topo.DLQStreamConfig(),
 		"consumer.json":   topo.ConsumerConfig(),
 		"kv.json":         topo.KeyValueConfig(),
+		"order-kv.json":   topo.OrderBucketConfig(),
 	}
 	for name, v := range files {
 		t.Run(name+" matches the code", func(t *testing.T) {

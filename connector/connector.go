@@ -173,6 +173,15 @@ func (c *Connector) Run(ctx context.Context) error {
 		if n > 0 {
 			c.o.Logger.Info().Int("records", n).Msg("order records loaded: later changes of these users wait for their earlier ones")
 		}
+		lctx, cancel = context.WithTimeout(ctx, holdsLoadTimeout)
+		n, err = c.expectUnsettled(lctx)
+		cancel()
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			c.o.Logger.Info().Int("messages", n).Msg("unacknowledged messages from before the restart: later changes of their users wait for them")
+		}
 	}
 	it, err := c.o.Consumer.Messages(jetstream.PullMaxMessages(max(2*c.o.BatchSize, 256)))
 	if err != nil {

@@ -11,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cohort-connector/cohort-connector/cohorts"
 )
 
 // The order bucket keeps per-user order across restarts. When the oldest
@@ -93,6 +95,74 @@ func (c *Connector) loadHolds(ctx context.Context) (int, error) {
 			}
 			c.order.load(orderKey(r.CohortID, r.UserID), r.Seq, due)
 			n++
+		}
+	}
+}
+
+// expectUnsettled covers what the order bucket cannot: a process killed
+// while a change's first call was in flight leaves no record, and JetStream
+// redelivers that change only when its AckWait expires — after a later
+// change of the same user, first delivered to the new process, would have
+// overtaken it. So when the consumer still has unacknowledged messages at
+// startup, the last MaxAckPending delivered messages (every first delivery
+// still unacknowledged is among them) are read back, and their users' later
+// changes wait until those messages are seen again or their AckWait is
+// over. Most of them were acked already: the cost is that a user with a
+// change among them whose next change comes within AckWait of the restart
+// waits at most AckWait.
+func (c *Connector) expectUnsettled(ctx context.Context) (int, error) {
+	ci, err := c.o.Consumer.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("reading consumer state: %w", err)
+	}
+	if ci.NumAckPending == 0 || ci.Delivered.Stream == 0 {
+		return 0, nil
+	}
+	last := ci.Delivered.Stream
+	first := ci.AckFloor.Stream + 1
+	if window := uint64(max(ci.Config.MaxAckPending, 1)); last >= window && last-window+1 > first {
+		first = last - window + 1
+	}
+	filters := ci.Config.FilterSubjects
+	if ci.Config.FilterSubject != "" {
+		filters = append(filters, ci.Config.FilterSubject)
+	}
+	oc, err := c.o.JS.OrderedConsumer(ctx, c.o.Topology.Stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: filters,
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    first,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("reading back unacknowledged messages: %w", err)
+	}
+	now := c.o.Now()
+	until := now.Add(c.o.Topology.AckWait)
+	n := 0
+	for {
+		batch, err := oc.FetchNoWait(1000)
+		if err != nil {
+			return n, fmt.Errorf("reading back unacknowledged messages: %w", err)
+		}
+		got := 0
+		for msg := range batch.Messages() {
+			got++
+			meta, err := msg.Metadata()
+			if err != nil || meta.Sequence.Stream > last {
+				return n, nil
+			}
+			if m, err := cohorts.Decode(msg.Data(), now); err == nil {
+				c.order.expect(orderKey(m.CohortID, m.UserID), meta.Sequence.Stream, until)
+				n++
+			}
+			if meta.Sequence.Stream == last {
+				return n, nil
+			}
+		}
+		if err := batch.Error(); err != nil {
+			return n, fmt.Errorf("reading back unacknowledged messages: %w", err)
+		}
+		if got == 0 {
+			return n, nil // the rest was deleted from the stream
 		}
 	}
 }

@@ -29,6 +29,7 @@ type keyState struct {
 	seqs      []uint64  // outstanding stream sequences, ascending
 	retryAt   time.Time // when the oldest nak'd one is due back
 	persisted []uint64  // those of seqs with a record in the order bucket
+	forgetAt  time.Time // set by expect: forget the key after this
 }
 
 func newUserOrder(minHold, stale time.Duration) *userOrder {
@@ -51,8 +52,8 @@ func (o *userOrder) admit(key string, seq uint64, now time.Time) (bool, time.Dur
 	// A nak'd message that never came back (another replica took it, or it
 	// was deleted) must not hold its key forever.
 	// (Its record, if any, is left to the bucket's TTL.)
-	if !st.retryAt.IsZero() && now.Sub(st.retryAt) > o.stale {
-		st.seqs, st.retryAt, st.persisted = st.seqs[:0], time.Time{}, st.persisted[:0]
+	if (!st.retryAt.IsZero() && now.Sub(st.retryAt) > o.stale) || (!st.forgetAt.IsZero() && now.After(st.forgetAt)) {
+		st.seqs, st.retryAt, st.persisted, st.forgetAt = st.seqs[:0], time.Time{}, st.persisted[:0], time.Time{}
 	}
 	i, found := slices.BinarySearch(st.seqs, seq)
 	if i > 0 { // an earlier message of this key is outstanding
@@ -98,7 +99,7 @@ func (o *userOrder) retry(key string, seq uint64, due time.Time) (persist bool) 
 	if st == nil || len(st.seqs) == 0 || st.seqs[0] != seq {
 		return false
 	}
-	st.retryAt = due
+	st.retryAt, st.forgetAt = due, time.Time{}
 	if slices.Contains(st.persisted, seq) {
 		return false
 	}
@@ -126,6 +127,31 @@ func (o *userOrder) load(key string, seq uint64, due time.Time) {
 	}
 	if due.After(st.retryAt) {
 		st.retryAt = due
+	}
+}
+
+// expect registers seq, a message that may still be unacknowledged from
+// before a restart (in flight when the process died): it is outstanding
+// until it is seen and settled, or until its AckWait must have expired
+// (until); later messages of its key are held back until then.
+func (o *userOrder) expect(key string, seq uint64, until time.Time) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	st := o.keys[key]
+	if st == nil {
+		st = &keyState{}
+		o.keys[key] = st
+	}
+	i, found := slices.BinarySearch(st.seqs, seq)
+	if found {
+		return // known from its order record, which says when it is due
+	}
+	st.seqs = slices.Insert(st.seqs, i, seq)
+	if until.After(st.retryAt) {
+		st.retryAt = until
+	}
+	if f := until.Add(o.minHold); f.After(st.forgetAt) {
+		st.forgetAt = f
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"strconv"
@@ -61,6 +62,7 @@ func TestFaults(t *testing.T) {
 		{"the NATS server restarted mid-drain", natsServerRestarted},
 		{"a poison corpus interleaved with good messages", poisonCorpus},
 		{"SIGTERM during a large batch", sigtermDuringLargeBatch},
+		{"exits published after a SIGKILL that cut their enters' calls", orderAcrossSIGKILL},
 	}
 	for i, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) { sc.run(t, i+1, sc.name, sz) })
@@ -412,4 +414,69 @@ func (e *env) dlqMessages() []dlqMessage {
 func sha256hex(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])
+}
+
+// membershipOf is user i's change of cohort with the given action; the exit
+// comes one second after the enter.
+func membershipOf(cohort string, i int, action string) []byte {
+	ts := baseEpoch.Add(time.Duration(i) * time.Millisecond)
+	if action == "exit" {
+		ts = ts.Add(time.Second)
+	}
+	b, err := json.Marshal(wireMsg{
+		UserID: "o" + strconv.Itoa(i), CohortID: cohort, Action: action, TS: ts.Format(time.RFC3339Nano),
+		Identifiers: map[string]string{"email": "order" + strconv.Itoa(i) + "@example.com"},
+	})
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// 9. Per-user order across a crash: the enters' first call is in flight
+// (Pinterest hangs) when the daemon is SIGKILLed; after the restart the
+// exits of the same users are published. JetStream redelivers the enters
+// only when their AckWait expires, so the new process gets the exits
+// first: every exit must still reach Pinterest after its enter.
+func orderAcrossSIGKILL(t *testing.T, order int, name string, sz sizes) {
+	const users = 200
+	// Recorded events: their arrival order is the point here.
+	e := newEnv(t, order, name, envOptions{activations: map[string]string{"o1": ""}, record: true})
+	e.sim.SetFault(acctA, simulator.Fault{Latency: time.Minute})
+	enters := make([]outMsg, users)
+	exits := make([]outMsg, users)
+	for i := range users {
+		enters[i] = outMsg{subject: subjectPrefix + "o1", data: membershipOf("o1", i, "enter")}
+		exits[i] = outMsg{subject: subjectPrefix + "o1", data: membershipOf("o1", i, "exit")}
+		e.expect(acctA, enters[i].data)
+		e.expect(acctA, exits[i].data)
+	}
+	e.publish(enters)
+	e.startDaemon()
+	e.waitFor("the enters' call in flight", sz.limit, func() bool { return e.sim.InFlight() > 0 })
+	e.killDaemon()
+	e.sim.ClearFaults()
+	e.startDaemon()
+	e.waitConsuming()
+	e.publish(exits)
+	took := e.waitComplete(sz.limit)
+
+	received := e.sim.Received(acctA)
+	require.Len(t, received, 2*users, "every change recorded once")
+	first := map[string]int{}
+	for i, r := range received {
+		if _, ok := first[r.Event.EventID]; !ok {
+			first[r.Event.EventID] = i
+		}
+	}
+	overtaken := 0
+	for i := range users {
+		en, _ := cohorts.Decode(enters[i].data, time.Now())
+		ex, _ := cohorts.Decode(exits[i].data, time.Now())
+		if first[ex.EventID()] < first[en.EventID()] {
+			overtaken++
+		}
+	}
+	assert.Zero(t, overtaken, "exits that reached Pinterest before their enter")
+	e.finish(took, 0, fmt.Sprintf("SIGKILL with %d enters in flight; %d of %d exits overtook their enter", users, overtaken, users))
 }

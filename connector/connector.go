@@ -168,6 +168,9 @@ func (c *Connector) Run(ctx context.Context) error {
 		n, err := c.loadHolds(lctx)
 		cancel()
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped before consuming anything
+			}
 			return err
 		}
 		if n > 0 {
@@ -177,6 +180,9 @@ func (c *Connector) Run(ctx context.Context) error {
 		n, err = c.expectUnsettled(lctx)
 		cancel()
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
 			return err
 		}
 		if n > 0 {

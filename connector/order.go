@@ -154,10 +154,3 @@ func (o *userOrder) expect(key string, seq uint64, until time.Time) {
 		st.forgetAt = f
 	}
 }
-
-// outstanding is the number of keys tracked (for tests and metrics).
-func (o *userOrder) outstanding() int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return len(o.keys)
-}

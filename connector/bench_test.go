@@ -36,6 +36,21 @@ func benchMembership(cohort string, i int, ts time.Time) []byte {
 	return data
 }
 
+// drainFromBacklog stops the run, publishes n memberships of cohort, and
+// starts a fresh run on the backlog; it returns when that run started.
+func (h *harness) drainFromBacklog(b *testing.B, cohort string, n int) time.Time {
+	h.stopRun(waitFor)
+	ts := time.Now().Add(-time.Minute)
+	for i := range n {
+		_, err := h.js.PublishAsync(subjectPrefix+cohort, benchMembership(cohort, i, ts.Add(time.Duration(i))))
+		require.NoError(b, err)
+	}
+	<-h.js.PublishAsyncComplete()
+	start := time.Now()
+	h.startRun()
+	return start
+}
+
 func BenchmarkDrain(b *testing.B) {
 	const n = 100_000
 	for range b.N {
@@ -50,16 +65,7 @@ func BenchmarkDrain(b *testing.B) {
 			activations: []cohorts.Activation{activation("drain-a", "c-drain", "")},
 		})
 		h.sim.SetRecord(false) // keep only event id counts
-		h.stopRun(waitFor)
-		ts := time.Now().Add(-time.Minute)
-		for i := range n {
-			_, err := h.js.PublishAsync(subjectPrefix+"c-drain", benchMembership("c-drain", i, ts.Add(time.Duration(i))))
-			require.NoError(b, err)
-		}
-		<-h.js.PublishAsyncComplete()
-
-		start := time.Now()
-		h.startRun()
+		start := h.drainFromBacklog(b, "c-drain", n)
 		// Poll cheap counters; copying the event id map would cost more
 		// CPU than the pipeline under test.
 		require.Eventually(b, func() bool { return h.sim.Stats(acctA).Events >= n && h.consumerPending() == 0 }, 5*time.Minute, 20*time.Millisecond)
@@ -182,15 +188,7 @@ func BenchmarkBurstUnderTheRateLimit(b *testing.B) {
 			},
 			activations: []cohorts.Activation{activation("burst-a", "c-burst", "")},
 		})
-		h.stopRun(waitFor)
-		ts := time.Now().Add(-time.Minute)
-		for i := range n {
-			_, err := h.js.PublishAsync(subjectPrefix+"c-burst", benchMembership("c-burst", i, ts.Add(time.Duration(i))))
-			require.NoError(b, err)
-		}
-		<-h.js.PublishAsyncComplete()
-		start := time.Now()
-		h.startRun()
+		start := h.drainFromBacklog(b, "c-burst", n)
 		require.Eventually(b, func() bool { return h.sim.Stats(acctA).Events >= n && h.consumerPending() == 0 }, 10*time.Minute, 100*time.Millisecond)
 		took := time.Since(start)
 

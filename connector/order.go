@@ -113,44 +113,42 @@ func (o *userOrder) retry(key string, seq uint64, due time.Time) (persist bool) 
 func (o *userOrder) load(key string, seq uint64, due time.Time) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	st := o.keys[key]
-	if st == nil {
-		st = &keyState{}
-		o.keys[key] = st
-	}
-	i, found := slices.BinarySearch(st.seqs, seq)
-	if !found {
-		st.seqs = slices.Insert(st.seqs, i, seq)
-	}
+	st, _ := o.register(key, seq, due)
 	if !slices.Contains(st.persisted, seq) {
 		st.persisted = append(st.persisted, seq)
-	}
-	if due.After(st.retryAt) {
-		st.retryAt = due
 	}
 }
 
 // expect registers seq, a message that may still be unacknowledged from
 // before a restart (in flight when the process died): it is outstanding
 // until it is seen and settled, or until its AckWait must have expired
-// (until); later messages of its key are held back until then.
+// (until); later messages of its key are held back until then. A seq known
+// from its order record keeps the record's due time.
 func (o *userOrder) expect(key string, seq uint64, until time.Time) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	st := o.keys[key]
+	if st, known := o.register(key, seq, until); !known {
+		if f := until.Add(o.minHold); f.After(st.forgetAt) {
+			st.forgetAt = f
+		}
+	}
+}
+
+// register makes seq outstanding for key, due back at due; known reports
+// that it already was (and then nothing changes). o.mu must be held.
+func (o *userOrder) register(key string, seq uint64, due time.Time) (st *keyState, known bool) {
+	st = o.keys[key]
 	if st == nil {
 		st = &keyState{}
 		o.keys[key] = st
 	}
 	i, found := slices.BinarySearch(st.seqs, seq)
 	if found {
-		return // known from its order record, which says when it is due
+		return st, true
 	}
 	st.seqs = slices.Insert(st.seqs, i, seq)
-	if until.After(st.retryAt) {
-		st.retryAt = until
+	if due.After(st.retryAt) {
+		st.retryAt = due
 	}
-	if f := until.Add(o.minHold); f.After(st.forgetAt) {
-		st.forgetAt = f
-	}
+	return st, false
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -78,6 +79,7 @@ func buildDaemon(dir string) (string, error) {
 	if gomod == "" || gomod == os.DevNull {
 		return "", fmt.Errorf("not inside a Go module")
 	}
+	moduleRoot = filepath.Dir(gomod)
 	bin := filepath.Join(dir, "cohort-connector")
 	cmd := exec.Command("go", "build", "-o", bin, "./cmd/cohort-connector")
 	cmd.Dir = filepath.Dir(gomod)
@@ -87,6 +89,33 @@ func buildDaemon(dir string) (string, error) {
 		return "", fmt.Errorf("%w\n%s", err, stderr.String())
 	}
 	return bin, nil
+}
+
+// moduleRoot is the module's directory, set by buildDaemon.
+var moduleRoot string
+
+// readSources reads every Go source file and go.mod/go.sum of the module.
+// The daemon is built by a child process, which go test's result cache
+// cannot see; files this process opens while the tests run (not in
+// TestMain before m.Run, when nothing is logged yet), it does: reading them
+// makes a change to the daemon's code invalidate a cached pass of this
+// suite.
+func readSources(root string) error {
+	return filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if name := d.Name(); path != root && (strings.HasPrefix(name, ".") || name == "testdata") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if name := d.Name(); strings.HasSuffix(name, ".go") || name == "go.mod" || name == "go.sum" {
+			_, err = os.ReadFile(path)
+		}
+		return err
+	})
 }
 
 // row is one scenario's line of the result table.

@@ -83,6 +83,8 @@ type Config struct {
 	Subjects          []string      `envconfig:"SUBJECTS" default:"cohorts.membership.>" desc:"subjects of that stream, comma separated"`
 	Durable           string        `envconfig:"DURABLE" default:"cohort-connector" desc:"durable pull consumer, shared by all replicas"`
 	ActivationsBucket string        `envconfig:"ACTIVATIONS_BUCKET" default:"COHORT_ACTIVATIONS" desc:"JetStream KV bucket of activations, watched live"`
+	ParkingStream     string        `envconfig:"PARKING_STREAM" default:"COHORTS_PARKED" desc:"stream where a failing ad account's messages wait (subject <CONNECTOR_PARKING_SUBJECT>.<ad_account_id>), so they never hold up the other accounts"`
+	ParkingSubject    string        `envconfig:"PARKING_SUBJECT" default:"cohorts.parked" desc:"subject prefix of parked messages, no wildcards; must not be matched by CONNECTOR_SUBJECTS"`
 	OrderBucket       string        `envconfig:"ORDER_BUCKET" default:"COHORT_CONNECTOR_ORDER" desc:"JetStream KV bucket recording changes that wait for redelivery, so that per-user order survives a restart"`
 	DLQStream         string        `envconfig:"DLQ_STREAM" default:"COHORTS_DLQ" desc:"stream of dead letters; it stores <CONNECTOR_DLQ_SUBJECT>.>"`
 	DLQSubject        string        `envconfig:"DLQ_SUBJECT" default:"cohorts.dlq" desc:"subject prefix of dead letters, no wildcards; must not be matched by CONNECTOR_SUBJECTS"`

@@ -118,7 +118,7 @@ func TestLoadAgreesWithEnvconfig(t *testing.T) {
 		for k, v := range map[string]string{
 			"NATS_URL": "nats://n1:4222,nats://n2:4222", "EMBEDDED_NATS_LISTEN": "127.0.0.1:0",
 			"DATA_DIR": "/var/lib/c", "STREAM": "S", "SUBJECTS": "a.>,b.*", "DURABLE": "d",
-			"ACTIVATIONS_BUCKET": "B", "ORDER_BUCKET": "O", "DLQ_STREAM": "S_DLQ", "DLQ_SUBJECT": "dlq.x",
+			"ACTIVATIONS_BUCKET": "B", "ORDER_BUCKET": "O", "DLQ_STREAM": "S_DLQ", "DLQ_SUBJECT": "dlq.x", "PARKING_STREAM": "S_PARKED", "PARKING_SUBJECT": "parked.x",
 			"ACK_WAIT": "2m", "MAX_DELIVER": "7", "MAX_ACK_PENDING": "500",
 			"PINTEREST_BASE_URL": "https://example.com/v5", "BATCH_SIZE": "500",
 			"BATCH_PERIOD": "1s", "MAX_INFLIGHT": "4", "PINTEREST_CALLS_PER_MINUTE": "3000", "HTTP_TIMEOUT": "5s", "HTTP_RETRY_MAX": "0",

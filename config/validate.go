@@ -115,18 +115,30 @@ func (c Config) checkNATS(p *problems) {
 		}
 	}
 
-	if err := checkSubject(c.DLQSubject, true); err != nil {
-		p.add("DLQ_SUBJECT", "%v", err)
-		return
-	}
-	// Dead letters are published under <DLQ_SUBJECT>.>; if the input stream
-	// captured any of them they would loop back into the input.
-	dlq := strings.Split(c.DLQSubject, ".")
-	dlqAll := append(dlq[:len(dlq):len(dlq)], ">")
-	for _, s := range subjects {
-		if subjectsIntersect(s, dlq) || subjectsIntersect(s, dlqAll) {
-			p.add("DLQ_SUBJECT", "%q and %s.> must not be matched by %sSUBJECTS entry %q, or dead letters loop back into the input", c.DLQSubject, c.DLQSubject, Prefix, strings.Join(s, "."))
+	// Dead letters and parked messages are published under <prefix>.>; if
+	// the input stream captured any of them they would loop back into the
+	// input, and the two streams may not share subjects either.
+	prefixes := [][]string{}
+	for _, v := range []struct{ name, subject string }{{"DLQ_SUBJECT", c.DLQSubject}, {"PARKING_SUBJECT", c.ParkingSubject}} {
+		if err := checkSubject(v.subject, true); err != nil {
+			p.add(v.name, "%v", err)
+			continue
 		}
+		tokens := strings.Split(v.subject, ".")
+		all := append(tokens[:len(tokens):len(tokens)], ">")
+		prefixes = append(prefixes, all)
+		for _, s := range subjects {
+			if subjectsIntersect(s, tokens) || subjectsIntersect(s, all) {
+				p.add(v.name, "%q and %s.> must not be matched by %sSUBJECTS entry %q, or those messages loop back into the input", v.subject, v.subject, Prefix, strings.Join(s, "."))
+			}
+		}
+	}
+	if len(prefixes) == 2 && subjectsIntersect(prefixes[0], prefixes[1]) {
+		p.add("PARKING_SUBJECT", "%q overlaps %sDLQ_SUBJECT %q", c.ParkingSubject, Prefix, c.DLQSubject)
+	}
+	checkStreamName(p, "PARKING_STREAM", c.ParkingStream)
+	if c.ParkingStream == c.Stream || c.ParkingStream == c.DLQStream {
+		p.add("PARKING_STREAM", "must differ from %sSTREAM and %sDLQ_STREAM, got %q", Prefix, Prefix, c.ParkingStream)
 	}
 }
 

@@ -63,6 +63,15 @@ type tracked struct {
 	orderKey   string // set when admitted by userOrder
 	cohortID   string
 	userID     string
+	parkedFor  string // the ad account of the parking consumer that delivered it, "" for the main one
+	parked     bool   // one of its targets was parked
+}
+
+// orderSeq is the message's position for per-user order: its stream
+// sequence, or for a parked copy the original's.
+func (t *tracked) orderSeq() uint64 {
+	_, _, seq := origin(t)
+	return seq
 }
 
 // complete records account's verdict.
@@ -149,13 +158,28 @@ func (l *lane) enqueue(g laneItem) {
 	l.in <- g
 }
 
-// hold settles g's target as a retry without calling Pinterest.
+// hold settles g's target without calling Pinterest: parked (when parking
+// is on and g comes from the main consumer) or nak'd with a delay.
 func (l *lane) hold(g laneItem, err error) {
 	for _, ctr := range g.counters {
 		ctr.held.Add(1)
 	}
-	g.t.complete(l.account, l.c.batchVerdict(g.t, destinations.ReasonOf(err), err))
-	l.c.maybeSettle(g.t)
+	c := l.c
+	reason := destinations.ReasonOf(err)
+	if c.o.Topology.ParkingStream != "" && g.t.parkedFor == "" && !reason.Permanent() && reason != destinations.ReasonShutdown {
+		perr := c.park(g.t, l.account)
+		if perr == nil {
+			g.t.mu.Lock()
+			g.t.parked = true
+			g.t.mu.Unlock()
+			g.t.complete(l.account, verdict{kind: kindOK, reason: reasonParked})
+			c.maybeSettle(g.t)
+			return
+		}
+		c.o.Logger.Warn().Err(perr).Str("ad_account_id", l.account).Msg("parking failed: message held in the main consumer instead")
+	}
+	g.t.complete(l.account, c.batchVerdict(g.t, reason, err))
+	c.maybeSettle(g.t)
 }
 
 func newLane(c *Connector, account string, tags []string) *lane {

@@ -96,13 +96,18 @@ func BenchmarkIsolation(b *testing.B) {
 		name          string
 		fault         simulator.Fault
 		maxAckPending int
+		parking       bool
 	}{
-		{"A healthy", simulator.Fault{}, 20_000},
-		{"A answers 503", simulator.Fault{Status: 503}, 20_000},
-		{"A hangs past the HTTP timeout", simulator.Fault{Latency: time.Minute}, 20_000},
-		// The ceiling: A's held messages stay unacknowledged in JetStream;
-		// once they fill MaxAckPending (here after ~5 s), B stalls too.
-		{"A answers 503, MaxAckPending 5000", simulator.Fault{Status: 503}, 5_000},
+		{"A healthy", simulator.Fault{}, 20_000, false},
+		{"A answers 503", simulator.Fault{Status: 503}, 20_000, false},
+		{"A hangs past the HTTP timeout", simulator.Fault{Latency: time.Minute}, 20_000, false},
+		// The ceiling without parking: A's held messages stay
+		// unacknowledged in the main consumer; once they fill
+		// MaxAckPending (here after ~5 s), B stalls too.
+		{"A answers 503, MaxAckPending 5000", simulator.Fault{Status: 503}, 5_000, false},
+		// With parking, A's messages wait on A's own parking consumer.
+		{"A answers 503, MaxAckPending 5000, parking", simulator.Fault{Status: 503}, 5_000, true},
+		{"A hangs, MaxAckPending 5000, parking", simulator.Fault{Latency: time.Minute}, 5_000, true},
 	}
 	for _, sc := range scenarios {
 		b.Run(sc.name, func(b *testing.B) {
@@ -111,6 +116,7 @@ func BenchmarkIsolation(b *testing.B) {
 					quiet:         true,
 					maxDeliver:    50,
 					maxAckPending: sc.maxAckPending,
+					parking:       sc.parking,
 					options: func(o *connector.Options) {
 						o.BatchPeriod = 100 * time.Millisecond
 						o.RetryDelayMin = time.Second

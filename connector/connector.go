@@ -197,6 +197,17 @@ func (c *Connector) Run(ctx context.Context) error {
 		c.lanesWG.Add(1)
 		go l.run()
 	}
+	stopParked := func() {}
+	if c.o.Topology.ParkingStream != "" {
+		if stopParked, err = c.consumeParked(ctx); err != nil {
+			it.Stop()
+			for _, l := range c.lanes {
+				close(l.in)
+			}
+			c.lanesWG.Wait()
+			return err
+		}
+	}
 
 	stopFetching := make(chan struct{})
 	go func() {
@@ -231,8 +242,10 @@ func (c *Connector) Run(ctx context.Context) error {
 			c.o.Logger.Warn().Err(err).Msg("consuming: transient error")
 			continue
 		}
-		c.handle(msg)
+		c.handle(msg, "")
 	}
+	// The parked loops feed the same lanes: drain them before closing.
+	stopParked()
 	for _, l := range c.lanes {
 		close(l.in)
 	}
@@ -245,7 +258,10 @@ func (c *Connector) Run(ctx context.Context) error {
 // handle decodes, routes and dispatches one message. It runs on the
 // consume loop: nothing here may wait on Pinterest, except the back-pressure
 // of a full lane.
-func (c *Connector) handle(msg jetstream.Msg) {
+//
+// parkedFor is "" for the main consumer; for a parked message it is the ad
+// account whose parking consumer delivered it, the only one it goes to.
+func (c *Connector) handle(msg jetstream.Msg, parkedFor string) {
 	c.o.Metrics.received.Inc()
 	meta, err := msg.Metadata()
 	if err != nil {
@@ -253,7 +269,7 @@ func (c *Connector) handle(msg jetstream.Msg) {
 		c.o.Logger.Error().Err(err).Str("subject", msg.Subject()).Msg("message without JetStream metadata ignored")
 		return
 	}
-	t := &tracked{msg: msg, meta: meta, received: c.o.Now()}
+	t := &tracked{msg: msg, meta: meta, received: c.o.Now(), parkedFor: parkedFor}
 
 	m, err := cohorts.Decode(msg.Data(), t.received)
 	if err != nil {
@@ -266,6 +282,9 @@ func (c *Connector) handle(msg jetstream.Msg) {
 		return
 	}
 	targets := c.o.Resolver.Resolve(m)
+	if parkedFor != "" {
+		targets = slices.DeleteFunc(targets, func(tg cohorts.Target) bool { return tg.AdAccountID != parkedFor })
+	}
 	if len(targets) == 0 {
 		c.settle(t, verdict{kind: kindOK, reason: reasonNotActivated})
 		return
@@ -273,7 +292,7 @@ func (c *Connector) handle(msg jetstream.Msg) {
 
 	hashed := m.Identifiers.Hash()
 	matchable := hashed.Matchable()
-	first := meta.NumDelivered == 1
+	first := meta.NumDelivered == 1 && parkedFor == "" // a parked copy was counted when it first came
 	var held verdict
 	groups := make([]laneItem, 0, len(targets))
 	for _, tg := range targets {
@@ -327,7 +346,7 @@ func (c *Connector) handle(msg jetstream.Msg) {
 		return
 	}
 	key := orderKey(m.CohortID, m.UserID)
-	if ok, wait := c.order.admit(key, meta.Sequence.Stream, t.received); !ok {
+	if ok, wait := c.order.admit(key, t.orderSeq(), t.received); !ok {
 		// An earlier change of this user in this cohort is still
 		// outstanding: this one must not overtake it.
 		c.settle(t, verdict{kind: kindRetry, reason: reasonWaitingForEarlier, delay: wait,
@@ -390,7 +409,13 @@ func (c *Connector) settle(t *tracked, v verdict) {
 			log.Warn().Err(err).Uint64("stream_seq", seq).Msg("ack failed: message will be redelivered")
 		}
 		c.memo.forget(seq)
-		c.orderDone(t)
+		if t.parked {
+			// Its parked copy is still to be sent: later changes of the
+			// user keep waiting for it (and a restart must know).
+			c.orderRetry(t, c.o.RetryDelayMin)
+		} else {
+			c.orderDone(t)
+		}
 		c.o.Metrics.settled.WithLabelValues("ack", v.reason).Inc()
 		return
 	case kindRetry:
@@ -433,14 +458,14 @@ func (c *Connector) deadLetterAndTerm(t *tracked, reason, detail string) {
 }
 
 func (c *Connector) orderDone(t *tracked) {
-	if t.orderKey != "" && c.order.done(t.orderKey, t.meta.Sequence.Stream) && c.o.Holds != nil {
+	if t.orderKey != "" && c.order.done(t.orderKey, t.orderSeq()) && c.o.Holds != nil {
 		c.unpersistHold(t)
 	}
 }
 
 func (c *Connector) orderRetry(t *tracked, delay time.Duration) {
 	due := c.o.Now().Add(delay)
-	if t.orderKey != "" && c.order.retry(t.orderKey, t.meta.Sequence.Stream, due) && c.o.Holds != nil {
+	if t.orderKey != "" && c.order.retry(t.orderKey, t.orderSeq(), due) && c.o.Holds != nil {
 		c.persistHold(t, due)
 	}
 }
@@ -458,8 +483,9 @@ const (
 )
 
 func (c *Connector) deadLetter(t *tracked, reason, detail string) error {
-	out := buildDeadLetter(c.o.Topology.DLQSubject, t.msg.Data(), t.msg.Headers(), t.msg.Subject(),
-		t.meta.Stream, t.meta.Sequence.Stream, t.meta.NumDelivered, reason, detail, c.o.Now())
+	subject, stream, seq := origin(t)
+	out := buildDeadLetter(c.o.Topology.DLQSubject, t.msg.Data(), t.msg.Headers(), subject,
+		stream, seq, t.meta.NumDelivered, reason, detail, c.o.Now())
 	// Must work during shutdown too: not derived from the run context. The
 	// Nats-Msg-Id buildDeadLetter sets makes a second copy of the same
 	// message (a term that got lost, the max-deliveries advisory) a no-op.

@@ -64,6 +64,8 @@ type harnessConfig struct {
 	simRateLimit int
 	// orderBucket creates the order bucket and hands it to the connector.
 	orderBucket bool
+	// parking turns parking on (stream COHORTS_PARKED, cohorts.parked.>).
+	parking bool
 }
 
 // harness is one complete pipeline on loopback: an embedded JetStream
@@ -174,6 +176,9 @@ func newHarness(t testing.TB, cfg harnessConfig) *harness {
 	}
 	if cfg.orderBucket {
 		h.topo.OrderBucket = "COHORT_CONNECTOR_ORDER"
+	}
+	if cfg.parking {
+		h.topo.ParkingStream, h.topo.ParkingSubject = "COHORTS_PARKED", "cohorts.parked"
 	}
 	h.objs, err = connector.Ensure(ctx, h.js, h.topo)
 	require.NoError(t, err)

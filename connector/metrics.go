@@ -26,11 +26,13 @@ const (
 	reasonDLQFailed     = "dlq_publish_failed"
 	// An earlier change of the same user and cohort is not settled yet.
 	reasonWaitingForEarlier = "waiting_for_earlier"
+	// Every failing target was parked (see parking.go).
+	reasonParked = "parked"
 )
 
 func settleReasons() []string {
 	r := []string{reasonOK, reasonNotActivated, reasonNoIdentifiers, reasonRejected, reasonUnknownTag,
-		reasonMaxDeliveries, reasonDLQFailed, reasonWaitingForEarlier}
+		reasonMaxDeliveries, reasonDLQFailed, reasonWaitingForEarlier, reasonParked}
 	for _, d := range cohorts.DecodeReasons {
 		r = append(r, string(d))
 	}

@@ -23,6 +23,11 @@ type Topology struct {
 	DLQStream         string   // dead-letter stream
 	DLQSubject        string   // dead letters are published on <DLQSubject>.<reason>
 	OrderBucket       string   // KV bucket keeping per-user order across restarts; "" for none
+	// ParkingStream stores, per ad account, the messages of an account
+	// that is failing (subject <ParkingSubject>.<ad_account_id>), so that
+	// they wait outside the main consumer; "" disables parking.
+	ParkingStream  string
+	ParkingSubject string
 
 	// AckWait is how long JetStream waits for a settlement before
 	// redelivering; MaxDeliver bounds deliveries (the connector dead-letters
@@ -85,6 +90,30 @@ func (t Topology) KeyValueConfig() jetstream.KeyValueConfig {
 	}
 }
 
+// ParkingStreamConfig is the parking stream: parked messages are kept
+// 7 days, like the input stream.
+func (t Topology) ParkingStreamConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:       t.ParkingStream,
+		Subjects:   []string{t.ParkingSubject + ".>"},
+		Storage:    jetstream.FileStorage,
+		Retention:  jetstream.LimitsPolicy,
+		MaxAge:     7 * 24 * time.Hour,
+		Duplicates: 2 * time.Minute,
+	}
+}
+
+// ParkingConsumerConfig is the durable consumer of one ad account's parked
+// messages: its own AckWait, MaxDeliver and MaxAckPending, so that a failing
+// account's backlog is held against its own limits only.
+func (t Topology) ParkingConsumerConfig(adAccountID string) jetstream.ConsumerConfig {
+	c := t.ConsumerConfig()
+	c.Durable = t.Durable + "-parked-" + adAccountID
+	c.Description = "cohort-connector: parked messages of ad account " + adAccountID
+	c.FilterSubject = t.ParkingSubject + "." + adAccountID
+	return c
+}
+
 // OrderBucketConfig is the order bucket: one record per user whose change
 // waits for redelivery; records expire after 24 hours, longer than the
 // whole redelivery schedule.
@@ -105,6 +134,7 @@ type Objects struct {
 	Consumer    jetstream.Consumer
 	Activations jetstream.KeyValue
 	Order       jetstream.KeyValue // nil when Topology.OrderBucket is ""
+	Parking     jetstream.Stream   // nil when Topology.ParkingStream is ""
 	// Created lists what Ensure had to create (for the startup log).
 	Created []string
 }
@@ -140,6 +170,11 @@ func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) (*Objects, 
 	}
 	if err != nil {
 		return nil, fmt.Errorf("opening KV bucket %s: %w", t.ActivationsBucket, err)
+	}
+	if t.ParkingStream != "" {
+		if o.Parking, err = ensureStream(ctx, js, t.ParkingStreamConfig(), &o.Created); err != nil {
+			return nil, err
+		}
 	}
 	if t.OrderBucket != "" {
 		o.Order, err = js.KeyValue(ctx, t.OrderBucket)

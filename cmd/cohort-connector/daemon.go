@@ -263,6 +263,8 @@ func topology(cfg config.Config) connector.Topology {
 		Durable:           cfg.Durable,
 		ActivationsBucket: cfg.ActivationsBucket,
 		OrderBucket:       cfg.OrderBucket,
+		ParkingStream:     cfg.ParkingStream,
+		ParkingSubject:    cfg.ParkingSubject,
 		DLQStream:         cfg.DLQStream,
 		DLQSubject:        cfg.DLQSubject,
 		AckWait:           cfg.AckWait,

@@ -22,11 +22,12 @@ var update = flag.Bool("update", false, "rewrite deploy/nats/*.json from the cod
 func TestDeployDefinitionsMatchWhatTheDaemonCreates(t *testing.T) {
 	topo := topology(config.Default())
 	files := map[string]any{
-		"stream.json":     topo.StreamConfig(),
-		"dlq-stream.json": topo.DLQStreamConfig(),
-		"consumer.json":   topo.ConsumerConfig(),
-		"kv.json":         topo.KeyValueConfig(),
-		"order-kv.json":   topo.OrderBucketConfig(),
+		"stream.json":         topo.StreamConfig(),
+		"dlq-stream.json":     topo.DLQStreamConfig(),
+		"consumer.json":       topo.ConsumerConfig(),
+		"kv.json":             topo.KeyValueConfig(),
+		"order-kv.json":       topo.OrderBucketConfig(),
+		"parking-stream.json": topo.ParkingStreamConfig(),
 	}
 	for name, v := range files {
 		t.Run(name+" matches the code", func(t *testing.T) {

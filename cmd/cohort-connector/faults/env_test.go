@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -38,6 +39,7 @@ const (
 // the objects before the daemon starts.
 const (
 	streamName    = "COHORTS"
+	parkingStream = "COHORTS_PARKED" // the daemon's default CONNECTOR_PARKING_STREAM
 	dlqStreamName = "COHORTS_DLQ"
 	durableName   = "cohort-connector"
 	bucketName    = "COHORT_ACTIVATIONS"
@@ -530,7 +532,27 @@ func (e *env) owed() (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return ci.NumPending + uint64(ci.NumAckPending), nil
+	owed := ci.NumPending + uint64(ci.NumAckPending)
+	// Messages of a failing account wait in its parking consumer: owed too.
+	ps, err := e.js.Stream(ctx, parkingStream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return owed, nil // the daemon has not created it yet
+	}
+	if err != nil {
+		return 0, err
+	}
+	for name := range ps.ConsumerNames(ctx).Name() {
+		pc, err := ps.Consumer(ctx, name)
+		if err != nil {
+			return 0, err
+		}
+		pi, err := pc.Info(ctx)
+		if err != nil {
+			return 0, err
+		}
+		owed += pi.NumPending + uint64(pi.NumAckPending)
+	}
+	return owed, nil
 }
 
 func (e *env) dlqCount() (int, error) {

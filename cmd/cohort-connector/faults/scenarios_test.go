@@ -175,7 +175,7 @@ func oneAccountUnauthorized(t *testing.T, order int, name string, sz sizes) {
 	e.startDaemon()
 
 	e.waitFor("every event of the healthy account A", sz.limit, func() bool { return e.missingFor(acctA) == 0 })
-	e.waitFor("the consumer to owe exactly B's messages", sz.limit, func() bool {
+	e.waitFor("the consumers (main and parking) to owe exactly B's messages", sz.limit, func() bool {
 		n, err := e.owed()
 		return err == nil && n == uint64(half)
 	})

@@ -98,9 +98,10 @@ func BenchmarkIsolation(b *testing.B) {
 		maxAckPending int
 		parking       bool
 	}{
-		{"A healthy", simulator.Fault{}, 20_000, false},
-		{"A answers 503", simulator.Fault{Status: 503}, 20_000, false},
-		{"A hangs past the HTTP timeout", simulator.Fault{Latency: time.Minute}, 20_000, false},
+		// The daemon's defaults: MaxAckPending 20,000, parking on.
+		{"A healthy", simulator.Fault{}, 20_000, true},
+		{"A answers 503", simulator.Fault{Status: 503}, 20_000, true},
+		{"A hangs past the HTTP timeout", simulator.Fault{Latency: time.Minute}, 20_000, true},
 		// The ceiling without parking: A's held messages stay
 		// unacknowledged in the main consumer; once they fill
 		// MaxAckPending (here after ~5 s), B stalls too.

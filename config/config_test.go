@@ -522,19 +522,25 @@ func TestLoadAcceptsGoodVariations(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			env := minimalEnv()
-			for k, v := range tt.change {
-				env[k] = v
-			}
-			setEnv(t, env)
-
-			c, err := Load()
-			require.NoError(t, err)
+			c := requireLoads(t, minimalEnv(), tt.change)
 			if tt.check != nil {
 				tt.check(t, c)
 			}
 		})
 	}
+}
+
+// requireLoads sets env with change applied as the process environment and
+// requires Load to accept it.
+func requireLoads(t *testing.T, env, change map[string]string) Config {
+	t.Helper()
+	for k, v := range change {
+		env[k] = v
+	}
+	setEnv(t, env)
+	c, err := Load()
+	require.NoError(t, err)
+	return c
 }
 
 func TestLoadReportsEveryProblemAtOnce(t *testing.T) {

@@ -278,14 +278,7 @@ func TestLoadAcceptsNATSClientConfiguration(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			env := externalNATSEnv()
-			for k, v := range tt.change {
-				env[k] = v
-			}
-			setEnv(t, env)
-
-			c, err := Load()
-			require.NoError(t, err)
+			c := requireLoads(t, externalNATSEnv(), tt.change)
 			if tt.check != nil {
 				tt.check(t, c)
 			}

@@ -42,26 +42,25 @@ type Topology struct {
 // storage, limits retention (history stays for replay and backfill), and a
 // two-minute duplicate window for producers that set Nats-Msg-Id.
 func (t Topology) StreamConfig() jetstream.StreamConfig {
+	return fileStream(t.Stream, t.Subjects, 7*24*time.Hour)
+}
+
+// fileStream is the shape of every stream the connector creates: file
+// storage, limits retention, MaxAge, and a two-minute duplicate window.
+func fileStream(name string, subjects []string, maxAge time.Duration) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
-		Name:       t.Stream,
-		Subjects:   t.Subjects,
+		Name:       name,
+		Subjects:   subjects,
 		Storage:    jetstream.FileStorage,
 		Retention:  jetstream.LimitsPolicy,
-		MaxAge:     7 * 24 * time.Hour,
+		MaxAge:     maxAge,
 		Duplicates: 2 * time.Minute,
 	}
 }
 
 // DLQStreamConfig is the dead-letter stream: kept 30 days.
 func (t Topology) DLQStreamConfig() jetstream.StreamConfig {
-	return jetstream.StreamConfig{
-		Name:       t.DLQStream,
-		Subjects:   []string{t.DLQSubject + ".>"},
-		Storage:    jetstream.FileStorage,
-		Retention:  jetstream.LimitsPolicy,
-		MaxAge:     30 * 24 * time.Hour,
-		Duplicates: 2 * time.Minute,
-	}
+	return fileStream(t.DLQStream, []string{t.DLQSubject + ".>"}, 30*24*time.Hour)
 }
 
 // ConsumerConfig is the durable pull consumer with every knob explicit.
@@ -93,14 +92,7 @@ func (t Topology) KeyValueConfig() jetstream.KeyValueConfig {
 // ParkingStreamConfig is the parking stream: parked messages are kept
 // 7 days, like the input stream.
 func (t Topology) ParkingStreamConfig() jetstream.StreamConfig {
-	return jetstream.StreamConfig{
-		Name:       t.ParkingStream,
-		Subjects:   []string{t.ParkingSubject + ".>"},
-		Storage:    jetstream.FileStorage,
-		Retention:  jetstream.LimitsPolicy,
-		MaxAge:     7 * 24 * time.Hour,
-		Duplicates: 2 * time.Minute,
-	}
+	return fileStream(t.ParkingStream, []string{t.ParkingSubject + ".>"}, 7*24*time.Hour)
 }
 
 // ParkingConsumerConfig is the durable consumer of one ad account's parked
@@ -134,7 +126,6 @@ type Objects struct {
 	Consumer    jetstream.Consumer
 	Activations jetstream.KeyValue
 	Order       jetstream.KeyValue // nil when Topology.OrderBucket is ""
-	Parking     jetstream.Stream   // nil when Topology.ParkingStream is ""
 	// Created lists what Ensure had to create (for the startup log).
 	Created []string
 }
@@ -172,7 +163,9 @@ func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) (*Objects, 
 		return nil, fmt.Errorf("opening KV bucket %s: %w", t.ActivationsBucket, err)
 	}
 	if t.ParkingStream != "" {
-		if o.Parking, err = ensureStream(ctx, js, t.ParkingStreamConfig(), &o.Created); err != nil {
+		// Its per-account consumers are created by Connector.Run, which
+		// knows the ad accounts.
+		if _, err = ensureStream(ctx, js, t.ParkingStreamConfig(), &o.Created); err != nil {
 			return nil, err
 		}
 	}

@@ -5,9 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -42,7 +39,7 @@ type maxDeliveriesAdvisory struct {
 // The connector dead-letters a message itself when it would nak it at its
 // last delivery; this catches the others: a last delivery that expired
 // through AckWait (crash, hang), which JetStream drops silently. Publishing
-// uses Nats-Msg-Id "dlq:<stream>:<seq>", the id the connector uses, so a
+// uses Nats-Msg-Id "dlq:<stream>:<seq>:<stored>", the id the connector uses, so a
 // message the connector already dead-lettered is deduplicated by the DLQ
 // stream (within its duplicate window), not doubled.
 //
@@ -170,7 +167,8 @@ func (w *maxDeliveriesWatcher) deadLetter(ctx context.Context, a maxDeliveriesAd
 	if err != nil {
 		return false, fmt.Errorf("getting message %d of stream %s: %w", a.StreamSeq, w.t.Stream, err)
 	}
-	out := buildDeadLetter(w.t.DLQSubject, orig.Data, orig.Header, orig.Subject, a.Stream, a.StreamSeq, a.Deliveries,
+	o := origin{stream: a.Stream, subject: orig.Subject, seq: a.StreamSeq, stored: orig.Time.UnixNano()}
+	out := buildDeadLetter(w.t.DLQSubject, orig.Data, orig.Header, o, a.Deliveries,
 		reasonMaxDeliveries, fmt.Sprintf("JetStream gave up after %d deliveries (AckWait expired)", a.Deliveries), w.now())
 	var opts []jetstream.PublishOpt
 	if w.t.DLQStream != "" {
@@ -181,33 +179,4 @@ func (w *maxDeliveriesWatcher) deadLetter(ctx context.Context, a maxDeliveriesAd
 		return false, fmt.Errorf("publishing dead letter to %s: %w", out.Subject, err)
 	}
 	return ack.Duplicate, nil
-}
-
-// buildDeadLetter is the dead-letter copy of message seq of stream: published
-// on <dlqSubject>.<reason>, the original body byte for byte, the original
-// headers except Nats-* ones (instructions to the server, such as
-// Nats-Msg-Id or Nats-Expected-Last-Sequence, that would make the DLQ stream
-// refuse or misfile it), the Dlq-* headers, and Nats-Msg-Id
-// "dlq:<stream>:<seq>": every path that dead-letters the same message uses
-// that id, so the DLQ stream keeps one copy within its duplicate window.
-func buildDeadLetter(dlqSubject string, data []byte, header nats.Header, subject, stream string, seq, deliveries uint64, reason, detail string, now time.Time) *nats.Msg {
-	out := nats.NewMsg(dlqSubject + "." + reason)
-	out.Data = data
-	for k, vs := range header {
-		if strings.HasPrefix(http.CanonicalHeaderKey(k), "Nats-") {
-			continue
-		}
-		for _, v := range vs {
-			out.Header.Add(k, v)
-		}
-	}
-	out.Header.Set(HeaderDLQReason, reason)
-	out.Header.Set(HeaderDLQDetail, headerValue(detail, 1024))
-	out.Header.Set(HeaderDLQSubject, subject)
-	out.Header.Set(HeaderDLQStream, stream)
-	out.Header.Set(HeaderDLQSequence, strconv.FormatUint(seq, 10))
-	out.Header.Set(HeaderDLQDeliveries, strconv.FormatUint(deliveries, 10))
-	out.Header.Set(HeaderDLQTime, now.UTC().Format(time.RFC3339Nano))
-	out.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("dlq:%s:%d", stream, seq))
-	return out
 }

@@ -140,8 +140,11 @@ func TestWatchMaxDeliveriesDeadLettersAMessageWhoseLastDeliveryExpired(t *testin
 	require.NoError(t, err)
 	assert.WithinDuration(t, time.Now(), ts, time.Minute)
 	assert.Equal(t, "trace-1", got.Header.Get("X-Trace"), "application headers are kept")
-	assert.Equal(t, "dlq:COHORTS:"+strconv.FormatUint(pub.Sequence, 10), got.Header.Get(jetstream.MsgIDHeader),
-		"the producer's Nats-Msg-Id is replaced by the dead-letter id")
+	stored, err := h.objs.Stream.GetMsg(t.Context(), pub.Sequence)
+	require.NoError(t, err)
+	assert.Equal(t, "dlq:COHORTS:"+strconv.FormatUint(pub.Sequence, 10)+":"+strconv.FormatInt(stored.Time.UnixNano(), 10),
+		got.Header.Get(jetstream.MsgIDHeader),
+		"the producer's Nats-Msg-Id is replaced by the dead-letter id: stream, sequence and stored time")
 	assert.Equal(t, 1, counts.get("max_deliveries"))
 }
 

@@ -28,6 +28,8 @@ func TestTheDefaultRetryScheduleOutlastsASixHourOutage(t *testing.T) {
 	assert.Greater(t, total, 6*time.Hour)
 	t.Logf("first delays %v … capped at %v; %d redeliveries span %v before dead-lettering", delays[:9], delays[len(delays)-1], len(delays), total)
 
-	// A Retry-After longer than the schedule wins.
-	assert.Equal(t, time.Hour, c.backoff(1, time.Hour))
+	// A Retry-After longer than the schedule wins, up to RetryDelayMax:
+	// one answer of "Retry-After: 86400" must not park a message for a day.
+	assert.Equal(t, time.Minute, c.backoff(1, time.Minute))
+	assert.Equal(t, 15*time.Minute, c.backoff(1, 24*time.Hour))
 }

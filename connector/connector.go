@@ -1,15 +1,26 @@
-// Package connector is the pipeline: it consumes membership changes from a
-// JetStream durable pull consumer, decodes and routes them through the
-// activations Resolver, batches them per ad account, hands the batches to a
-// Destination and settles every message from its own outcome.
+// Package connector is the pipeline: it consumes membership changes from
+// JetStream, routes them through the activations Resolver, batches them per
+// ad account, hands the batches to a Destination and settles every delivery
+// from its own outcome.
 //
-// Settlement is the point of the package. A message is acked only when
-// every ad account it is routed to has given Pinterest's verdict on it; it
-// is never acked when it is handed to the next stage. Its ack state travels
-// with it (tracked) and is settled exactly once:
+// A message travels one way:
 //
-//	ack    every target processed it, or nothing needed sending (not
-//	       activated, no matchable identifier)
+//	source (source.go)  the main consumer and every parking consumer feed one loop
+//	route  (route.go)   decode, resolve the targets (ad accounts), per-user order, to lanes
+//	lane   (lane.go)    per ad account: batch, send, or hold (park) when the account fails
+//	settle (settle.go)  merge the targets' outcomes; ack, nak or dead-letter + term
+//
+// Route and settle run on one goroutine, the connector's loop, which owns
+// the per-delivery state, the order book and the memo: none of them needs a
+// lock. Lanes run on their own goroutines and report outcomes back to the
+// loop through one channel.
+//
+// Settlement is the point of the package. A delivery is acked only when
+// every ad account it is routed to has accepted it (or holds a parked copy
+// of it); it is never acked when it is handed to the next stage:
+//
+//	ack    every target accepted it or holds a parked copy, or nothing needed
+//	       sending (not activated, no matchable identifier)
 //	term   permanently bad (undecodable, rejected by Pinterest): first
 //	       copied to the dead-letter stream with its reason, then terminated
 //	nak    a transient or destination fault: redelivered after a delay that
@@ -22,11 +33,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
@@ -37,9 +48,9 @@ import (
 // Options configures a Connector. Every field is required unless its
 // comment gives a default.
 type Options struct {
-	JS       jetstream.JetStream // publishes dead letters
-	Consumer jetstream.Consumer  // the durable pull consumer
-	Topology Topology            // DLQ subject, MaxDeliver, AckWait
+	JS       jetstream.JetStream // publishes dead letters, parked copies, order records
+	Consumer jetstream.Consumer  // the main durable pull consumer
+	Topology Topology            // names, MaxDeliver, AckWait
 
 	Resolver    *cohorts.Resolver
 	Destination destinations.Destination
@@ -52,18 +63,22 @@ type Options struct {
 	MaxInFlight int           // concurrent calls per ad account, default 2
 
 	RetryDelayMin  time.Duration // first nak delay, doubled each delivery; default 5s
-	RetryDelayMax  time.Duration // nak delay cap; default 15m
-	AuthRetryDelay time.Duration // nak delay after 401/403/404 or an unknown Tag ID; default 5m
-	// Holds is the order bucket (Topology.OrderBucket): per-user order
-	// across restarts. Nil keeps order within this process only.
-	Holds jetstream.KeyValue
+	RetryDelayMax  time.Duration // nak delay cap, Retry-After included; default 15m
+	AuthRetryDelay time.Duration // nak delay after 401/403/404/3xx or an unknown Tag ID; default 5m
+	// OrderRecords is the order bucket (Topology.OrderBucket): per-user
+	// order across restarts. Nil keeps order within this process only.
+	OrderRecords jetstream.KeyValue
 	// SlowCall is how long a call may run before its account counts as
-	// congested: the consume loop then stops waiting for room in that
-	// account's queue and holds its messages back instead. Default 1s.
+	// congested: its batches are then parked instead of waiting for a
+	// sender. Default 1s.
 	SlowCall time.Duration
-	// OrderHold is how long a change is held back while an earlier change
-	// of the same user in the same cohort is still in flight; default 1s.
-	OrderHold time.Duration
+	// OrderWait is the shortest wait of a change behind an earlier change
+	// of the same user that is in flight; default 1s.
+	OrderWait time.Duration
+	// CheckInterval is how often the consumers and the connector's own
+	// streams and bucket are checked (deleted ones are created again);
+	// default 5s.
+	CheckInterval time.Duration
 	// DrainTimeout bounds shutdown: when it expires, calls still in flight
 	// are cancelled and their messages nak'd for prompt redelivery.
 	// Default 25s.
@@ -76,50 +91,53 @@ type Options struct {
 }
 
 func (o *Options) setDefaults() {
-	if o.BatchSize <= 0 {
-		o.BatchSize = 1000
-	}
-	if o.BatchPeriod <= 0 {
-		o.BatchPeriod = 100 * time.Millisecond
-	}
-	if o.MaxInFlight <= 0 {
-		o.MaxInFlight = 2
-	}
-	if o.RetryDelayMin <= 0 {
-		o.RetryDelayMin = 5 * time.Second
-	}
-	if o.RetryDelayMax <= 0 {
-		o.RetryDelayMax = 15 * time.Minute
-	}
-	if o.AuthRetryDelay <= 0 {
-		o.AuthRetryDelay = 5 * time.Minute
-	}
-	if o.SlowCall <= 0 {
-		o.SlowCall = time.Second
-	}
-	if o.OrderHold <= 0 {
-		o.OrderHold = time.Second
-	}
-	if o.DrainTimeout <= 0 {
-		o.DrainTimeout = 25 * time.Second
-	}
+	o.BatchSize = cmpOr(o.BatchSize, 1000)
+	o.BatchPeriod = cmpOr(o.BatchPeriod, 100*time.Millisecond)
+	o.MaxInFlight = cmpOr(o.MaxInFlight, 2)
+	o.RetryDelayMin = cmpOr(o.RetryDelayMin, 5*time.Second)
+	o.RetryDelayMax = cmpOr(o.RetryDelayMax, 15*time.Minute)
+	o.AuthRetryDelay = cmpOr(o.AuthRetryDelay, 5*time.Minute)
+	o.SlowCall = cmpOr(o.SlowCall, time.Second)
+	o.OrderWait = cmpOr(o.OrderWait, time.Second)
+	o.CheckInterval = cmpOr(o.CheckInterval, 5*time.Second)
+	o.DrainTimeout = cmpOr(o.DrainTimeout, 25*time.Second)
 	if o.Now == nil {
 		o.Now = time.Now
 	}
 }
 
+// cmpOr is v, or def when v is not positive.
+func cmpOr[T int | time.Duration](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
 // Connector is the running pipeline. Create it with New, run it with Run.
 type Connector struct {
-	o     Options
-	lanes map[string]*lane
-	memo  memo
-	order *userOrder
+	o        Options
+	accounts []string // sorted
+	lanes    map[string]*lane
+	results  chan laneResult // lanes → loop
 
+	// Owned by the loop goroutine.
+	order *orderBook
+	memo  map[memoKey][]string
+
+	src *source
 	// sendCtx is the context of every call to the destination; it is
 	// cancelled only when shutdown's DrainTimeout runs out.
 	sendCtx    context.Context
 	cancelSend context.CancelFunc
 	lanesWG    sync.WaitGroup
+}
+
+// laneResult is what a lane reports for one batch (or part of one).
+type laneResult struct {
+	account  string
+	items    []laneItem
+	outcomes []outcome
 }
 
 // New checks o and builds a Connector with one lane per ad account.
@@ -138,243 +156,167 @@ func New(o Options) (*Connector, error) {
 	if o.Topology.AckWait <= 0 {
 		o.Topology.AckWait = 30 * time.Second
 	}
-	c := &Connector{o: o, lanes: map[string]*lane{}, memo: memo{m: map[uint64][]string{}},
-		order: newUserOrder(o.OrderHold, 2*o.Topology.AckWait)}
-	for acct, tags := range o.AdAccounts {
-		c.lanes[acct] = newLane(c, acct, tags)
+	c := &Connector{
+		o:        o,
+		accounts: slices.Sorted(maps.Keys(o.AdAccounts)),
+		lanes:    map[string]*lane{},
+		results:  make(chan laneResult, 64),
+		// A parked change may wait out a whole outage: forgotten only
+		// with its order record (the bucket's TTL).
+		order: newOrderBook(o.OrderWait, 2*o.Topology.AckWait, 24*time.Hour),
+		memo:  map[memoKey][]string{},
 	}
+	c.sendCtx, c.cancelSend = context.WithCancel(context.Background())
+	for _, account := range c.accounts {
+		fn := laneFuncs{
+			send:   c.sender(account),
+			hold:   func(items []laneItem, err error) []outcome { return c.hold(account, items, err) },
+			report: func(items []laneItem, out []outcome) { c.results <- laneResult{account, items, out} },
+		}
+		c.lanes[account] = newLane(account, o.AdAccounts[account], fn, &c.o, c.sendCtx, o.Metrics.setFailing)
+	}
+	c.src = c.newSource()
 	return c, nil
 }
 
+// Health lists what is wrong with the JetStream objects the connector
+// uses (a deleted consumer being created again, say): check name → problem.
+// Empty when all is well. Safe for concurrent use.
+func (c *Connector) Health() map[string]string {
+	c.src.mu.Lock()
+	defer c.src.mu.Unlock()
+	return maps.Clone(c.src.problems)
+}
+
 // Run consumes until ctx is cancelled, then shuts down in this order:
-//  1. stop fetching (the iterator drains: messages already delivered to
-//     this process are still processed, none is abandoned to AckWait);
+//  1. stop fetching (the iterators drain: messages already delivered to
+//     this process are still routed, none is abandoned to AckWait);
 //  2. flush every open batch at once;
-//  3. wait for every call in flight and settle every message;
+//  3. wait for every call in flight and settle every delivery;
 //     if DrainTimeout runs out first, the calls are cancelled and their
-//     messages nak'd with a short delay.
+//     messages nak'd with a short delay;
+//  4. wait for the acknowledgements of the asynchronous publishes (order
+//     records).
 //
 // Run returns nil after a clean shutdown. Closing the NATS connection is
 // the caller's job, after Run returns (nc.Drain flushes the last acks).
 // Run may be called once per Connector.
 func (c *Connector) Run(ctx context.Context) error {
-	c.sendCtx, c.cancelSend = context.WithCancel(context.Background())
 	defer c.cancelSend()
-
-	if c.o.Holds != nil {
-		// Before the first message: a change published after a restart
-		// must find the earlier changes that were waiting for redelivery.
-		lctx, cancel := context.WithTimeout(ctx, holdsLoadTimeout)
-		n, err := c.loadHolds(lctx)
-		cancel()
-		if err != nil {
+	if c.o.OrderRecords != nil {
+		if err := c.loadOrder(ctx); err != nil {
 			if ctx.Err() != nil {
 				return nil // stopped before consuming anything
 			}
 			return err
 		}
-		if n > 0 {
-			c.o.Logger.Info().Int("records", n).Msg("order records loaded: later changes of these users wait for their earlier ones")
-		}
-		lctx, cancel = context.WithTimeout(ctx, holdsLoadTimeout)
-		n, err = c.expectUnsettled(lctx)
-		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		if n > 0 {
-			c.o.Logger.Info().Int("messages", n).Msg("unacknowledged messages from before the restart: later changes of their users wait for them")
-		}
 	}
-	it, err := c.o.Consumer.Messages(jetstream.PullMaxMessages(max(2*c.o.BatchSize, 256)))
-	if err != nil {
-		return fmt.Errorf("starting to consume: %w", err)
+	if err := c.src.start(ctx); err != nil {
+		return err
 	}
 	for _, l := range c.lanes {
 		c.lanesWG.Add(1)
-		go l.run()
+		go func() {
+			defer c.lanesWG.Done()
+			l.run()
+		}()
 	}
-	stopParked := func() {}
-	if c.o.Topology.ParkingStream != "" {
-		if stopParked, err = c.consumeParked(ctx); err != nil {
-			it.Stop()
-			for _, l := range c.lanes {
-				close(l.in)
-			}
-			c.lanesWG.Wait()
-			return err
-		}
+	stop := context.AfterFunc(ctx, func() {
+		c.o.Logger.Info().Msg("shutdown: stop fetching, flushing batches")
+		c.src.stopFetching()
+		// Bound the drain: after DrainTimeout cancel what is in flight.
+		time.AfterFunc(c.o.DrainTimeout, c.cancelSend)
+	})
+	defer stop()
+
+	c.loop()
+	if ctx.Err() == nil { // the source stopped by itself
+		c.src.stopFetching()
 	}
+	c.awaitPublishes()
+	c.o.Logger.Info().Msg("shutdown: every message settled")
+	return c.src.failure()
+}
 
-	stopFetching := make(chan struct{})
-	go func() {
-		select {
-		case <-ctx.Done():
-			c.o.Logger.Info().Msg("shutdown: stop fetching, flushing batches")
-			// Bound the drain: after DrainTimeout cancel what is in flight.
-			timer := time.AfterFunc(c.o.DrainTimeout, c.cancelSend)
-			defer timer.Stop()
-			it.Drain()
-			<-stopFetching
-		case <-stopFetching:
-		}
-	}()
-
-	var loopErr error
+// loop routes what the source feeds and settles what the lanes report,
+// until the source is closed and every lane has reported its last batch.
+func (c *Connector) loop() {
 	for {
-		msg, err := it.Next()
-		if err != nil {
-			// Checked before ErrMsgIteratorClosed, which the iterator wraps
-			// together with them: a lost connection is not a clean stop.
-			if errors.Is(err, jetstream.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionClosed) ||
-				errors.Is(err, jetstream.ErrConsumerDeleted) {
-				loopErr = fmt.Errorf("consuming: %w", err)
-				it.Stop()
-				break
+		select {
+		case in, ok := <-c.src.feed:
+			if !ok {
+				c.closeLanes()
+				return
 			}
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				break
-			}
-			// Missed heartbeats and similar: the iterator re-pulls by itself.
-			c.o.Logger.Warn().Err(err).Msg("consuming: transient error")
-			continue
+			c.route(in.msg, in.parkedFor)
+		case r := <-c.results:
+			c.apply(r)
 		}
-		c.handle(msg, "")
 	}
-	// The parked loops feed the same lanes: drain them before closing.
-	stopParked()
+}
+
+// closeLanes closes every lane's input and settles what they report until
+// the last one has finished.
+func (c *Connector) closeLanes() {
 	for _, l := range c.lanes {
 		close(l.in)
 	}
-	c.lanesWG.Wait()
-	close(stopFetching)
-	c.o.Logger.Info().Msg("shutdown: every message settled")
-	return loopErr
+	finished := make(chan struct{})
+	go func() {
+		c.lanesWG.Wait()
+		close(finished)
+	}()
+	for {
+		select {
+		case r := <-c.results:
+			c.apply(r)
+		case <-finished:
+			for {
+				select {
+				case r := <-c.results:
+					c.apply(r)
+				default:
+					return
+				}
+			}
+		}
+	}
 }
 
-// handle decodes, routes and dispatches one message. It runs on the
-// consume loop: nothing here may wait on Pinterest, except the back-pressure
-// of a full lane.
-//
-// parkedFor is "" for the main consumer; for a parked message it is the ad
-// account whose parking consumer delivered it, the only one it goes to.
-func (c *Connector) handle(msg jetstream.Msg, parkedFor string) {
-	c.o.Metrics.received.Inc()
-	meta, err := msg.Metadata()
-	if err != nil {
-		// Not a JetStream message: nothing to settle.
-		c.o.Logger.Error().Err(err).Str("subject", msg.Subject()).Msg("message without JetStream metadata ignored")
-		return
+// awaitPublishes waits (bounded) for the PubAcks of the asynchronous
+// publishes still outstanding.
+func (c *Connector) awaitPublishes() {
+	select {
+	case <-c.o.JS.PublishAsyncComplete():
+	case <-time.After(5 * time.Second):
+		c.o.Logger.Warn().Int("pending", c.o.JS.PublishAsyncPending()).Msg("shutdown: order records not confirmed")
 	}
-	t := &tracked{msg: msg, meta: meta, received: c.o.Now(), parkedFor: parkedFor}
+}
 
-	m, err := cohorts.Decode(msg.Data(), t.received)
+// loadOrder fills the order book before the first message: a change
+// published after a restart must find the earlier changes that wait.
+func (c *Connector) loadOrder(ctx context.Context) error {
+	lctx, cancel := context.WithTimeout(ctx, orderLoadTimeout)
+	defer cancel()
+	n, err := c.loadRecords(lctx)
 	if err != nil {
-		reason := string(cohorts.DecodeMalformedJSON)
-		var de *cohorts.DecodeError
-		if errors.As(err, &de) {
-			reason = string(de.Reason)
-		}
-		c.settle(t, verdict{kind: kindTerm, reason: reason, detail: err.Error()})
-		return
+		return err
 	}
-	targets := c.o.Resolver.Resolve(m)
-	if parkedFor != "" {
-		targets = slices.DeleteFunc(targets, func(tg cohorts.Target) bool { return tg.AdAccountID != parkedFor })
+	if n > 0 {
+		c.o.Logger.Info().Int("records", n).Msg("order records loaded: later changes of these users wait for their earlier ones")
 	}
-	if len(targets) == 0 {
-		c.settle(t, verdict{kind: kindOK, reason: reasonNotActivated})
-		return
+	if n, err = c.expectUnsettled(lctx); err != nil {
+		return err
 	}
-
-	hashed := m.Identifiers.Hash()
-	matchable := hashed.Matchable()
-	first := meta.NumDelivered == 1 && parkedFor == "" // a parked copy was counted when it first came
-	var held verdict
-	groups := make([]laneItem, 0, len(targets))
-	for _, tg := range targets {
-		ctrs := c.o.Stats.counters(tg.Activation.ID)
-		if first {
-			ctrs.received.Add(1)
-			if matchable {
-				ctrs.withIDs.Add(1)
-			}
-		}
-		if !matchable {
-			continue
-		}
-		if tg.Err != nil {
-			ctrs.held.Add(1)
-			held = held.merge(verdict{kind: kindRetry, reason: reasonUnknownTag,
-				delay:  max(c.o.AuthRetryDelay, c.backoff(meta.NumDelivered, 0)),
-				detail: fmt.Sprintf("activation %s: tag_id %s: %v", tg.Activation.ID, tg.TagID, tg.Err)})
-			continue
-		}
-		// Several activations of the cohort may route to one ad account:
-		// one event goes there, and each activation is credited.
-		found := false
-		for i := range groups {
-			if groups[i].account == tg.AdAccountID {
-				groups[i].counters = append(groups[i].counters, ctrs)
-				found = true
-				break
-			}
-		}
-		if !found {
-			groups = append(groups, laneItem{account: tg.AdAccountID, counters: []*activationCounters{ctrs}})
-		}
+	if n > 0 {
+		c.o.Logger.Info().Int("messages", n).Msg("unacknowledged messages from before the restart: later changes of their users wait for them")
 	}
-	if !matchable {
-		// Pinterest requires em, hashed_maids or ip+user agent: an event
-		// without them would be rejected. Counted (coverage), not sent.
-		c.settle(t, verdict{kind: kindOK, reason: reasonNoIdentifiers})
-		return
-	}
-	if meta.NumDelivered > 1 {
-		// Accounts that already accepted this message on an earlier
-		// delivery are not charged again (at-least-once, not at-least-twice).
-		done := c.memo.get(meta.Sequence.Stream)
-		groups = slices.DeleteFunc(groups, func(g laneItem) bool { return slices.Contains(done, g.account) })
-		t.accepted = append(t.accepted, done...)
-	}
-	t.held = held
-	if len(groups) == 0 {
-		c.settle(t, held.merge(verdict{kind: kindOK, reason: reasonOK}))
-		return
-	}
-	key := orderKey(m.CohortID, m.UserID)
-	if ok, wait := c.order.admit(key, t.orderSeq(), t.received); !ok {
-		// An earlier change of this user in this cohort is still
-		// outstanding: this one must not overtake it.
-		c.settle(t, verdict{kind: kindRetry, reason: reasonWaitingForEarlier, delay: wait,
-			detail: "an earlier change of this user in this cohort is not settled yet"})
-		return
-	}
-	t.orderKey, t.cohortID, t.userID = key, m.CohortID, m.UserID
-	t.pending = len(groups)
-	item := destinations.Item{EventID: m.EventID(), Membership: m, Hashed: hashed}
-	for i := range groups {
-		g := groups[i]
-		g.t, g.item = t, item
-		l := c.lanes[g.account]
-		if l == nil {
-			// The resolver and the accounts come from one configuration:
-			// this is a wiring bug, and the message must survive it.
-			t.complete(g.account, verdict{kind: kindRetry, reason: reasonUnknownTag, delay: c.o.AuthRetryDelay,
-				detail: "no lane for ad account " + g.account})
-			c.maybeSettle(t)
-			continue
-		}
-		l.enqueue(g)
-	}
+	return nil
 }
 
 // backoff is the nak delay for a transient failure at the n-th delivery:
-// RetryDelayMin doubled per earlier delivery, capped at RetryDelayMax, and
-// never shorter than the destination's Retry-After.
+// RetryDelayMin doubled per earlier delivery, or the destination's
+// Retry-After if longer, never more than RetryDelayMax.
 func (c *Connector) backoff(n uint64, retryAfter time.Duration) time.Duration {
 	d := c.o.RetryDelayMax
 	if n >= 1 && n <= 40 {
@@ -382,131 +324,44 @@ func (c *Connector) backoff(n uint64, retryAfter time.Duration) time.Duration {
 			d = x
 		}
 	}
-	return max(d, retryAfter)
+	return min(max(d, retryAfter), c.o.RetryDelayMax)
 }
 
-// maybeSettle settles t once its last target has answered.
-func (c *Connector) maybeSettle(t *tracked) {
-	t.mu.Lock()
-	done := t.pending == 0 && !t.settled
-	if done {
-		t.settled = true
-	}
-	v := t.verdict.merge(t.held)
-	t.mu.Unlock()
-	if done {
-		c.settle(t, v)
-	}
-}
-
-// settle carries out v for t, exactly once per delivery.
-func (c *Connector) settle(t *tracked, v verdict) {
-	log := c.o.Logger
-	seq := t.meta.Sequence.Stream
-	switch v.kind {
-	case kindOK:
-		if err := t.msg.Ack(); err != nil {
-			log.Warn().Err(err).Uint64("stream_seq", seq).Msg("ack failed: message will be redelivered")
+// sender is the lanes' send function for account: one call for the items.
+func (c *Connector) sender(account string) func(context.Context, []laneItem) ([]outcome, error) {
+	return func(ctx context.Context, items []laneItem) ([]outcome, error) {
+		now := c.o.Now()
+		events := make([]destinations.Item, len(items))
+		for i, it := range items {
+			events[i] = it.event
+			// A message that waited long (a slow account ahead of it) has
+			// its AckWait restarted, so it is not redelivered while its
+			// call is still running.
+			if now.Sub(it.d.received) > c.o.Topology.AckWait/2 {
+				_ = it.d.msg.InProgress()
+			}
 		}
-		c.memo.forget(seq)
-		if t.parked {
-			// Its parked copy is still to be sent: later changes of the
-			// user keep waiting for it (and a restart must know).
-			c.orderRetry(t, c.o.RetryDelayMin)
-		} else {
-			c.orderDone(t)
+		c.o.Metrics.batchSize.Observe(float64(len(events)))
+		res, err := c.o.Destination.Send(ctx, destinations.Batch{AdAccountID: account, Items: events})
+		if err != nil {
+			// Bad input is a fault of these items, shutdown is ours:
+			// neither says anything of the account.
+			if r := destinations.ReasonOf(err); r.Permanent() || r == destinations.ReasonShutdown {
+				out := make([]outcome, len(items))
+				for i, it := range items {
+					out[i] = c.retryAfterFault(it.d, err)
+				}
+				return out, err
+			}
+			return nil, fmt.Errorf("ad account %s: %w", account, err)
 		}
-		c.o.Metrics.settled.WithLabelValues("ack", v.reason).Inc()
-		return
-	case kindRetry:
-		if t.meta.NumDelivered >= uint64(c.o.Topology.MaxDeliver) && c.o.Topology.MaxDeliver > 0 {
-			// JetStream would drop it after this delivery: keep it.
-			c.deadLetterAndTerm(t, reasonMaxDeliveries, fmt.Sprintf("%s: %s", v.reason, v.detail))
-			return
+		out := make([]outcome, len(items))
+		for i, r := range res.Items {
+			out[i] = accepted
+			if !r.Processed {
+				out[i] = outcome{kind: kindReject, reason: reasonRejected, detail: r.Error}
+			}
 		}
-		c.memo.put(seq, t.accepted)
-		c.orderRetry(t, v.delay)
-		if err := t.msg.NakWithDelay(v.delay); err != nil {
-			log.Warn().Err(err).Uint64("stream_seq", seq).Msg("nak failed: message will be redelivered after AckWait")
-		}
-		c.o.Metrics.settled.WithLabelValues("nak", v.reason).Inc()
-		return
-	case kindTerm:
-		c.deadLetterAndTerm(t, v.reason, v.detail)
+		return out, nil
 	}
-}
-
-func (c *Connector) deadLetterAndTerm(t *tracked, reason, detail string) {
-	seq := t.meta.Sequence.Stream
-	if err := c.deadLetter(t, reason, detail); err != nil {
-		// Never term what is not safely set aside.
-		c.o.Logger.Error().Err(err).Str("reason", reason).Uint64("stream_seq", seq).
-			Msg("dead-letter publish failed: message kept for redelivery")
-		c.memo.put(seq, t.accepted)
-		c.orderRetry(t, c.o.RetryDelayMin)
-		_ = t.msg.NakWithDelay(c.o.RetryDelayMin)
-		c.o.Metrics.settled.WithLabelValues("nak", reasonDLQFailed).Inc()
-		return
-	}
-	if err := t.msg.TermWithReason(reason); err != nil {
-		c.o.Logger.Warn().Err(err).Uint64("stream_seq", seq).Msg("term failed: the redelivery will be dead-lettered again (deduplicated)")
-	}
-	c.memo.forget(seq)
-	c.orderDone(t)
-	c.o.Metrics.settled.WithLabelValues("term", reason).Inc()
-	c.o.Metrics.deadLetters.WithLabelValues(reason).Inc()
-}
-
-func (c *Connector) orderDone(t *tracked) {
-	if t.orderKey != "" && c.order.done(t.orderKey, t.orderSeq()) && c.o.Holds != nil {
-		c.unpersistHold(t)
-	}
-}
-
-func (c *Connector) orderRetry(t *tracked, delay time.Duration) {
-	due := c.o.Now().Add(delay)
-	if t.orderKey != "" && c.order.retry(t.orderKey, t.orderSeq(), due) && c.o.Holds != nil {
-		c.persistHold(t, due)
-	}
-}
-
-// Dead-letter headers: the reason, what was wrong, and where the message
-// came from. The body is the original message, byte for byte.
-const (
-	HeaderDLQReason     = "Dlq-Reason"
-	HeaderDLQDetail     = "Dlq-Detail"
-	HeaderDLQSubject    = "Dlq-Original-Subject"
-	HeaderDLQStream     = "Dlq-Original-Stream"
-	HeaderDLQSequence   = "Dlq-Original-Sequence"
-	HeaderDLQDeliveries = "Dlq-Delivery-Count"
-	HeaderDLQTime       = "Dlq-Time"
-)
-
-func (c *Connector) deadLetter(t *tracked, reason, detail string) error {
-	subject, stream, seq := origin(t)
-	out := buildDeadLetter(c.o.Topology.DLQSubject, t.msg.Data(), t.msg.Headers(), subject,
-		stream, seq, t.meta.NumDelivered, reason, detail, c.o.Now())
-	// Must work during shutdown too: not derived from the run context. The
-	// Nats-Msg-Id buildDeadLetter sets makes a second copy of the same
-	// message (a term that got lost, the max-deliveries advisory) a no-op.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := c.o.JS.PublishMsg(ctx, out); err != nil {
-		return fmt.Errorf("publishing dead letter to %s: %w", out.Subject, err)
-	}
-	return nil
-}
-
-// headerValue makes s safe as a NATS header value: one line, at most n bytes.
-func headerValue(s string, n int) string {
-	b := []byte(s)
-	for i, ch := range b {
-		if ch == '\r' || ch == '\n' {
-			b[i] = ' '
-		}
-	}
-	if len(b) > n {
-		b = b[:n]
-	}
-	return string(b)
 }

@@ -219,7 +219,7 @@ func newHarness(t testing.TB, cfg harnessConfig) *harness {
 		Logger:         h.log,
 		Metrics:        h.metrics,
 		Stats:          h.stats,
-		Holds:          h.objs.Order,
+		OrderRecords:   h.objs.Order,
 	}
 	if cfg.options != nil {
 		cfg.options(&h.opts)

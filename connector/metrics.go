@@ -26,13 +26,15 @@ const (
 	reasonDLQFailed     = "dlq_publish_failed"
 	// An earlier change of the same user and cohort is not settled yet.
 	reasonWaitingForEarlier = "waiting_for_earlier"
-	// Every failing target was parked (see parking.go).
+	// A target was parked (see parking.go), the others accepted.
 	reasonParked = "parked"
+	// Parking a target failed: the whole delivery is redelivered.
+	reasonParkingFailed = "parking_failed"
 )
 
 func settleReasons() []string {
 	r := []string{reasonOK, reasonNotActivated, reasonNoIdentifiers, reasonRejected, reasonUnknownTag,
-		reasonMaxDeliveries, reasonDLQFailed, reasonWaitingForEarlier, reasonParked}
+		reasonMaxDeliveries, reasonDLQFailed, reasonWaitingForEarlier, reasonParked, reasonParkingFailed}
 	for _, d := range cohorts.DecodeReasons {
 		r = append(r, string(d))
 	}
@@ -105,6 +107,15 @@ func NewMetrics(reg prometheus.Registerer, stats *Stats, accounts []string) *Met
 	}
 	reg.MustRegister(m.received, m.settled, m.deadLetters, m.requests, m.reqDuration, m.batchSize, m.failing, activationCollector{stats})
 	return m
+}
+
+// setFailing sets the account_failing gauge of an ad account.
+func (m *Metrics) setFailing(adAccountID string, on bool) {
+	v := 0.0
+	if on {
+		v = 1
+	}
+	m.failing.WithLabelValues(adAccountID).Set(v)
 }
 
 // DeadLetter counts a message dead-lettered outside the pipeline (the

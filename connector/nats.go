@@ -96,13 +96,17 @@ func (t Topology) ParkingStreamConfig() jetstream.StreamConfig {
 }
 
 // ParkingConsumerConfig is the durable consumer of one ad account's parked
-// messages: its own AckWait, MaxDeliver and MaxAckPending, so that a failing
-// account's backlog is held against its own limits only.
+// messages: its own AckWait and MaxAckPending, so that a failing account's
+// backlog is held against its own limits only. It has no MaxDeliver: the
+// connector dead-letters a parked copy itself at MaxDeliver deliveries, and
+// JetStream never drops one whose last delivery was cut short (a crash) or
+// whose dead letter could not be written (see parking.go).
 func (t Topology) ParkingConsumerConfig(adAccountID string) jetstream.ConsumerConfig {
 	c := t.ConsumerConfig()
 	c.Durable = t.Durable + "-parked-" + adAccountID
 	c.Description = "cohort-connector: parked messages of ad account " + adAccountID
 	c.FilterSubject = t.ParkingSubject + "." + adAccountID
+	c.MaxDeliver = -1
 	return c
 }
 

@@ -2,153 +2,203 @@ package connector
 
 import (
 	"slices"
-	"sync"
 	"time"
 )
 
-// userOrder keeps the changes of one user in one cohort in stream order: a
-// message is sent only when no earlier message of the same (cohort, user)
-// is still outstanding in this process — delivered and not yet acked or
-// terminated, whether its call is in flight or it was nak'd and waits for
-// its redelivery. A later message (an exit) arriving meanwhile is held back
-// with a delay that brings it back just after the earlier one (the enter),
-// so an exit never reaches Pinterest before its enter, even when the
-// enter's first attempt failed and is being retried.
+// The order book keeps the changes of one user in one cohort in stream order
+// for each ad account (target) separately: a change is sent to an account
+// only when no earlier change of the same user and cohort is still
+// outstanding for that account — in flight, waiting for redelivery, or
+// parked. Accounts are independent: an account that already accepted an
+// enter does not let the exit overtake the enter at another account that
+// has not.
 //
-// The state is in memory; what must survive a restart (a message nak'd and
-// waiting for redelivery, whose later changes may be published after the
-// restart) is also written to the order bucket, see holds.go.
-type userOrder struct {
-	mu      sync.Mutex
-	keys    map[string]*keyState
-	minHold time.Duration // shortest hold: the earlier message is in flight
-	stale   time.Duration // a nak'd message not seen again for this long is forgotten
+// A change that may not go yet waits:
+//   - behind a parked change: it is parked too, behind it (see parking.go);
+//   - otherwise: it is redelivered just after the earlier change is due
+//     back (waiting_for_earlier).
+//
+// Positions are origin sequences (a parked copy has its original's), so the
+// main consumer and the parking consumers speak of the same message.
+//
+// The book lives in memory and is used by the connector's loop goroutine
+// only: it has no lock. What must survive a restart is written to the order
+// bucket as order records (orderrecords.go): the oldest outstanding change
+// of a key once it waits for redelivery or is parked.
+
+// orderKey is one user in one cohort at one ad account.
+type orderKey struct{ account, cohort, user string }
+
+type orderEntry struct {
+	seq     uint64
+	retryAt time.Time // when it is due back after a nak; zero while in flight
+	parked  bool      // it waits in its account's parking consumer
 }
 
-type keyState struct {
-	seqs      []uint64  // outstanding stream sequences, ascending
-	retryAt   time.Time // when the oldest nak'd one is due back
-	persisted []uint64  // those of seqs with a record in the order bucket
-	forgetAt  time.Time // set by expect: forget the key after this
+type orderState struct {
+	entries  []orderEntry // outstanding changes, ascending seq
+	recorded uint64       // seq of the change with an order record, 0 if none
+	forgetAt time.Time    // after this the key is forgotten (see expect and stale)
 }
 
-func newUserOrder(minHold, stale time.Duration) *userOrder {
-	return &userOrder{keys: map[string]*keyState{}, minHold: minHold, stale: stale}
+type orderBook struct {
+	keys    map[orderKey]*orderState
+	minWait time.Duration // shortest wait behind an earlier change
+	// stale: a change nak'd and not seen again this long after it was due
+	// is forgotten (another replica took it, or it was deleted), so that it
+	// cannot hold its key forever. A parked change is forgotten after
+	// staleParked (the parking consumer may wait out a long outage).
+	stale, staleParked time.Duration
 }
 
-func orderKey(cohortID, userID string) string { return cohortID + "\x00" + userID }
+func newOrderBook(minWait, stale, staleParked time.Duration) *orderBook {
+	return &orderBook{keys: map[orderKey]*orderState{}, minWait: minWait, stale: stale, staleParked: staleParked}
+}
 
-// admit reports whether the message seq of key may be sent now; if not, it
-// returns how long to hold it back. An admitted message is outstanding
-// until done or retry is called for it.
-func (o *userOrder) admit(key string, seq uint64, now time.Time) (bool, time.Duration) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	st := o.keys[key]
+// admit reports whether change seq of k may be sent now. If it may not,
+// wait is how long to hold it back and behindParked whether an earlier
+// change it waits for is parked. An admitted change is outstanding until
+// release (or stays so through wait and park).
+func (b *orderBook) admit(k orderKey, seq uint64, now time.Time) (ok bool, wait time.Duration, behindParked bool) {
+	st := b.keys[k]
 	if st == nil {
-		o.keys[key] = &keyState{seqs: []uint64{seq}}
-		return true, 0
+		b.keys[k] = &orderState{entries: []orderEntry{{seq: seq}}}
+		return true, 0, false
 	}
-	// A nak'd message that never came back (another replica took it, or it
-	// was deleted) must not hold its key forever.
-	// (Its record, if any, is left to the bucket's TTL.)
-	if (!st.retryAt.IsZero() && now.Sub(st.retryAt) > o.stale) || (!st.forgetAt.IsZero() && now.After(st.forgetAt)) {
-		st.seqs, st.retryAt, st.persisted, st.forgetAt = st.seqs[:0], time.Time{}, st.persisted[:0], time.Time{}
+	if !st.forgetAt.IsZero() && now.After(st.forgetAt) {
+		st.entries, st.forgetAt = st.entries[:0], time.Time{}
 	}
-	i, found := slices.BinarySearch(st.seqs, seq)
-	if i > 0 { // an earlier message of this key is outstanding
-		return false, max(st.retryAt.Sub(now)+o.minHold, o.minHold)
+	i, found := slices.BinarySearchFunc(st.entries, seq, func(e orderEntry, s uint64) int { return cmpSeq(e.seq, s) })
+	if i > 0 {
+		var due time.Time
+		for _, e := range st.entries[:i] {
+			behindParked = behindParked || e.parked
+			if e.retryAt.After(due) {
+				due = e.retryAt
+			}
+		}
+		return false, max(due.Sub(now), 0) + b.minWait, behindParked
 	}
 	if !found {
-		st.seqs = slices.Insert(st.seqs, i, seq)
+		st.entries = slices.Insert(st.entries, 0, orderEntry{seq: seq})
+		st.forgetAt = time.Time{}
+	} else {
+		st.entries[0].retryAt, st.entries[0].parked = time.Time{}, false
 	}
-	return true, 0
+	return true, 0, false
 }
 
-// done forgets seq (acked or terminated). It reports whether seq had a
-// record in the order bucket, which the caller then deletes.
-func (o *userOrder) done(key string, seq uint64) (unpersist bool) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	st := o.keys[key]
+func cmpSeq(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// release forgets change seq of k (accepted, or set aside in the dead-letter
+// stream). It reports the order record to delete (unrecord) and the change
+// now oldest that waits or is parked and so needs a record of its own
+// (record, 0 for none).
+func (b *orderBook) release(k orderKey, seq uint64) (unrecord bool, record orderEntry) {
+	st := b.keys[k]
+	if st == nil {
+		return false, orderEntry{}
+	}
+	st.entries = slices.DeleteFunc(st.entries, func(e orderEntry) bool { return e.seq == seq })
+	if st.recorded == seq {
+		st.recorded, unrecord = 0, true
+	}
+	if len(st.entries) == 0 {
+		delete(b.keys, k)
+		return unrecord, orderEntry{}
+	}
+	if first := st.entries[0]; st.recorded == 0 && (first.parked || !first.retryAt.IsZero()) {
+		st.recorded = first.seq
+		return false, first
+	}
+	return unrecord, orderEntry{}
+}
+
+// wait records that change seq of k was nak'd and is due back at due (or,
+// with parked, that it was parked): it stays outstanding, and later changes
+// of k keep waiting for it. It reports whether the caller must write an
+// order record for it: it is the oldest outstanding change of k and has none.
+func (b *orderBook) wait(k orderKey, seq uint64, due time.Time, parked bool) (record bool) {
+	st := b.keys[k]
 	if st == nil {
 		return false
 	}
-	if i, found := slices.BinarySearch(st.seqs, seq); found {
-		st.seqs = slices.Delete(st.seqs, i, i+1)
-	}
-	if i := slices.Index(st.persisted, seq); i >= 0 {
-		st.persisted = slices.Delete(st.persisted, i, i+1)
-		unpersist = true
-	}
-	if len(st.seqs) == 0 {
-		delete(o.keys, key)
-	}
-	return unpersist
-}
-
-// retry records that seq was nak'd and is due back at due; it stays
-// outstanding, so later messages of its key keep waiting for it. It
-// reports whether the caller must write a record of it to the order bucket
-// (the oldest outstanding message of its key, not written yet), so that a
-// restart does not forget it.
-func (o *userOrder) retry(key string, seq uint64, due time.Time) (persist bool) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	st := o.keys[key]
-	if st == nil || len(st.seqs) == 0 || st.seqs[0] != seq {
+	i := slices.IndexFunc(st.entries, func(e orderEntry) bool { return e.seq == seq })
+	if i < 0 {
 		return false
 	}
-	st.retryAt, st.forgetAt = due, time.Time{}
-	if slices.Contains(st.persisted, seq) {
+	st.entries[i].retryAt, st.entries[i].parked = due, parked
+	st.forgetAt = b.forgetAfter(st)
+	if i != 0 || st.recorded == seq {
 		return false
 	}
-	st.persisted = append(st.persisted, seq)
+	st.recorded = seq
 	return true
 }
 
-// load registers a record read from the order bucket at startup: seq is
-// outstanding until it is seen and settled, or until due has passed by the
-// stale horizon.
-func (o *userOrder) load(key string, seq uint64, due time.Time) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	st, _ := o.register(key, seq, due)
-	if !slices.Contains(st.persisted, seq) {
-		st.persisted = append(st.persisted, seq)
-	}
-}
-
-// expect registers seq, a message that may still be unacknowledged from
-// before a restart (in flight when the process died): it is outstanding
-// until it is seen and settled, or until its AckWait must have expired
-// (until); later messages of its key are held back until then. A seq known
-// from its order record keeps the record's due time.
-func (o *userOrder) expect(key string, seq uint64, until time.Time) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if st, known := o.register(key, seq, until); !known {
-		if f := until.Add(o.minHold); f.After(st.forgetAt) {
-			st.forgetAt = f
+// forgetAfter is when a key whose changes all wait is forgotten.
+func (b *orderBook) forgetAfter(st *orderState) time.Time {
+	var latest time.Time
+	for _, e := range st.entries {
+		switch {
+		case e.parked:
+			// A parked change has no due time: it comes back when its
+			// account answers again.
+			latest = time.Now().Add(b.staleParked)
+		case e.retryAt.IsZero():
+			return time.Time{} // in flight: never forgotten
+		default:
+			if t := e.retryAt.Add(b.stale); t.After(latest) {
+				latest = t
+			}
 		}
 	}
+	return latest
 }
 
-// register makes seq outstanding for key, due back at due; known reports
-// that it already was (and then nothing changes). o.mu must be held.
-func (o *userOrder) register(key string, seq uint64, due time.Time) (st *keyState, known bool) {
-	st = o.keys[key]
+// load registers an order record read at startup: change seq of k waits
+// (due back at due) or is parked, and later changes wait for it.
+func (b *orderBook) load(k orderKey, seq uint64, due time.Time, parked bool) {
+	st := b.register(k, seq)
+	b.wait(k, seq, due, parked)
+	if st.recorded == 0 || st.recorded == seq {
+		st.recorded = seq
+	}
+}
+
+// expect registers change seq of k, which may still be unacknowledged from
+// before a restart (in flight when the process died): later changes of k
+// wait for it until it is seen again or until (its AckWait must have
+// expired by then).
+func (b *orderBook) expect(k orderKey, seq uint64, until time.Time) {
+	st := b.register(k, seq)
+	i := slices.IndexFunc(st.entries, func(e orderEntry) bool { return e.seq == seq })
+	if st.entries[i].retryAt.IsZero() && !st.entries[i].parked {
+		st.entries[i].retryAt = until
+	}
+	if f := until.Add(b.minWait); f.After(st.forgetAt) {
+		st.forgetAt = f
+	}
+}
+
+// register makes seq outstanding for k if it is not yet.
+func (b *orderBook) register(k orderKey, seq uint64) *orderState {
+	st := b.keys[k]
 	if st == nil {
-		st = &keyState{}
-		o.keys[key] = st
+		st = &orderState{}
+		b.keys[k] = st
 	}
-	i, found := slices.BinarySearch(st.seqs, seq)
-	if found {
-		return st, true
+	i, found := slices.BinarySearchFunc(st.entries, seq, func(e orderEntry, s uint64) int { return cmpSeq(e.seq, s) })
+	if !found {
+		st.entries = slices.Insert(st.entries, i, orderEntry{seq: seq})
 	}
-	st.seqs = slices.Insert(st.seqs, i, seq)
-	if due.After(st.retryAt) {
-		st.retryAt = due
-	}
-	return st, false
+	return st
 }

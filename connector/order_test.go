@@ -35,7 +35,7 @@ func TestAnExitNeverReachesPinterestBeforeItsEnterEvenWhenTheEnterIsRetried(t *t
 			o.BatchSize = 1
 			o.MaxInFlight = 1
 			o.RetryDelayMax = 200 * time.Millisecond
-			o.OrderHold = 30 * time.Millisecond
+			o.OrderWait = 30 * time.Millisecond
 		},
 		client:      func(c *pinterest.Config) { c.CallsPerMinute = -1 },
 		activations: []cohorts.Activation{activation("ord-a", "c-ord", "")},
@@ -77,7 +77,7 @@ func TestAnExitPublishedAfterARestartWaitsForItsEnterStillAwaitingRedelivery(t *
 		options: func(o *connector.Options) {
 			o.RetryDelayMin = time.Second // the enter's first redelivery delay
 			o.RetryDelayMax = 2 * time.Second
-			o.OrderHold = 30 * time.Millisecond
+			o.OrderWait = 30 * time.Millisecond
 		},
 		activations: []cohorts.Activation{activation("rst-a", "c-rst", "")},
 	})

@@ -2,16 +2,16 @@ package connector
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cohort-connector/cohort-connector/destinations"
 )
 
 // Parking keeps one failing ad account from stalling the others.
@@ -21,104 +21,155 @@ import (
 // main consumer's MaxAckPending and stop delivery for every account. When
 // an account is failing (or congested), its share of a message is instead
 // copied to the parking stream, on <ParkingSubject>.<ad_account_id>, and
-// that target counts as done for the main message. Each account has its own
-// durable consumer on its parking subject, which feeds only that account's
-// lane: parked messages are retried there, held back with growing delays
-// against that consumer's own limits, and settled like any other message.
-// Per-user order carries over: the parked copy keeps the original sequence
-// as its order position, and its user's later changes wait for it.
+// that target is done for the main delivery. Each account has its own
+// durable consumer there, which feeds only that account's lane: a parked
+// copy is retried with growing delays against that consumer's own limits,
+// and settled like any other delivery.
+//
+// A parked copy carries its original's origin in headers: order, dead
+// letters and ids speak of the original. Parking consumers are created with
+// no MaxDeliver of their own: the connector dead-letters a parked copy itself
+// at the main consumer's MaxDeliver, and because JetStream never gives up on
+// it, a copy whose last delivery was cut by a crash, or whose dead letter
+// could not be written, comes back and is dead-lettered then.
 
 // Headers of a parked copy: where the original came from.
 const (
 	headerOriginStream  = "Connector-Origin-Stream"
 	headerOriginSubject = "Connector-Origin-Subject"
 	headerOriginSeq     = "Connector-Origin-Sequence"
+	headerOriginStored  = "Connector-Origin-Stored" // Unix nanoseconds
 )
 
-// park copies t's message to account's parking subject and waits for the
-// PubAck.
-func (c *Connector) park(t *tracked, account string) error {
+// parkTimeout bounds the wait for the PubAcks of one parked batch.
+const parkTimeout = 5 * time.Second
+
+// park copies items to account's parking subject: every publish is sent
+// first, then the PubAcks are awaited together, so a batch costs one round
+// trip. An item whose copy was not acknowledged is to be redelivered.
+func (c *Connector) park(account string, items []laneItem, why error) []outcome {
+	outcomes := make([]outcome, len(items))
+	futures := make([]jetstream.PubAckFuture, len(items))
+	for i, it := range items {
+		f, err := c.o.JS.PublishMsgAsync(c.parkedCopy(account, it.d),
+			jetstream.WithMsgID("park:"+it.d.origin.id()+":"+account))
+		if err != nil {
+			outcomes[i] = c.parkFailed(it.d, err)
+			continue
+		}
+		futures[i] = f
+	}
+	timeout := time.NewTimer(parkTimeout)
+	defer timeout.Stop()
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
+		select {
+		case <-f.Ok():
+			outcomes[i] = parked
+			outcomes[i].detail = why.Error()
+		case err := <-f.Err():
+			outcomes[i] = c.parkFailed(items[i].d, err)
+		case <-timeout.C:
+			outcomes[i] = c.parkFailed(items[i].d, context.DeadlineExceeded)
+			timeout.Reset(0) // the rest are late too
+		}
+	}
+	return outcomes
+}
+
+func (c *Connector) parkFailed(d *delivery, err error) outcome {
+	c.o.Logger.Warn().Err(err).Str("stream", d.origin.stream).Uint64("stream_seq", d.origin.seq).
+		Msg("parking failed: message held back for redelivery instead")
+	return outcome{kind: kindRetry, reason: reasonParkingFailed, delay: c.o.RetryDelayMin,
+		detail: fmt.Sprintf("parking failed: %v", err)}
+}
+
+// parkedCopy is d's message as parked for account: body and headers (but
+// Nats-* instructions to the server) of the original, plus its origin.
+func (c *Connector) parkedCopy(account string, d *delivery) *nats.Msg {
 	out := nats.NewMsg(c.o.Topology.ParkingSubject + "." + account)
-	out.Data = t.msg.Data()
-	for k, vs := range t.msg.Headers() {
+	out.Data = d.msg.Data()
+	copyHeaders(out.Header, d.msg.Headers())
+	out.Header.Set(headerOriginStream, d.origin.stream)
+	out.Header.Set(headerOriginSubject, d.origin.subject)
+	out.Header.Set(headerOriginSeq, strconv.FormatUint(d.origin.seq, 10))
+	out.Header.Set(headerOriginStored, strconv.FormatInt(d.origin.stored, 10))
+	return out
+}
+
+// copyHeaders copies every header of from but the Nats-* ones (instructions
+// to the server, such as Nats-Msg-Id or Nats-Expected-Last-Sequence, that
+// would make the receiving stream refuse or misfile the copy).
+func copyHeaders(to, from nats.Header) {
+	for k, vs := range from {
 		if strings.HasPrefix(http.CanonicalHeaderKey(k), "Nats-") {
 			continue
 		}
 		for _, v := range vs {
-			out.Header.Add(k, v)
+			to.Add(k, v)
 		}
 	}
-	out.Header.Set(headerOriginStream, t.meta.Stream)
-	out.Header.Set(headerOriginSubject, t.msg.Subject())
-	out.Header.Set(headerOriginSeq, strconv.FormatUint(t.orderSeq(), 10))
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	id := fmt.Sprintf("park:%s:%d:%s", t.meta.Stream, t.meta.Sequence.Stream, account)
-	if _, err := c.o.JS.PublishMsg(ctx, out, jetstream.WithMsgID(id)); err != nil {
-		return fmt.Errorf("parking for ad account %s: %w", account, err)
-	}
-	return nil
 }
 
-// origin returns the original subject, stream and sequence of a message:
-// its own, or those recorded when it was parked.
-func origin(t *tracked) (subject, stream string, seq uint64) {
-	subject, stream, seq = t.msg.Subject(), t.meta.Stream, t.meta.Sequence.Stream
-	if t.parkedFor == "" {
-		return subject, stream, seq
+// originOf is where a delivered message came from: itself, or for a parked
+// copy the original named in its headers. A parked copy without them (not
+// written by the connector) is its own origin.
+func originOf(msg jetstream.Msg, meta *jetstream.MsgMetadata, parkedFor string) origin {
+	o := origin{stream: meta.Stream, subject: msg.Subject(), seq: meta.Sequence.Stream, stored: meta.Timestamp.UnixNano()}
+	if parkedFor == "" {
+		return o
 	}
-	h := t.msg.Headers()
-	if v := h.Get(headerOriginSubject); v != "" {
-		subject = v
+	h := msg.Headers()
+	seq, err1 := strconv.ParseUint(h.Get(headerOriginSeq), 10, 64)
+	stored, err2 := strconv.ParseInt(h.Get(headerOriginStored), 10, 64)
+	if err1 != nil || err2 != nil || h.Get(headerOriginStream) == "" || h.Get(headerOriginSubject) == "" {
+		return o
 	}
-	if v := h.Get(headerOriginStream); v != "" {
-		stream = v
-	}
-	if v, err := strconv.ParseUint(h.Get(headerOriginSeq), 10, 64); err == nil {
-		seq = v
-	}
-	return subject, stream, seq
+	return origin{stream: h.Get(headerOriginStream), subject: h.Get(headerOriginSubject), seq: seq, stored: stored}
 }
 
-// consumeParked runs one consume loop per ad account on its parking
-// consumer, until their iterators are drained; the returned function drains
-// them and waits.
-func (c *Connector) consumeParked(ctx context.Context) (stop func(), err error) {
-	var its []jetstream.MessagesContext
-	var wg sync.WaitGroup
-	stop = func() {
-		for _, it := range its {
-			it.Drain()
+// hold is the lanes' hold function: an account fault (err) means the call
+// would fail, so items from the main consumer are parked and parked copies
+// are held back for redelivery.
+func (c *Connector) hold(account string, items []laneItem, err error) []outcome {
+	outcomes := make([]outcome, len(items))
+	var toPark []laneItem
+	var at []int
+	for i, it := range items {
+		if it.parkable && c.o.Topology.ParkingStream != "" {
+			toPark = append(toPark, it)
+			at = append(at, i)
+			continue
 		}
-		wg.Wait()
+		outcomes[i] = c.retryAfterFault(it.d, err)
 	}
-	for account := range c.lanes {
-		cons, err := c.o.JS.CreateOrUpdateConsumer(ctx, c.o.Topology.ParkingStream, c.o.Topology.ParkingConsumerConfig(account))
-		if err != nil {
-			stop()
-			return nil, fmt.Errorf("parking consumer of ad account %s: %w", account, err)
+	if len(toPark) > 0 {
+		for j, o := range c.park(account, toPark, err) {
+			outcomes[at[j]] = o
 		}
-		it, err := cons.Messages(jetstream.PullMaxMessages(max(c.o.BatchSize, 256)))
-		if err != nil {
-			stop()
-			return nil, fmt.Errorf("consuming parked messages of ad account %s: %w", account, err)
-		}
-		its = append(its, it)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				msg, err := it.Next()
-				if err != nil {
-					if errors.Is(err, jetstream.ErrMsgIteratorClosed) || errors.Is(err, jetstream.ErrConnectionClosed) {
-						return
-					}
-					c.o.Logger.Warn().Err(err).Str("ad_account_id", account).Msg("consuming parked messages: transient error")
-					continue
-				}
-				c.handle(msg, account)
-			}
-		}()
 	}
-	return stop, nil
+	return outcomes
+}
+
+// retryAfterFault is the outcome of a delivery whose target could not be
+// sent for err.
+func (c *Connector) retryAfterFault(d *delivery, err error) outcome {
+	reason := destinations.ReasonOf(err)
+	o := outcome{kind: kindRetry, reason: string(reason), detail: err.Error()}
+	switch {
+	case reason.Permanent():
+		o.kind = kindReject
+	case reason.DestinationFault():
+		// A long delay that still grows, so that MaxDeliver deliveries
+		// cover a credential outage as long as a Pinterest outage.
+		o.delay = max(c.o.AuthRetryDelay, c.backoff(d.meta.NumDelivered, 0))
+	case reason == destinations.ReasonShutdown:
+		// Prompt redelivery to whichever instance runs next.
+		o.delay = time.Second
+	default:
+		o.delay = c.backoff(d.meta.NumDelivered, destinations.RetryAfterOf(err))
+	}
+	return o
 }

@@ -67,7 +67,7 @@ func TestAParkedEnterStillComesBeforeItsExit(t *testing.T) {
 		options: func(o *connector.Options) {
 			o.RetryDelayMin = 100 * time.Millisecond
 			o.RetryDelayMax = 200 * time.Millisecond
-			o.OrderHold = 30 * time.Millisecond
+			o.OrderWait = 30 * time.Millisecond
 		},
 		activations: []cohorts.Activation{activation("pord-a", "c-pord", "")},
 	})

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -215,7 +217,7 @@ func startDaemon(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ 
 		Topology:       topo,
 		Resolver:       d.resolver,
 		Destination:    d.client,
-		Holds:          d.objs.Order,
+		OrderRecords:   d.objs.Order,
 		AdAccounts:     accounts,
 		BatchSize:      cfg.BatchSize,
 		BatchPeriod:    cfg.BatchPeriod,
@@ -371,6 +373,13 @@ func (d *daemon) serveHTTP() (*http.Server, error) {
 		}
 		if !d.nc.IsConnected() {
 			http.Error(w, "nats not connected", http.StatusServiceUnavailable)
+			return
+		}
+		if problems := d.conn.Health(); len(problems) > 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			for _, name := range slices.Sorted(maps.Keys(problems)) {
+				fmt.Fprintf(w, "%s: %s\n", name, problems[name])
+			}
 			return
 		}
 		fmt.Fprintln(w, "ready")

@@ -1,0 +1,113 @@
+package connector
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// origin identifies a message of the input stream. A parked copy carries its
+// original's origin (in headers, see parking.go), so that order, dead
+// letters and deduplication ids always speak of the message the producer
+// published, never of the copy.
+//
+// The stream sequence alone is not an identity: a stream that is deleted and
+// created again starts counting from 1. The time the stream stored the
+// message makes it one.
+type origin struct {
+	stream  string
+	subject string
+	seq     uint64
+	stored  int64 // Unix nanoseconds: when the stream stored the message
+}
+
+// id is the origin as one string: "<stream>:<seq>:<stored>", the base of
+// every Nats-Msg-Id the connector publishes for the message.
+func (o origin) id() string {
+	return o.stream + ":" + strconv.FormatUint(o.seq, 10) + ":" + strconv.FormatInt(o.stored, 10)
+}
+
+// memoKey is the origin's identity without its subject.
+type memoKey struct {
+	stream string
+	seq    uint64
+	stored int64
+}
+
+func (o origin) key() memoKey { return memoKey{o.stream, o.seq, o.stored} }
+
+// delivery is one JetStream delivery of one message, from the main consumer
+// or from an ad account's parking consumer. It carries the message's ack
+// handle and the outcomes of its targets (the ad accounts it goes to), and
+// is settled exactly once, by settle, when its last target has reported.
+//
+// Every field after received is owned by the connector's loop goroutine:
+// route sets them, lanes never touch them, settle reads them.
+type delivery struct {
+	msg      jetstream.Msg
+	meta     *jetstream.MsgMetadata
+	origin   origin
+	received time.Time
+	// parkedFor is "" for the main consumer, else the ad account whose
+	// parking consumer delivered this parked copy (its only target).
+	parkedFor string
+
+	cohortID, userID string
+	pending          int     // targets still to report
+	outcome          outcome // merged outcome of the targets that reported
+	// done lists the ad accounts that need nothing more of this message:
+	// they accepted it or it was parked for them, in this delivery or an
+	// earlier one (the memo).
+	done []string
+	// ordered lists the ad accounts whose order book admitted this
+	// delivery: their entries are released or kept when it is settled.
+	ordered []string
+	parked  []string // the ad accounts it was parked for in this delivery
+}
+
+// last reports whether JetStream will not deliver the message again after
+// this delivery (its consumer's MaxDeliver; 0 or less is unlimited).
+func (d *delivery) last(maxDeliver int) bool {
+	return maxDeliver > 0 && d.meta.NumDelivered >= uint64(maxDeliver)
+}
+
+type outcomeKind int
+
+// Ordered by precedence when the outcomes of several targets are merged: a
+// rejection wins over a retry, a retry over done.
+const (
+	kindDone   outcomeKind = iota // accepted, parked, or nothing to send
+	kindRetry                     // redeliver after delay
+	kindReject                    // permanently bad: dead letter, then term
+)
+
+// outcome is what one target of a delivery (or the delivery as a whole)
+// calls for. reason is the settlement reason label.
+type outcome struct {
+	kind   outcomeKind
+	reason string
+	detail string
+	delay  time.Duration // kindRetry only
+}
+
+// merge combines the outcomes of two targets of one delivery: the stronger
+// kind wins, and of two retries the longer delay.
+func (o outcome) merge(p outcome) outcome {
+	switch {
+	case p.reason == "":
+		return o
+	case o.reason == "":
+		return p
+	case p.kind > o.kind:
+		return p
+	case p.kind == o.kind && p.kind == kindRetry && p.delay > o.delay:
+		return p
+	}
+	return o
+}
+
+var (
+	accepted = outcome{kind: kindDone, reason: reasonOK}
+	parked   = outcome{kind: kindDone, reason: reasonParked}
+)

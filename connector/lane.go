@@ -1,0 +1,255 @@
+package connector
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/cohort-connector/cohort-connector/destinations"
+)
+
+// laneItem is one delivery's share for one ad account: the event to send.
+type laneItem struct {
+	d     *delivery
+	event destinations.Item
+	// parkable: the delivery comes from the main consumer, so its share can
+	// be parked when the account fails (a parked copy is never parked again).
+	parkable bool
+	// mustPark: an earlier change of the same user waits parked for this
+	// account, so this one joins it there whatever the account's health.
+	mustPark bool
+	counters []*activationCounters // the activations credited with the outcome
+}
+
+// laneFuncs are what a lane is given; it knows nothing else of the connector.
+type laneFuncs struct {
+	// send makes one call for items. A nil error means the destination
+	// answered: one outcome per item. An error means the whole call failed;
+	// outcomes then holds one outcome per item for a failure that is the
+	// items' own (bad input, shutdown) and is nil for a fault of the
+	// account or of Pinterest, which the lane answers by holding the items.
+	send func(ctx context.Context, items []laneItem) ([]outcome, error)
+	// hold settles items without calling the destination, because err (a
+	// fault of the account) says the call would fail: parkable items are
+	// parked, the others are to be redelivered. One outcome per item.
+	hold func(items []laneItem, err error) []outcome
+	// report hands the outcomes of items on to settlement.
+	report func(items []laneItem, outcomes []outcome)
+}
+
+// lane batches and sends the items of one ad account. One goroutine
+// accumulates a batch and flushes it when it holds batchSize items or its
+// oldest item has waited batchPeriod; maxInFlight senders make the calls.
+//
+// A lane never makes its producer wait on a failing or hanging account:
+// while the account is failing (its last call failed) one call at a time
+// probes it and every other batch is held (parked) at once; while a call has
+// run longer than slowCall (congested), batches that find no free sender are
+// held too. So the consume loop is only ever slowed by a healthy lane that
+// is busy, which is back-pressure.
+type lane struct {
+	account string
+	tags    []string
+	fn      laneFuncs
+	log     zerolog.Logger
+	failing func(account string, on bool) // metric hook
+
+	batchSize   int
+	batchPeriod time.Duration
+	maxInFlight int
+	slowCall    time.Duration
+	sendCtx     context.Context // cancelled when the shutdown drain runs out
+
+	in  chan laneItem
+	out chan []laneItem
+
+	mu      sync.Mutex
+	failure error // the fault that makes the account failing, nil when healthy
+	// probing is set while one call tests a failing account.
+	probing atomic.Bool
+	// callStarted[i] is when sender i's call began (Unix ns), 0 when idle.
+	callStarted []atomic.Int64
+}
+
+func newLane(account string, tags []string, fn laneFuncs, o *Options, sendCtx context.Context, failing func(string, bool)) *lane {
+	return &lane{
+		account: account, tags: tags, fn: fn, log: o.Logger, failing: failing,
+		batchSize: o.BatchSize, batchPeriod: o.BatchPeriod, maxInFlight: o.MaxInFlight, slowCall: o.SlowCall,
+		sendCtx:     sendCtx,
+		in:          make(chan laneItem, o.BatchSize),
+		out:         make(chan []laneItem),
+		callStarted: make([]atomic.Int64, o.MaxInFlight),
+	}
+}
+
+// run accumulates and sends until in is closed, then flushes what it holds,
+// waits for its senders and returns.
+func (l *lane) run() {
+	var senders sync.WaitGroup
+	for slot := range l.maxInFlight {
+		senders.Add(1)
+		go func() {
+			defer senders.Done()
+			for b := range l.out {
+				l.send(slot, b)
+			}
+		}()
+	}
+	l.accumulate()
+	close(l.out)
+	senders.Wait()
+}
+
+func (l *lane) accumulate() {
+	timer := time.NewTimer(l.batchPeriod)
+	timer.Stop()
+	batch := make([]laneItem, 0, l.batchSize)
+	flush := func() {
+		timer.Stop()
+		if len(batch) > 0 {
+			l.flush(batch)
+			batch = make([]laneItem, 0, l.batchSize)
+		}
+	}
+	for {
+		select {
+		case it, ok := <-l.in:
+			if !ok {
+				flush()
+				return
+			}
+			batch = append(batch, it)
+			if len(batch) == 1 {
+				timer.Reset(l.batchPeriod)
+			}
+			if len(batch) >= l.batchSize {
+				flush()
+			}
+		case <-timer.C:
+			flush()
+		}
+	}
+}
+
+// flush hands batch to a sender, or holds it when the account cannot take
+// it: items that must be parked are, and a failing or congested account's
+// batch is held as soon as no sender is free.
+func (l *lane) flush(batch []laneItem) {
+	batch = l.parkMustPark(batch)
+	if len(batch) == 0 {
+		return
+	}
+	recheck := time.NewTicker(max(l.slowCall/4, time.Millisecond))
+	defer recheck.Stop()
+	for {
+		select {
+		case l.out <- batch:
+			return
+		default:
+		}
+		if err := l.congested(); err != nil {
+			l.fn.report(batch, l.fn.hold(batch, err))
+			return
+		}
+		select {
+		case l.out <- batch:
+			return
+		case <-recheck.C:
+		}
+	}
+}
+
+// parkMustPark parks the items that must join an earlier parked change and
+// returns the others.
+func (l *lane) parkMustPark(batch []laneItem) []laneItem {
+	var must []laneItem
+	rest := batch[:0]
+	for _, it := range batch {
+		if it.mustPark {
+			must = append(must, it)
+		} else {
+			rest = append(rest, it)
+		}
+	}
+	if len(must) > 0 {
+		l.fn.report(must, l.fn.hold(must, errEarlierParked))
+	}
+	return rest
+}
+
+// errEarlierParked is why an item that must join a parked change is held.
+var errEarlierParked = &destinations.Error{Reason: destinations.ReasonServer,
+	Message: "an earlier change of this user waits parked for this ad account"}
+
+// congested returns the lane's failure, or an error when one of its calls
+// has run longer than slowCall (Pinterest hanging before any timeout has
+// fired); nil when the lane can take a batch.
+func (l *lane) congested() error {
+	if err := l.failed(); err != nil {
+		return err
+	}
+	limit := time.Now().Add(-l.slowCall).UnixNano()
+	for i := range l.callStarted {
+		if st := l.callStarted[i].Load(); st != 0 && st < limit {
+			return &destinations.Error{Reason: destinations.ReasonTimeout,
+				Message: fmt.Sprintf("a call to ad account %s has run for more than %s", l.account, l.slowCall)}
+		}
+	}
+	return nil
+}
+
+func (l *lane) failed() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.failure
+}
+
+// send makes one call for batch and reports each item's outcome.
+func (l *lane) send(slot int, batch []laneItem) {
+	if err := l.failed(); err != nil {
+		// One call at a time tests a failing account; the other batches
+		// are held instead of piling up calls behind it.
+		if !l.probing.CompareAndSwap(false, true) {
+			l.fn.report(batch, l.fn.hold(batch, err))
+			return
+		}
+		defer l.probing.Store(false)
+	}
+	l.callStarted[slot].Store(time.Now().UnixNano())
+	outcomes, err := l.fn.send(l.sendCtx, batch)
+	l.callStarted[slot].Store(0)
+	if err != nil && outcomes == nil {
+		l.setFailure(err)
+		outcomes = l.fn.hold(batch, err)
+	} else if err == nil {
+		l.setFailure(nil)
+	}
+	l.fn.report(batch, outcomes)
+}
+
+// setFailure records the account's health, logging a change of state once.
+func (l *lane) setFailure(err error) {
+	l.mu.Lock()
+	was := l.failure
+	l.failure = err
+	l.mu.Unlock()
+	switch {
+	case err == nil && was != nil:
+		l.failing(l.account, false)
+		l.log.Info().Str("ad_account_id", l.account).Strs("tag_id", l.tags).Str("reason", string(destinations.ReasonOf(was))).
+			Msg("Pinterest account recovered")
+	case err != nil && (was == nil || destinations.ReasonOf(was) != destinations.ReasonOf(err)):
+		l.failing(l.account, true)
+		reason := destinations.ReasonOf(err)
+		ev, msg := l.log.Warn(), "Pinterest account failing: messages parked or held back for redelivery"
+		if reason.DestinationFault() {
+			ev = l.log.Error()
+			msg = "Pinterest rejected the token or ad account: messages kept and retried with a long delay, fix the account's configuration"
+		}
+		ev.Str("ad_account_id", l.account).Strs("tag_id", l.tags).Str("reason", string(reason)).Err(err).Msg(msg)
+	}
+}

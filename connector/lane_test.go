@@ -1,0 +1,218 @@
+package connector
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cohort-connector/cohort-connector/destinations"
+)
+
+// laneRig runs one lane with scripted send and hold functions and records
+// what it reports, without NATS or HTTP.
+type laneRig struct {
+	l *lane
+
+	mu       sync.Mutex
+	calls    [][]laneItem // batches given to send
+	held     []laneItem   // items given to hold
+	reported map[*delivery]outcome
+	failing  []bool
+
+	// send's behaviour: err for every call while set; block until release
+	// is closed when blocking.
+	sendErr  error
+	blocking bool
+	release  chan struct{}
+	done     chan struct{}
+}
+
+func newLaneRig(t *testing.T, batchSize int, period time.Duration) *laneRig {
+	r := &laneRig{reported: map[*delivery]outcome{}, release: make(chan struct{}), done: make(chan struct{})}
+	o := &Options{BatchSize: batchSize, BatchPeriod: period, MaxInFlight: 1, SlowCall: 50 * time.Millisecond, Logger: zerolog.Nop()}
+	fn := laneFuncs{
+		send: func(ctx context.Context, items []laneItem) ([]outcome, error) {
+			r.mu.Lock()
+			r.calls = append(r.calls, items)
+			block := r.blocking
+			r.mu.Unlock()
+			if block {
+				<-r.release
+			}
+			r.mu.Lock()
+			err := r.sendErr // as Pinterest answers when the call ends
+			r.mu.Unlock()
+			if err != nil {
+				return nil, err
+			}
+			out := make([]outcome, len(items))
+			for i := range out {
+				out[i] = accepted
+			}
+			return out, nil
+		},
+		hold: func(items []laneItem, err error) []outcome {
+			r.mu.Lock()
+			r.held = append(r.held, items...)
+			r.mu.Unlock()
+			out := make([]outcome, len(items))
+			for i := range out {
+				out[i] = parked
+			}
+			return out
+		},
+		report: func(items []laneItem, out []outcome) {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			for i, it := range items {
+				r.reported[it.d] = out[i]
+			}
+		},
+	}
+	r.l = newLane("A", []string{"1"}, fn, o, context.Background(), func(_ string, on bool) {
+		r.mu.Lock()
+		r.failing = append(r.failing, on)
+		r.mu.Unlock()
+	})
+	go func() {
+		r.l.run()
+		close(r.done)
+	}()
+	t.Cleanup(func() {
+		r.unblock()
+		r.stop(t)
+	})
+	return r
+}
+
+func (r *laneRig) unblock() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.blocking {
+		r.blocking = false
+		close(r.release)
+	}
+}
+
+func (r *laneRig) stop(t *testing.T) {
+	select {
+	case <-r.done:
+		return
+	default:
+	}
+	close(r.l.in)
+	select {
+	case <-r.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("lane did not stop")
+	}
+}
+
+func (r *laneRig) put(n int) []*delivery {
+	ds := make([]*delivery, n)
+	for i := range ds {
+		ds[i] = &delivery{}
+		r.l.in <- laneItem{d: ds[i], parkable: true}
+	}
+	return ds
+}
+
+func (r *laneRig) reportedCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.reported)
+}
+
+func (r *laneRig) outcome(d *delivery) outcome {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.reported[d]
+}
+
+func TestALaneFlushesAFullBatchAtOnceAndAPartialOneAfterThePeriod(t *testing.T) {
+	r := newLaneRig(t, 10, 50*time.Millisecond)
+	r.put(25)
+	require.Eventually(t, func() bool { return r.reportedCount() == 25 }, 5*time.Second, time.Millisecond)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	require.Len(t, r.calls, 3)
+	assert.Len(t, r.calls[0], 10)
+	assert.Len(t, r.calls[1], 10)
+	assert.Len(t, r.calls[2], 5, "the rest, flushed by the period")
+	assert.Empty(t, r.held)
+}
+
+func TestAFailingLaneProbesWithOneCallAndHoldsTheRest(t *testing.T) {
+	r := newLaneRig(t, 1, time.Millisecond)
+	r.mu.Lock()
+	r.sendErr = &destinations.Error{Reason: destinations.ReasonServer, StatusCode: 503}
+	r.mu.Unlock()
+	first := r.put(1)
+	require.Eventually(t, func() bool { return r.reportedCount() == 1 }, 5*time.Second, time.Millisecond)
+	assert.Equal(t, parked, r.outcome(first[0]), "the failed call's item is held (parked)")
+	require.Error(t, r.l.failed(), "the lane is failing")
+
+	// While a probe call hangs, every other batch is held at once.
+	r.mu.Lock()
+	r.blocking = true
+	r.mu.Unlock()
+	r.put(5)
+	require.Eventually(t, func() bool { return r.reportedCount() == 5 }, 5*time.Second, time.Millisecond,
+		"four held at once while the fifth probes")
+	r.mu.Lock()
+	assert.Len(t, r.calls, 2, "one failed call, one probe in flight")
+	r.sendErr = nil
+	r.mu.Unlock()
+	r.unblock()
+	require.Eventually(t, func() bool { return r.reportedCount() == 6 }, 5*time.Second, time.Millisecond)
+	require.NoError(t, r.l.failed(), "the probe's answer makes the lane healthy")
+	r.mu.Lock()
+	assert.Equal(t, []bool{true, false}, r.failing, "failing once, recovered once")
+	r.mu.Unlock()
+
+	after := r.put(3)
+	require.Eventually(t, func() bool { return r.reportedCount() == 9 }, 5*time.Second, time.Millisecond)
+	for _, d := range after {
+		assert.Equal(t, accepted, r.outcome(d), "sent again once healthy")
+	}
+}
+
+func TestACongestedLaneHoldsBatchesInsteadOfMakingItsProducerWait(t *testing.T) {
+	r := newLaneRig(t, 1, time.Millisecond)
+	r.mu.Lock()
+	r.blocking = true // Pinterest hangs: the only sender is stuck
+	r.mu.Unlock()
+	r.put(1)
+	require.Eventually(t, func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return len(r.calls) == 1
+	}, 5*time.Second, time.Millisecond)
+	// More than the lane's queue holds: put would block if the lane
+	// waited for its sender.
+	ds := r.put(3 * cap(r.l.in))
+	require.Eventually(t, func() bool { return r.reportedCount() == len(ds) }, 10*time.Second, time.Millisecond,
+		"every item behind the hanging call is held")
+	for _, d := range ds {
+		assert.Equal(t, parked, r.outcome(d))
+	}
+}
+
+func TestItemsThatMustJoinAParkedChangeAreHeldEvenWhenTheLaneIsHealthy(t *testing.T) {
+	r := newLaneRig(t, 10, 20*time.Millisecond)
+	must, free := &delivery{}, &delivery{}
+	r.l.in <- laneItem{d: must, parkable: true, mustPark: true}
+	r.l.in <- laneItem{d: free, parkable: true}
+	require.Eventually(t, func() bool { return r.reportedCount() == 2 }, 5*time.Second, time.Millisecond)
+	assert.Equal(t, parked, r.outcome(must))
+	assert.Equal(t, accepted, r.outcome(free))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	require.Len(t, r.calls, 1)
+	assert.Len(t, r.calls[0], 1, "only the free item was sent")
+}

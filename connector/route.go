@@ -1,0 +1,184 @@
+package connector
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cohort-connector/cohort-connector/cohorts"
+	"github.com/cohort-connector/cohort-connector/destinations"
+)
+
+// route decodes one delivery, resolves its targets (the ad accounts its
+// cohort's activations go to) and hands each target's share to its lane;
+// what needs no call is settled at once. It runs on the loop: nothing here
+// waits on Pinterest, only on room in a healthy lane.
+func (c *Connector) route(msg jetstream.Msg, parkedFor string) {
+	c.o.Metrics.received.Inc()
+	meta, err := msg.Metadata()
+	if err != nil {
+		// Not a JetStream message: nothing to settle.
+		c.o.Logger.Error().Err(err).Str("subject", msg.Subject()).Msg("message without JetStream metadata ignored")
+		return
+	}
+	d := &delivery{msg: msg, meta: meta, origin: originOf(msg, meta, parkedFor), received: c.o.Now(), parkedFor: parkedFor}
+
+	m, err := cohorts.Decode(msg.Data(), d.received)
+	if err == nil {
+		err = c.checkSubject(d.origin.subject, m.CohortID)
+	}
+	if err != nil {
+		reason := string(cohorts.DecodeMalformedJSON)
+		var de *cohorts.DecodeError
+		if errors.As(err, &de) {
+			reason = string(de.Reason)
+		}
+		d.outcome = outcome{kind: kindReject, reason: reason, detail: err.Error()}
+		c.settle(d)
+		return
+	}
+	d.cohortID, d.userID = m.CohortID, m.UserID
+	items := c.targets(d, m)
+	d.pending = len(items)
+	if d.pending == 0 {
+		c.settle(d)
+		return
+	}
+	for _, it := range items {
+		c.enqueue(c.lanes[it.account], it.laneItem)
+	}
+}
+
+// routed is a lane item and the lane it goes to.
+type routed struct {
+	account string
+	laneItem
+}
+
+// targets resolves m's targets for d and returns the lane items to send;
+// the outcome of what is not sent (not activated, no identifiers, unknown
+// Tag ID, waiting for an earlier change) is merged into d.outcome.
+func (c *Connector) targets(d *delivery, m cohorts.Membership) []routed {
+	targets := c.o.Resolver.Resolve(m)
+	if d.parkedFor != "" {
+		targets = slices.DeleteFunc(targets, func(tg cohorts.Target) bool { return tg.AdAccountID != d.parkedFor })
+	}
+	if len(targets) == 0 {
+		d.outcome = outcome{kind: kindDone, reason: reasonNotActivated}
+		return nil
+	}
+	hashed := m.Identifiers.Hash()
+	matchable := hashed.Matchable()
+	first := d.meta.NumDelivered == 1 && d.parkedFor == "" // a parked copy was counted when it first came
+	if d.parkedFor == "" && d.meta.NumDelivered > 1 {
+		// Accounts that already accepted this message (or hold a parked
+		// copy of it) on an earlier delivery are not charged again.
+		d.done = slices.Clone(c.memo[d.origin.key()])
+	}
+	var items []routed
+	for _, tg := range targets {
+		ctrs := c.o.Stats.counters(tg.Activation.ID)
+		if first {
+			ctrs.received.Add(1)
+			if matchable {
+				ctrs.withIDs.Add(1)
+			}
+		}
+		switch {
+		case !matchable:
+			continue
+		case tg.Err != nil:
+			ctrs.held.Add(1)
+			d.outcome = d.outcome.merge(outcome{kind: kindRetry, reason: reasonUnknownTag,
+				delay:  max(c.o.AuthRetryDelay, c.backoff(d.meta.NumDelivered, 0)),
+				detail: fmt.Sprintf("activation %s: tag_id %s: %v", tg.Activation.ID, tg.TagID, tg.Err)})
+			continue
+		case slices.Contains(d.done, tg.AdAccountID):
+			continue
+		}
+		// Several activations of the cohort may route to one ad account:
+		// one event goes there, and each activation is credited.
+		if i := slices.IndexFunc(items, func(r routed) bool { return r.account == tg.AdAccountID }); i >= 0 {
+			items[i].counters = append(items[i].counters, ctrs)
+			continue
+		}
+		items = append(items, routed{account: tg.AdAccountID, laneItem: laneItem{d: d, parkable: d.parkedFor == "",
+			counters: []*activationCounters{ctrs}}})
+	}
+	if !matchable {
+		// Pinterest requires em, hashed_maids or ip+user agent: an event
+		// without them would be rejected. Counted (coverage), not sent.
+		d.outcome = outcome{kind: kindDone, reason: reasonNoIdentifiers}
+		return nil
+	}
+	items = slices.DeleteFunc(items, func(r routed) bool { return !c.admit(d, &r.laneItem, r.account) })
+	event := destinations.Item{EventID: m.EventID(), Membership: m, Hashed: hashed}
+	for i := range items {
+		items[i].event = event
+	}
+	return items
+}
+
+// admit asks the order book whether d may go to account now. A change
+// behind a parked one is parked too (it), one behind a change in flight or
+// waiting for redelivery waits (false, with its outcome merged into d).
+func (c *Connector) admit(d *delivery, it *laneItem, account string) bool {
+	k := orderKey{account, d.cohortID, d.userID}
+	ok, wait, behindParked := c.order.admit(k, d.origin.seq, d.received)
+	switch {
+	case ok:
+	case behindParked && it.parkable && c.o.Topology.ParkingStream != "":
+		c.order.register(k, d.origin.seq)
+		it.mustPark = true
+	default:
+		d.outcome = d.outcome.merge(outcome{kind: kindRetry, reason: reasonWaitingForEarlier, delay: wait,
+			detail: "an earlier change of this user in this cohort is not settled yet at ad account " + account})
+		return false
+	}
+	d.ordered = append(d.ordered, account)
+	return true
+}
+
+// checkSubject decides a body/subject mismatch: a message published on
+// <prefix><cohort_id> (the prefix of a configured subject ending in ">"),
+// with exactly one token after the prefix, must carry that cohort_id: the
+// body must not silently route it elsewhere. Other subject layouts are
+// routed by the body alone.
+func (c *Connector) checkSubject(subject, cohortID string) error {
+	for _, s := range c.o.Topology.Subjects {
+		prefix, ok := strings.CutSuffix(s, ">")
+		if !ok || !strings.HasPrefix(subject, prefix) {
+			continue
+		}
+		token := subject[len(prefix):]
+		if token == "" || strings.Contains(token, ".") || token == cohortID {
+			return nil
+		}
+		return &cohorts.DecodeError{Reason: cohorts.DecodeInvalidField, Field: "cohort_id",
+			Detail: fmt.Sprintf("%q differs from the subject's %q (%s)", cohortID, token, subject)}
+	}
+	return nil
+}
+
+// enqueue hands it to l. A healthy lane that is full makes the loop wait
+// (back-pressure), settling what the lanes report meanwhile; lanes never
+// wait on the loop for long, since a failing or congested lane holds its
+// batches instead of queueing them.
+func (c *Connector) enqueue(l *lane, it laneItem) {
+	select {
+	case l.in <- it:
+		return
+	default:
+	}
+	for {
+		select {
+		case l.in <- it:
+			return
+		case r := <-c.results:
+			c.apply(r)
+		}
+	}
+}

@@ -1,0 +1,213 @@
+package connector
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// apply records what a lane reports on the deliveries of its items, and
+// settles each delivery whose last target has reported.
+func (c *Connector) apply(r laneResult) {
+	for i, it := range r.items {
+		o := r.outcomes[i]
+		for _, ctr := range it.counters {
+			switch o.reason {
+			case reasonOK:
+				ctr.processed.Add(1)
+			case reasonRejected:
+				ctr.failed.Add(1)
+			default:
+				ctr.held.Add(1)
+			}
+		}
+		d := it.d
+		if o.kind == kindDone {
+			d.done = append(d.done, r.account)
+		}
+		if o.reason == reasonParked {
+			d.parked = append(d.parked, r.account)
+		}
+		d.outcome = d.outcome.merge(o)
+		d.pending--
+		if d.pending == 0 {
+			c.settle(d)
+		}
+	}
+}
+
+// settle carries out d's merged outcome, exactly once per delivery. It is
+// the only function that acks, naks or terminates a message.
+func (c *Connector) settle(d *delivery) {
+	o := d.outcome
+	if o.reason == "" {
+		o = accepted
+	}
+	if o.kind == kindRetry && d.last(c.o.Topology.MaxDeliver) {
+		// JetStream would not deliver it again: set it aside instead.
+		o = outcome{kind: kindReject, reason: reasonMaxDeliveries, detail: o.reason + ": " + o.detail}
+	}
+	log := c.o.Logger
+	switch o.kind {
+	case kindDone:
+		if err := d.msg.Ack(); err != nil {
+			log.Warn().Err(err).Str("stream", d.meta.Stream).Uint64("stream_seq", d.meta.Sequence.Stream).Msg("ack failed: message will be redelivered")
+		}
+		c.settleOrder(d, time.Time{})
+		c.o.Metrics.settled.WithLabelValues("ack", o.reason).Inc()
+	case kindRetry:
+		c.nak(d, o.reason, o.delay)
+	case kindReject:
+		if err := c.deadLetter(d, o.reason, o.detail); err != nil {
+			c.deadLetterFailed(d, o.reason, err)
+			return
+		}
+		if err := d.msg.TermWithReason(o.reason); err != nil {
+			log.Warn().Err(err).Uint64("stream_seq", d.meta.Sequence.Stream).Msg("term failed: the redelivery will be dead-lettered again (deduplicated)")
+		}
+		c.settleOrder(d, time.Time{})
+		c.o.Metrics.settled.WithLabelValues("term", o.reason).Inc()
+		c.o.Metrics.deadLetters.WithLabelValues(o.reason).Inc()
+	}
+}
+
+func (c *Connector) nak(d *delivery, reason string, delay time.Duration) {
+	if err := d.msg.NakWithDelay(delay); err != nil {
+		c.o.Logger.Warn().Err(err).Uint64("stream_seq", d.meta.Sequence.Stream).Msg("nak failed: message will be redelivered after AckWait")
+	}
+	c.settleOrder(d, c.o.Now().Add(delay))
+	c.o.Metrics.settled.WithLabelValues("nak", reason).Inc()
+}
+
+// deadLetterFailed keeps a message whose dead letter could not be written:
+// nak'd for another try, or, at the main consumer's last delivery (a nak
+// would not bring it back), left to its AckWait: JetStream's max-deliveries
+// advisory then makes WatchMaxDeliveries copy it. A parked copy always comes
+// back: its consumer has no MaxDeliver of its own.
+func (c *Connector) deadLetterFailed(d *delivery, reason string, err error) {
+	ev := c.o.Logger.Error().Err(err).Str("reason", reason).Str("stream", d.meta.Stream).Uint64("stream_seq", d.meta.Sequence.Stream)
+	if d.parkedFor == "" && d.last(c.o.Topology.MaxDeliver) {
+		ev.Msg("dead-letter publish failed at the last delivery: left to AckWait, the max-deliveries watcher copies it")
+		c.settleOrder(d, c.o.Now().Add(c.o.Topology.AckWait))
+		return
+	}
+	ev.Msg("dead-letter publish failed: message kept for redelivery")
+	c.nak(d, reasonDLQFailed, c.o.RetryDelayMin)
+}
+
+// settleOrder updates the order book and the memo for d's settlement: due
+// is when d comes back (zero: it will not). A target parked for is still
+// outstanding at its account; one that accepted d is released; the others
+// wait for d's redelivery, or are released when it will not come back.
+func (c *Connector) settleOrder(d *delivery, due time.Time) {
+	if d.parkedFor == "" {
+		if due.IsZero() {
+			delete(c.memo, d.origin.key())
+		} else if len(d.done) > 0 && len(c.memo) < memoMax {
+			c.memo[d.origin.key()] = d.done
+		}
+	}
+	for _, account := range d.ordered {
+		k := orderKey{account, d.cohortID, d.userID}
+		switch {
+		case slices.Contains(d.parked, account):
+			if c.order.wait(k, d.origin.seq, time.Time{}, true) {
+				c.writeRecord(k, orderEntry{seq: d.origin.seq, parked: true})
+			}
+		case due.IsZero() || slices.Contains(d.done, account):
+			unrecord, next := c.order.release(k, d.origin.seq)
+			switch {
+			case next.seq != 0:
+				c.writeRecord(k, next)
+			case unrecord:
+				c.deleteRecord(k)
+			}
+		default:
+			if c.order.wait(k, d.origin.seq, due, false) {
+				c.writeRecord(k, orderEntry{seq: d.origin.seq, retryAt: due})
+			}
+		}
+	}
+}
+
+// memoMax bounds the memo of accounts that already accepted a message being
+// redelivered. It is a saving, not a guarantee: it is lost on restart, and
+// Pinterest deduplicates on event_id anyway.
+const memoMax = 100_000
+
+// Dead-letter headers: the reason, what was wrong, and where the message
+// came from. The body is the original message, byte for byte.
+const (
+	HeaderDLQReason     = "Dlq-Reason"
+	HeaderDLQDetail     = "Dlq-Detail"
+	HeaderDLQSubject    = "Dlq-Original-Subject"
+	HeaderDLQStream     = "Dlq-Original-Stream"
+	HeaderDLQSequence   = "Dlq-Original-Sequence"
+	HeaderDLQDeliveries = "Dlq-Delivery-Count"
+	HeaderDLQTime       = "Dlq-Time"
+	// HeaderDLQAdAccount names the ad account of a parked copy's dead
+	// letter: the account that could not take it.
+	HeaderDLQAdAccount = "Dlq-Ad-Account-Id"
+)
+
+// deadLetter copies d's message to the dead-letter stream and waits for the
+// PubAck. It must work during shutdown too: its context is its own.
+func (c *Connector) deadLetter(d *delivery, reason, detail string) error {
+	out := buildDeadLetter(c.o.Topology.DLQSubject, d.msg.Data(), d.msg.Headers(), d.origin, d.meta.NumDelivered,
+		reason, detail, c.o.Now())
+	if d.parkedFor != "" {
+		out.Header.Del(headerOriginStream)
+		out.Header.Del(headerOriginSubject)
+		out.Header.Del(headerOriginSeq)
+		out.Header.Del(headerOriginStored)
+		out.Header.Set(HeaderDLQAdAccount, d.parkedFor)
+		out.Header.Set(jetstream.MsgIDHeader, "dlq:"+d.origin.id()+":"+d.parkedFor)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.o.JS.PublishMsg(ctx, out); err != nil {
+		return fmt.Errorf("publishing dead letter to %s: %w", out.Subject, err)
+	}
+	return nil
+}
+
+// buildDeadLetter is the dead-letter copy of the message of origin o:
+// published on <dlqSubject>.<reason>, the original body byte for byte, the
+// original headers except Nats-* ones, the Dlq-* headers, and Nats-Msg-Id
+// "dlq:<stream>:<seq>:<stored>": every path that dead-letters the same
+// message uses that id, so the DLQ stream keeps one copy within its
+// duplicate window, and a message of a stream created again (same
+// sequence, another stored time) gets its own.
+func buildDeadLetter(dlqSubject string, data []byte, header nats.Header, o origin, deliveries uint64, reason, detail string, now time.Time) *nats.Msg {
+	out := nats.NewMsg(dlqSubject + "." + reason)
+	out.Data = data
+	copyHeaders(out.Header, header)
+	out.Header.Set(HeaderDLQReason, reason)
+	out.Header.Set(HeaderDLQDetail, headerValue(detail, 1024))
+	out.Header.Set(HeaderDLQSubject, o.subject)
+	out.Header.Set(HeaderDLQStream, o.stream)
+	out.Header.Set(HeaderDLQSequence, strconv.FormatUint(o.seq, 10))
+	out.Header.Set(HeaderDLQDeliveries, strconv.FormatUint(deliveries, 10))
+	out.Header.Set(HeaderDLQTime, now.UTC().Format(time.RFC3339Nano))
+	out.Header.Set(jetstream.MsgIDHeader, "dlq:"+o.id())
+	return out
+}
+
+// headerValue makes s safe as a NATS header value: one line, at most n bytes.
+func headerValue(s string, n int) string {
+	b := []byte(s)
+	for i, ch := range b {
+		if ch == '\r' || ch == '\n' {
+			b[i] = ' '
+		}
+	}
+	if len(b) > n {
+		b = b[:n]
+	}
+	return string(b)
+}

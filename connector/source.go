@@ -1,0 +1,380 @@
+package connector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The source feeds the connector's loop from every consumer it reads: the
+// main durable consumer and one parking consumer per ad account. Each
+// consumer has a pump goroutine that hands its messages to one channel, so
+// that one loop routes and settles everything.
+//
+// A consumer deleted under the connector is noticed (the pull ends with
+// "consumer deleted", or the periodic check finds it gone), reported by
+// Health until it is back, and created again: from where it stood (its ack
+// floor when last seen) if its stream is the same, from the start if the
+// stream itself was deleted and created again. A deleted input stream is
+// created again (empty: what it held is gone, which is logged at error
+// level); so are the dead-letter and parking streams and the order bucket.
+
+// inbound is one message handed from a pump to the loop.
+type inbound struct {
+	msg       jetstream.Msg
+	parkedFor string // "" for the main consumer
+}
+
+type source struct {
+	c        *Connector
+	feed     chan inbound
+	stop     chan struct{} // closed (once) when the connector stops fetching
+	stopOnce sync.Once
+
+	pumps []*pump
+	wg    sync.WaitGroup
+
+	mu       sync.Mutex
+	err      error             // why the source stopped by itself (connection closed)
+	problems map[string]string // check name → what is wrong
+}
+
+// pump reads one consumer.
+type pump struct {
+	name      string // health check name, e.g. "consumer COHORTS/cohort-connector"
+	parkedFor string
+	// open looks the consumer up, creating it (again) if it is missing.
+	open func(ctx context.Context) (jetstream.Consumer, error)
+
+	mu       sync.Mutex
+	cons     jetstream.Consumer
+	it       jetstream.MessagesContext
+	ackFloor uint64    // stream sequence below which everything was acked, when last checked
+	created  time.Time // creation time of the consumer's stream
+}
+
+func (c *Connector) newSource() *source {
+	return &source{c: c, feed: make(chan inbound, 256), stop: make(chan struct{}), problems: map[string]string{}}
+}
+
+// start opens every consumer and starts the pumps and the periodic check.
+// An error opening a consumer at start is returned (the caller stops).
+func (s *source) start(ctx context.Context) error {
+	c := s.c
+	main := &pump{name: "consumer " + c.o.Topology.Stream + "/" + c.o.Topology.Durable}
+	main.cons = c.o.Consumer
+	main.open = func(ctx context.Context) (jetstream.Consumer, error) { return s.reopenMain(ctx, main) }
+	if st, err := c.o.JS.Stream(ctx, c.o.Topology.Stream); err == nil {
+		main.created = st.CachedInfo().Created
+	}
+	s.pumps = append(s.pumps, main)
+	if c.o.Topology.ParkingStream != "" {
+		for _, account := range c.accounts {
+			p := &pump{name: "consumer " + c.o.Topology.ParkingStream + "/" + c.o.Topology.ParkingConsumerConfig(account).Durable, parkedFor: account}
+			p.open = func(ctx context.Context) (jetstream.Consumer, error) { return s.reopenParked(ctx, p) }
+			cons, err := c.o.JS.CreateOrUpdateConsumer(ctx, c.o.Topology.ParkingStream, c.o.Topology.ParkingConsumerConfig(account))
+			if err != nil {
+				return fmt.Errorf("parking consumer of ad account %s: %w", account, err)
+			}
+			p.cons = cons
+			if st, err := c.o.JS.Stream(ctx, c.o.Topology.ParkingStream); err == nil {
+				p.created = st.CachedInfo().Created
+			}
+			s.pumps = append(s.pumps, p)
+		}
+	}
+	for _, p := range s.pumps {
+		it, err := p.cons.Messages(jetstream.PullMaxMessages(max(2*c.o.BatchSize, 256)))
+		if err != nil {
+			s.stopFetching()
+			return fmt.Errorf("consuming %s: %w", p.name, err)
+		}
+		p.it = it
+	}
+	for _, p := range s.pumps {
+		s.wg.Add(1)
+		go s.run(p)
+	}
+	s.wg.Add(1)
+	go s.check()
+	go func() {
+		s.wg.Wait()
+		close(s.feed)
+	}()
+	return nil
+}
+
+// stopFetching makes every pump drain its iterator and stop; the feed is
+// closed once they have.
+func (s *source) stopFetching() {
+	s.stopOnce.Do(func() {
+		close(s.stop)
+		for _, p := range s.pumps {
+			p.mu.Lock()
+			if p.it != nil {
+				p.it.Drain()
+			}
+			p.mu.Unlock()
+		}
+	})
+}
+
+func (s *source) stopped() bool {
+	select {
+	case <-s.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// run pumps p's messages into the feed until the source stops.
+func (s *source) run(p *pump) {
+	defer s.wg.Done()
+	for {
+		p.mu.Lock()
+		it := p.it
+		p.mu.Unlock()
+		if it != nil && !s.drainPump(p, it) {
+			return
+		}
+		// The consumer is gone: report it, open it again, resume.
+		if !s.reopen(p) {
+			return
+		}
+	}
+}
+
+// drainPump feeds it's messages until it ends. It reports whether p must be
+// reopened (false: the source stops).
+func (s *source) drainPump(p *pump, it jetstream.MessagesContext) bool {
+	for {
+		msg, err := it.Next()
+		if err == nil {
+			s.feed <- inbound{msg: msg, parkedFor: p.parkedFor}
+			continue
+		}
+		switch {
+		case errors.Is(err, jetstream.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionClosed):
+			// Checked before ErrMsgIteratorClosed, which the iterator wraps
+			// together with it: a lost connection is not a clean stop.
+			s.fail(fmt.Errorf("consuming %s: %w", p.name, err))
+			return false
+		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
+			return !s.stopped()
+		case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrBadRequest):
+			it.Stop()
+			return !s.stopped()
+		default:
+			// Missed heartbeats and similar: the iterator re-pulls by itself.
+			s.c.o.Logger.Warn().Err(err).Str("consumer", p.name).Msg("consuming: transient error")
+		}
+	}
+}
+
+// reopen opens p's consumer again, retrying with a growing delay until it
+// succeeds or the source stops; it reports whether p runs again.
+func (s *source) reopen(p *pump) bool {
+	log := s.c.o.Logger
+	s.setProblem(p.name, "deleted: being created again")
+	log.Error().Str("consumer", p.name).Msg("JetStream consumer deleted or unreachable: creating it again")
+	delay := 100 * time.Millisecond
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		cons, err := p.open(ctx)
+		var it jetstream.MessagesContext
+		if err == nil {
+			it, err = cons.Messages(jetstream.PullMaxMessages(max(2*s.c.o.BatchSize, 256)))
+		}
+		cancel()
+		if err == nil {
+			p.mu.Lock()
+			stopping := s.stopped()
+			p.cons, p.it = cons, it
+			p.mu.Unlock()
+			if stopping {
+				it.Stop()
+				return false
+			}
+			s.setProblem(p.name, "")
+			log.Info().Str("consumer", p.name).Msg("JetStream consumer back: consuming again")
+			return true
+		}
+		s.setProblem(p.name, err.Error())
+		log.Warn().Err(err).Str("consumer", p.name).Dur("retry_in", delay).Msg("creating the consumer again failed")
+		select {
+		case <-s.stop:
+			return false
+		case <-time.After(delay):
+			delay = min(2*delay, 10*time.Second)
+		}
+	}
+}
+
+// reopenMain looks the main consumer up, or creates it again: from its last
+// known ack floor on the same stream, from the start of a stream that was
+// created anew (or that this call had to create).
+func (s *source) reopenMain(ctx context.Context, p *pump) (jetstream.Consumer, error) {
+	t := s.c.o.Topology
+	st, err := s.streamCreatedIfMissing(ctx, t.StreamConfig())
+	if err != nil {
+		return nil, err
+	}
+	if cons, err := st.Consumer(ctx, t.Durable); err == nil {
+		return cons, nil
+	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, err
+	}
+	cfg := s.c.o.Consumer.CachedInfo().Config
+	p.mu.Lock()
+	cfg.DeliverPolicy, cfg.OptStartSeq = resumePolicy(p, st.CachedInfo().Created)
+	p.mu.Unlock()
+	return st.CreateConsumer(ctx, cfg)
+}
+
+// reopenParked does the same for an account's parking consumer.
+func (s *source) reopenParked(ctx context.Context, p *pump) (jetstream.Consumer, error) {
+	t := s.c.o.Topology
+	st, err := s.streamCreatedIfMissing(ctx, t.ParkingStreamConfig())
+	if err != nil {
+		return nil, err
+	}
+	cfg := t.ParkingConsumerConfig(p.parkedFor)
+	if cons, err := st.Consumer(ctx, cfg.Durable); err == nil {
+		return cons, nil
+	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, err
+	}
+	p.mu.Lock()
+	cfg.DeliverPolicy, cfg.OptStartSeq = resumePolicy(p, st.CachedInfo().Created)
+	p.mu.Unlock()
+	return st.CreateConsumer(ctx, cfg)
+}
+
+// resumePolicy is where a consumer created again starts: after its last
+// known ack floor if its stream is the one it had, else from the start.
+// p.mu must be held.
+func resumePolicy(p *pump, streamCreated time.Time) (jetstream.DeliverPolicy, uint64) {
+	if !p.created.Equal(streamCreated) || p.ackFloor == 0 {
+		p.created, p.ackFloor = streamCreated, 0
+		return jetstream.DeliverAllPolicy, 0
+	}
+	return jetstream.DeliverByStartSequencePolicy, p.ackFloor + 1
+}
+
+// streamCreatedIfMissing returns the stream of cfg, creating it if it is
+// missing (logged at error level: whatever it held is gone).
+func (s *source) streamCreatedIfMissing(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	st, err := s.c.o.JS.Stream(ctx, cfg.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		if st, err = s.c.o.JS.CreateStream(ctx, cfg); err == nil {
+			s.c.o.Logger.Error().Str("stream", cfg.Name).Msg("JetStream stream was deleted: created again, empty (what it held is gone)")
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening stream %s: %w", cfg.Name, err)
+	}
+	return st, nil
+}
+
+// check looks at every consumer and object the connector uses every
+// CheckInterval: it records each consumer's ack floor, stops the iterator of
+// a consumer that is gone (its pump then opens it again), and creates again
+// the dead-letter stream, parking stream and order bucket if they are gone.
+func (s *source) check() {
+	defer s.wg.Done()
+	tick := time.NewTicker(s.c.o.CheckInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-tick.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.c.o.CheckInterval)
+		for _, p := range s.pumps {
+			s.checkConsumer(ctx, p)
+		}
+		s.checkObjects(ctx)
+		cancel()
+	}
+}
+
+func (s *source) checkConsumer(ctx context.Context, p *pump) {
+	p.mu.Lock()
+	cons, it := p.cons, p.it
+	p.mu.Unlock()
+	if cons == nil {
+		return
+	}
+	ci, err := cons.Info(ctx)
+	switch {
+	case err == nil:
+		p.mu.Lock()
+		p.ackFloor = ci.AckFloor.Stream
+		p.mu.Unlock()
+	case errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound):
+		if it != nil {
+			it.Stop() // the pump opens it again
+		}
+	}
+}
+
+func (s *source) checkObjects(ctx context.Context) {
+	t := s.c.o.Topology
+	streams := []jetstream.StreamConfig{t.DLQStreamConfig()}
+	if t.ParkingStream != "" {
+		streams = append(streams, t.ParkingStreamConfig())
+	}
+	for _, cfg := range streams {
+		_, err := s.streamCreatedIfMissing(ctx, cfg)
+		s.setProblem("stream "+cfg.Name, errText(err))
+	}
+	if t.OrderBucket != "" {
+		_, err := s.c.o.JS.KeyValue(ctx, t.OrderBucket)
+		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			if _, err = s.c.o.JS.CreateKeyValue(ctx, t.OrderBucketConfig()); err == nil {
+				s.c.o.Logger.Error().Str("bucket", t.OrderBucket).Msg("order bucket was deleted: created again (order records it held are gone)")
+			}
+		}
+		s.setProblem("kv "+t.OrderBucket, errText(err))
+	}
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+func (s *source) setProblem(name, problem string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if problem == "" {
+		delete(s.problems, name)
+		return
+	}
+	s.problems[name] = problem
+}
+
+// fail records why the source stops by itself and stops it.
+func (s *source) fail(err error) {
+	s.mu.Lock()
+	if s.err == nil {
+		s.err = err
+	}
+	s.mu.Unlock()
+	go s.stopFetching()
+}
+
+func (s *source) failure() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -76,23 +77,41 @@ func WatchMaxDeliveries(ctx context.Context, nc *nats.Conn, js jetstream.JetStre
 	}
 	w := &maxDeliveriesWatcher{js: js, t: t, log: log.With().Str("component", "max_deliveries_watcher").Logger(),
 		onDeadLetter: onDeadLetter, now: time.Now}
+	var failed []maxDeliveriesAdvisory // copies to try again
+	lastTry := time.Now()
 	for {
-		m, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
+		// Wake up now and then to try the failed copies again.
+		wctx, cancel := context.WithTimeout(ctx, time.Second)
+		m, err := sub.NextMsgWithContext(wctx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			if len(failed) > 0 {
+				w.log.Error().Int("messages", len(failed)).Str("reason", reasonMaxDeliveries).
+					Msg("stopping with messages abandoned by JetStream NOT dead-lettered: recover them from the input stream by their sequence")
 			}
-			if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrBadSubscription) {
-				return fmt.Errorf("max-deliveries advisories on %s: %w", subject, err)
+			return nil
+		case err == nil:
+			if a, ok := w.parse(m.Data); ok && !w.copy(ctx, a, false) {
+				failed = append(failed, a)
 			}
+		case errors.Is(err, context.DeadlineExceeded):
+		case errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrBadSubscription):
+			return fmt.Errorf("max-deliveries advisories on %s: %w", subject, err)
+		default:
 			// ErrSlowConsumer: advisories were dropped; their messages are
 			// still in the input stream, findable by the consumer's ack floor.
 			w.log.Error().Err(err).Msg("max-deliveries advisories: receiving failed, some may have been lost")
-			continue
 		}
-		w.handle(ctx, m.Data)
+		if len(failed) > 0 && time.Since(lastTry) >= advisoryRetryEvery {
+			lastTry = time.Now()
+			failed = slices.DeleteFunc(failed, func(a maxDeliveriesAdvisory) bool { return w.copy(ctx, a, true) })
+		}
 	}
 }
+
+// advisoryRetryEvery is how often a failed dead-letter copy is tried again.
+const advisoryRetryEvery = 5 * time.Second
 
 type maxDeliveriesWatcher struct {
 	js           jetstream.JetStream
@@ -103,54 +122,54 @@ type maxDeliveriesWatcher struct {
 	stream       jetstream.Stream // looked up on first use
 }
 
-// handle copies the message named by one advisory to the DLQ. Transient
-// failures are retried a few times; it never blocks for long.
-func (w *maxDeliveriesWatcher) handle(ctx context.Context, data []byte) {
+// parse decodes an advisory and checks it names our stream and consumer.
+func (w *maxDeliveriesWatcher) parse(data []byte) (maxDeliveriesAdvisory, bool) {
 	var a maxDeliveriesAdvisory
 	if err := json.Unmarshal(data, &a); err != nil {
 		w.log.Error().Err(err).Msg("max-deliveries advisory: undecodable, ignored")
-		return
+		return a, false
 	}
 	if a.Stream != w.t.Stream || a.Consumer != w.t.Durable || a.StreamSeq == 0 {
 		w.log.Warn().Str("stream", a.Stream).Str("consumer", a.Consumer).Uint64("stream_seq", a.StreamSeq).
 			Msg("max-deliveries advisory for another stream or consumer, ignored")
-		return
+		return a, false
 	}
+	return a, true
+}
+
+// copy copies the message named by a to the DLQ. It reports false when it
+// must be tried again (the dead letter could not be written: a full store,
+// the DLQ stream missing); a message no longer in the input stream is
+// given up, logged. retry says whether this is a second try.
+func (w *maxDeliveriesWatcher) copy(ctx context.Context, a maxDeliveriesAdvisory, retry bool) bool {
 	log := w.log.With().Uint64("stream_seq", a.StreamSeq).Uint64("deliveries", a.Deliveries).Logger()
 	// Finish the message in hand during shutdown, within a bound.
 	opCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
-
-	var err error
-	delay := 200 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		var dup bool
-		dup, err = w.deadLetter(opCtx, a)
-		if err == nil {
-			if dup {
-				log.Debug().Msg("max-deliveries advisory: already dead-lettered (deduplicated)")
-				return
-			}
-			log.Debug().Str("reason", reasonMaxDeliveries).Msg("message abandoned by JetStream dead-lettered")
-			if w.onDeadLetter != nil {
-				w.onDeadLetter(reasonMaxDeliveries)
-			}
-			return
+	dup, err := w.deadLetter(opCtx, a)
+	switch {
+	case err == nil && dup:
+		log.Debug().Msg("max-deliveries advisory: already dead-lettered (deduplicated)")
+	case err == nil:
+		ev := log.Debug()
+		if retry {
+			ev = log.Info()
 		}
-		if errors.Is(err, jetstream.ErrMsgNotFound) || attempt == 5 {
-			break
+		ev.Str("reason", reasonMaxDeliveries).Msg("message abandoned by JetStream dead-lettered")
+		if w.onDeadLetter != nil {
+			w.onDeadLetter(reasonMaxDeliveries)
 		}
-		select {
-		case <-opCtx.Done():
-		case <-time.After(delay):
-			delay *= 2
-			continue
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		log.Error().Err(err).Str("stream", a.Stream).Str("reason", reasonMaxDeliveries).
+			Msg("message abandoned by JetStream is gone from the input stream: NOT dead-lettered")
+	default:
+		if !retry {
+			log.Error().Err(err).Str("stream", a.Stream).Str("reason", reasonMaxDeliveries).
+				Msg("message abandoned by JetStream not dead-lettered yet: trying again every 5s")
 		}
-		break
+		return false
 	}
-	// Still in the input stream (unless gone): an operator can recover it.
-	log.Error().Err(err).Str("stream", a.Stream).Str("reason", reasonMaxDeliveries).
-		Msg("message abandoned by JetStream NOT dead-lettered: recover it from the input stream by its sequence")
+	return true
 }
 
 // deadLetter fetches the original and publishes its dead-letter copy; dup

@@ -105,6 +105,10 @@ func New(cfg Config) (*Client, error) {
 	rc.Logger = nil // retries are logged by checkRetry, once per change of error
 	rc.HTTPClient = &http.Client{
 		Timeout: cfg.AttemptTimeout,
+		// Never follow a redirect: net/http would resend the Authorization
+		// header (and, on 307/308, the events) to wherever Location points.
+		// The 3xx itself is the answer, classified as ReasonRedirect.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		Transport: &http.Transport{
 			Proxy:               http.ProxyFromEnvironment,
 			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -341,6 +345,8 @@ func reasonForStatus(code int) destinations.Reason {
 		return destinations.ReasonRateLimited
 	case code == http.StatusRequestTimeout:
 		return destinations.ReasonTimeout
+	case code >= 300 && code < 400:
+		return destinations.ReasonRedirect
 	case code >= 500:
 		return destinations.ReasonServer
 	case code >= 400:
@@ -357,6 +363,13 @@ func classifyStatus(resp *http.Response) error {
 	if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
 		de.RetryAfter = d
 	}
+	if de.Reason == destinations.ReasonRedirect {
+		de.Message = "redirect not followed (it would carry the token elsewhere); check the base URL and any proxy"
+		if loc := redirectTarget(resp); loc != "" {
+			de.Message = "redirect to " + loc + " not followed (it would carry the token elsewhere); check the base URL and any proxy"
+		}
+		return de
+	}
 	var er ErrorResponse
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if json.Unmarshal(raw, &er) == nil && er.Message != "" {
@@ -368,6 +381,18 @@ func classifyStatus(resp *http.Response) error {
 		de.Message = truncate(s, 200)
 	}
 	return de
+}
+
+// redirectTarget is the Location of a 3xx answer without user info, query
+// or fragment (where a credential could be), resolved against the request's
+// URL; "" when there is none.
+func redirectTarget(resp *http.Response) string {
+	loc, err := resp.Location()
+	if err != nil {
+		return ""
+	}
+	loc.User, loc.RawQuery, loc.ForceQuery, loc.Fragment, loc.RawFragment = nil, "", false, "", ""
+	return truncate(loc.String(), 200)
 }
 
 func truncate(s string, n int) string {

@@ -195,6 +195,7 @@ func startDaemon(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ 
 		RetryMax:       retryMax(cfg.HTTPRetryMax),
 		RetryWaitMin:   cfg.HTTPRetryWaitMin,
 		RetryWaitMax:   cfg.HTTPRetryWaitMax,
+		MaxRetryAfter:  cfg.RetryDelayMax,
 		CallsPerMinute: callsPerMinute(cfg.CallsPerMinute),
 		Logger:         log,
 		OnAttempt:      metrics.ObserveAttempt,

@@ -53,8 +53,15 @@ type Config struct {
 	// CallsPerMinute is the call budget per ad account (default
 	// DefaultCallsPerMinute; negative disables it). Every HTTP attempt,
 	// retries included, waits on it; a 429 halves it and pauses the
-	// account for the Retry-After, answered calls raise it back.
+	// account for the Retry-After (at most MaxRetryAfter), answered calls
+	// raise it back.
 	CallsPerMinute int
+	// MaxRetryAfter caps every Retry-After Pinterest (or a proxy) asks for
+	// (default 15m): the pause of the ad account's call budget and the
+	// RetryAfter of the returned *destinations.Error, which the connector
+	// uses as its redelivery delay. Without it a single 429 with
+	// "Retry-After: 86400" would stop the account for a day.
+	MaxRetryAfter time.Duration
 	// Test adds ?test=true: Pinterest validates without recording.
 	Test bool
 	// Logger receives retry logs at debug/warn level (never the token).
@@ -81,6 +88,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.RetryWaitMax <= 0 {
 		c.RetryWaitMax = 5 * time.Second
+	}
+	if c.MaxRetryAfter <= 0 {
+		c.MaxRetryAfter = 15 * time.Minute
 	}
 }
 
@@ -130,7 +140,7 @@ func New(cfg Config) (*Client, error) {
 	if cfg.CallsPerMinute >= 0 {
 		c.budgets = make(map[string]*budget, len(cfg.Tokens))
 		for id := range cfg.Tokens {
-			c.budgets[id] = newBudget(cmp.Or(cfg.CallsPerMinute, DefaultCallsPerMinute))
+			c.budgets[id] = newBudget(cmp.Or(cfg.CallsPerMinute, DefaultCallsPerMinute), cfg.MaxRetryAfter)
 		}
 	}
 	rc.CheckRetry = c.checkRetry
@@ -305,7 +315,7 @@ func (c *Client) post(ctx context.Context, adAccountID, token string, events []E
 		}
 		return nil
 	}
-	return classifyStatus(resp)
+	return c.classifyStatus(resp)
 }
 
 // transportError classifies a call that ended without a usable answer.
@@ -357,10 +367,10 @@ func reasonForStatus(code int) destinations.Reason {
 }
 
 // classifyStatus turns a final non-2xx answer into a *destinations.Error
-// carrying the status, Pinterest's message and any Retry-After.
-func classifyStatus(resp *http.Response) error {
+// carrying the status, Pinterest's message and any Retry-After (capped).
+func (c *Client) classifyStatus(resp *http.Response) error {
 	de := &destinations.Error{Reason: reasonForStatus(resp.StatusCode), StatusCode: resp.StatusCode}
-	if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+	if d, ok := c.retryAfter(resp); ok {
 		de.RetryAfter = d
 	}
 	if de.Reason == destinations.ReasonRedirect {
@@ -402,7 +412,15 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
+// retryAfter is the answer's Retry-After, at most MaxRetryAfter.
+func (c *Client) retryAfter(resp *http.Response) (time.Duration, bool) {
+	d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	return min(d, c.cfg.MaxRetryAfter), ok
+}
+
 // parseRetryAfter reads a Retry-After header: delay-seconds or an HTTP date.
+// Delay-seconds are capped at a day only to keep the conversion in range;
+// Client.retryAfter applies the real cap.
 func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 	v = strings.TrimSpace(v)
 	if v == "" {
@@ -455,7 +473,7 @@ func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error)
 		st.retryAfter.Store(0)
 	} else {
 		st.lastStatus.Store(int64(status))
-		retryAfter, hasRetryAfter := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		retryAfter, hasRetryAfter := c.retryAfter(resp)
 		st.retryAfter.Store(int64(retryAfter)) // 0 when absent
 		if st.budget != nil {
 			if status == http.StatusTooManyRequests {

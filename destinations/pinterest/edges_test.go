@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -46,4 +47,31 @@ func TestRedirectsAreNeverFollowed(t *testing.T) {
 			require.NotContains(t, err.Error(), token)
 		})
 	}
+}
+
+func TestALongRetryAfterIsCappedAtMaxRetryAfter(t *testing.T) {
+	const limit = 300 * time.Millisecond
+	srv := newServer(t, script(reply{status: 429, retryAfter: "86400"}, reply{status: 200}))
+	cfg := testConfig(srv.URL)
+	cfg.MaxRetryAfter = limit
+	c := newClient(t, cfg)
+
+	_, err := c.Send(context.Background(), batch(1))
+	de := destErr(t, err)
+	assert.Equal(t, destinations.ReasonRateLimited, de.Reason)
+	assert.Equal(t, limit, de.RetryAfter, "a Retry-After of a day is capped")
+	assert.Equal(t, limit, destinations.RetryAfterOf(err), "the connector's nak delay reads the capped value")
+
+	// The account is paused for the cap, not for a day: it answers again
+	// within a deadline, and no refusal in between asks for longer.
+	var longest time.Duration
+	require.Eventually(t, func() bool {
+		_, err := c.Send(context.Background(), batch(1))
+		if err != nil {
+			longest = max(longest, destinations.RetryAfterOf(err))
+		}
+		return err == nil
+	}, 3*time.Second, 20*time.Millisecond, "the account is still paused")
+	assert.LessOrEqual(t, longest, limit)
+	assert.Equal(t, 2, srv.seen(), "the 429, then the 200 once the pause was over")
 }

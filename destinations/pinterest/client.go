@@ -100,6 +100,7 @@ type Client struct {
 	base    *url.URL
 	http    *retryablehttp.Client
 	budgets map[string]*budget // per ad account; nil when disabled
+	secrets redactor           // scrubs the tokens from what answers echo
 }
 
 var _ destinations.Destination = (*Client)(nil)
@@ -136,7 +137,7 @@ func New(cfg Config) (*Client, error) {
 	// classification. The default handler would close it and return a
 	// string error, losing the code.
 	rc.ErrorHandler = retryablehttp.PassthroughErrorHandler
-	c := &Client{cfg: cfg, base: base, http: rc}
+	c := &Client{cfg: cfg, base: base, http: rc, secrets: newRedactor(cfg.Tokens)}
 	if cfg.CallsPerMinute >= 0 {
 		c.budgets = make(map[string]*budget, len(cfg.Tokens))
 		for id := range cfg.Tokens {
@@ -308,9 +309,10 @@ func (c *Client) post(ctx context.Context, adAccountID, token string, events []E
 				Message: fmt.Sprintf("answer lists %d events for %d sent", len(er.Events), len(events))}
 		}
 		for i, e := range er.Events {
-			out[i] = destinations.ItemResult{Processed: e.Status == StatusProcessed, Error: e.ErrorMessage, Warning: e.WarningMessage}
+			out[i] = destinations.ItemResult{Processed: e.Status == StatusProcessed,
+				Error: c.secrets.redact(e.ErrorMessage), Warning: c.secrets.redact(e.WarningMessage)}
 			if !out[i].Processed && out[i].Error == "" {
-				out[i].Error = "status " + strconv.Quote(e.Status)
+				out[i].Error = "status " + strconv.Quote(c.secrets.redact(e.Status))
 			}
 		}
 		return nil
@@ -375,7 +377,7 @@ func (c *Client) classifyStatus(resp *http.Response) error {
 	}
 	if de.Reason == destinations.ReasonRedirect {
 		de.Message = "redirect not followed (it would carry the token elsewhere); check the base URL and any proxy"
-		if loc := redirectTarget(resp); loc != "" {
+		if loc := c.secrets.redact(redirectTarget(resp)); loc != "" {
 			de.Message = "redirect to " + loc + " not followed (it would carry the token elsewhere); check the base URL and any proxy"
 		}
 		return de
@@ -383,12 +385,13 @@ func (c *Client) classifyStatus(resp *http.Response) error {
 	var er ErrorResponse
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if json.Unmarshal(raw, &er) == nil && er.Message != "" {
-		de.Message = er.Message
+		de.Message = c.secrets.redact(er.Message)
 		if er.Code != 0 {
-			de.Message = fmt.Sprintf("%s (code %d)", er.Message, er.Code)
+			de.Message = fmt.Sprintf("%s (code %d)", de.Message, er.Code)
 		}
 	} else if s := strings.TrimSpace(string(raw)); s != "" {
-		de.Message = truncate(s, 200)
+		// Redacted before it is cut, so that no part of a token survives.
+		de.Message = truncate(c.secrets.redact(s), 200)
 	}
 	return de
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -74,4 +75,62 @@ func TestALongRetryAfterIsCappedAtMaxRetryAfter(t *testing.T) {
 	}, 3*time.Second, 20*time.Millisecond, "the account is still paused")
 	assert.LessOrEqual(t, longest, limit)
 	assert.Equal(t, 2, srv.seen(), "the 429, then the 200 once the pause was over")
+}
+
+func TestResponseBodiesNeverRevealTheTokens(t *testing.T) {
+	const otherAcct, otherToken = "987654321012", "pina_OTHERaccountSECRET42"
+	// longBody pads a plain-text body so that the token straddles the point
+	// where the client truncates a message (200 bytes): its first 10
+	// characters are inside.
+	const header = " Authorization: Bearer "
+	longBody := strings.Repeat("x", 200-len(header)-10) + header + token
+	for _, tc := range []struct {
+		name    string
+		respond responder
+		items   int
+	}{
+		{name: "a 400 whose message echoes the token rejects the item without the token",
+			respond: script(reply{status: 400, body: `{"code":1,"message":"invalid token ` + token + `"}`})},
+		{name: "a 400 whose plain body echoes the Authorization header is cut without leaving part of the token",
+			respond: script(reply{status: 400, body: longBody})},
+		{name: "a 401 whose message echoes the Authorization header fails without the token",
+			respond: script(reply{status: 401, body: `{"code":2,"message":"Authentication failed for Authorization: Bearer ` + token + `"}`})},
+		{name: "a 502 page of a proxy echoing the request headers fails without the token",
+			respond: script(reply{status: 502, body: "<html><pre>Authorization: Bearer " + token + "\nHost: api.pinterest.com</pre></html>"})},
+		{name: "a 401 echoing another account's token fails without that token either",
+			respond: script(reply{status: 401, body: `{"code":2,"message":"token ` + otherToken + ` is not valid for this account"}`})},
+		{name: "a 400 echoing the first characters of the token at its end fails without them",
+			respond: script(reply{status: 400, body: `{"code":1,"message":"bad credential ` + token[:16] + `"}`})},
+		{name: "a 200 whose failed and warning messages echo the token rejects and warns without it",
+			items: 2,
+			respond: script(reply{status: 200, body: `{"num_events_received":2,"num_events_processed":1,"events":[
+				{"status":"failed","error_message":"token ` + token + ` may not send this event"},
+				{"status":"processed","warning_message":"Bearer ` + token + ` is deprecated"}]}`})},
+		{name: "a 200 whose event status echoes the token rejects the item without it",
+			respond: script(reply{status: 200, body: `{"events":[{"status":"` + token + `"}]}`})},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := newServer(t, tc.respond)
+			cfg := testConfig(srv.URL)
+			cfg.Tokens = map[string]string{acct: token, otherAcct: otherToken}
+			cfg.RetryMax = -1
+
+			res, err := newClient(t, cfg).Send(context.Background(), batch(max(tc.items, 1)))
+
+			var texts []string
+			if err != nil {
+				texts = append(texts, err.Error(), fmt.Sprintf("%+v", err))
+			}
+			for _, ir := range res.Items {
+				texts = append(texts, ir.Error, ir.Warning)
+			}
+			all := strings.Join(texts, "\n")
+			assert.Contains(t, all, "[REDACTED]", "the secret is replaced, not the message dropped")
+			for _, secret := range []string{token, otherToken} {
+				// The first 8 characters are in any longer fragment too.
+				assert.NotContains(t, all, secret[:8], "a fragment of a token")
+			}
+		})
+	}
 }

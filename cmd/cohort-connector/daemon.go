@@ -381,7 +381,7 @@ func (d *daemon) serveHTTP() (*http.Server, error) {
 		return nil, fmt.Errorf("CONNECTOR_LISTEN_ADDR %s: %w", d.cfg.ListenAddr, err)
 	}
 	d.httpLn = ln
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := newHTTPServer(mux, metricsTimeouts)
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			d.log.Error().Err(err).Msg("metrics listener stopped")

@@ -23,11 +23,11 @@ const budgetBurst = 10
 // HTTP attempt (first tries and retries alike) waits on. It adapts:
 // a 429 halves the rate (once per episode: the 429s of calls already under
 // way, or of retries during the pause, are the same signal) and pauses the
-// account for its Retry-After, never longer than maxPause; each answered call that is not a 429 raises
-// the rate again by 1/50 of the maximum, so the budget recovers in about 50
-// calls once the 429s stop. It never drops below 1/16 of the maximum: a
-// budget that fell to a call a minute would hold traffic long after Pinterest
-// recovered.
+// account for its Retry-After, never longer than maxPause; each answered
+// call that is not a 429 raises the rate again by 1/50 of the maximum, so
+// the budget recovers in about 50 calls once the 429s stop. It never drops
+// below 1/16 of the maximum: a budget that fell to a call a minute would
+// hold traffic long after Pinterest recovered.
 type budget struct {
 	lim      *rate.Limiter
 	max      rate.Limit

@@ -377,7 +377,7 @@ func (c *Client) classifyStatus(resp *http.Response) error {
 	}
 	if de.Reason == destinations.ReasonRedirect {
 		de.Message = "redirect not followed (it would carry the token elsewhere); check the base URL and any proxy"
-		if loc := c.secrets.redact(redirectTarget(resp)); loc != "" {
+		if loc := truncate(c.secrets.redact(redirectTarget(resp)), 200); loc != "" {
 			de.Message = "redirect to " + loc + " not followed (it would carry the token elsewhere); check the base URL and any proxy"
 		}
 		return de
@@ -405,7 +405,7 @@ func redirectTarget(resp *http.Response) string {
 		return ""
 	}
 	loc.User, loc.RawQuery, loc.ForceQuery, loc.Fragment, loc.RawFragment = nil, "", false, "", ""
-	return truncate(loc.String(), 200)
+	return loc.String()
 }
 
 func truncate(s string, n int) string {

@@ -21,11 +21,13 @@ type Hashed struct {
 // Hash normalises and hashes the identifiers; plain values never leave the
 // process, except IP and user agent which Pinterest takes in clear.
 //
-//   - email and MAID: trimmed and lowercased, then [HashValue]. So a value
-//     that is already a SHA-256 hex digest, in either case, comes out as the
-//     lowercase digest and is not hashed twice.
+//   - email and MAID: trimmed and lowercased, then [HashValue].
 //   - external_id: trimmed only (it is case-sensitive), then [HashValue].
 //   - ip and user_agent: trimmed.
+//
+// So for every hashed field, a value that already is a SHA-256 hex digest
+// (64 hex digits, in any mix of case) comes out as the lowercase digest and
+// is not hashed twice.
 //
 // Hash is on the hot path: it allocates only the result strings.
 func (ids Identifiers) Hash() Hashed {
@@ -46,14 +48,15 @@ func (h Hashed) Matchable() bool {
 }
 
 // HashValue returns the lowercase SHA-256 hex digest of an already
-// normalised value. "" stays "", and a value that already is 64 lowercase
-// hex digits is returned as is (it is taken to be a digest already).
+// normalised value. "" stays "", and a value that already is 64 hex digits,
+// in either case, is taken to be a digest already: it is returned
+// lowercased, not hashed again (Pinterest wants lowercase hex).
 func HashValue(normalised string) string {
 	if normalised == "" {
 		return ""
 	}
-	if isLowerHex64(normalised) {
-		return normalised
+	if isHex64(normalised) {
+		return strings.ToLower(normalised) // no allocation when already lowercase
 	}
 	return hexDigest(sha256.Sum256([]byte(normalised)))
 }
@@ -111,20 +114,6 @@ func isHex64(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-			return false
-		}
-	}
-	return true
-}
-
-// isLowerHex64 reports whether s is 64 lowercase hex digits.
-func isLowerHex64(s string) bool {
-	if len(s) != 2*sha256.Size {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
 			return false
 		}
 	}

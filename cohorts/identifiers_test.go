@@ -1,6 +1,8 @@
 package cohorts
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"strings"
 	"testing"
 
@@ -36,6 +38,26 @@ func TestHash(t *testing.T) {
 			want: Hashed{Em: sumUserEmail},
 		},
 		{
+			name: "an uppercase hex MAID digest is lowercased, not hashed again",
+			ids:  Identifiers{MAID: strings.ToUpper(sumMAID)},
+			want: Hashed{HashedMAID: sumMAID},
+		},
+		{
+			name: "an already hashed lowercase external id passes unchanged",
+			ids:  Identifiers{ExternalID: sumExternal},
+			want: Hashed{ExternalID: sumExternal},
+		},
+		{
+			name: "an uppercase hex external id digest is lowercased, not hashed again",
+			ids:  Identifiers{ExternalID: " " + strings.ToUpper(sumExternal) + " "},
+			want: Hashed{ExternalID: sumExternal},
+		},
+		{
+			name: "a mixed-case hex external id digest is lowercased, not hashed again",
+			ids:  Identifiers{ExternalID: strings.ToUpper(sumExternal[:32]) + sumExternal[32:]},
+			want: Hashed{ExternalID: sumExternal},
+		},
+		{
 			name: "a MAID is lowercased before hashing",
 			ids:  Identifiers{MAID: "AAAA-BBBB"},
 			want: Hashed{HashedMAID: sumMAID},
@@ -63,11 +85,23 @@ func TestHash(t *testing.T) {
 }
 
 func TestHashValue(t *testing.T) {
-	assert.Equal(t, "", HashValue(""), "empty stays empty")
-	assert.Equal(t, sumUserEmail, HashValue("user123@example.com"))
-	assert.Equal(t, sumUserEmail, HashValue(sumUserEmail), "a lowercase digest is not hashed again")
-	assert.NotEqual(t, sumUserEmail, HashValue(strings.ToUpper(sumUserEmail)),
-		"HashValue takes normalised input: uppercase hex is not a digest")
+	for _, tc := range []struct{ name, in, want string }{
+		{"an empty value stays empty", "", ""},
+		{"a plain value is hashed as it is", "user123@example.com", sumUserEmail},
+		{"a lowercase digest is not hashed again", sumUserEmail, sumUserEmail},
+		{"an uppercase digest is lowercased, not hashed again", strings.ToUpper(sumUserEmail), sumUserEmail},
+		{"63 hex digits are not a digest and are hashed", sumUserEmail[:63], sha256Hex(sumUserEmail[:63])},
+		{"64 characters with one that is not hex are hashed", sumUserEmail[:63] + "g", sha256Hex(sumUserEmail[:63] + "g")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, HashValue(tc.in))
+		})
+	}
+}
+
+func sha256Hex(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
 }
 
 func TestMatchable(t *testing.T) {

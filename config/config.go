@@ -107,8 +107,8 @@ type Config struct {
 	HTTPRetryWaitMax time.Duration `envconfig:"HTTP_RETRY_WAIT_MAX" default:"5s" desc:"longest wait between retries inside one call, also the cap on a Retry-After honoured inside it"`
 	HTTPCallTimeout  time.Duration `envconfig:"HTTP_CALL_TIMEOUT" default:"30s" desc:"bound on one call including its retries; plus CONNECTOR_BATCH_PERIOD it must stay below CONNECTOR_ACK_WAIT"`
 	RetryDelayMin    time.Duration `envconfig:"RETRY_DELAY_MIN" default:"5s" desc:"redelivery delay after a transient failure, doubled with each delivery"`
-	RetryDelayMax    time.Duration `envconfig:"RETRY_DELAY_MAX" default:"15m" desc:"cap on that redelivery delay"`
-	AuthRetryDelay   time.Duration `envconfig:"AUTH_RETRY_DELAY" default:"5m" desc:"redelivery delay after Pinterest answered 401, 403 or 404"`
+	RetryDelayMax    time.Duration `envconfig:"RETRY_DELAY_MAX" default:"15m" desc:"cap on that redelivery delay, and on any Retry-After Pinterest asks for (the pause of the ad account included)"`
+	AuthRetryDelay   time.Duration `envconfig:"AUTH_RETRY_DELAY" default:"5m" desc:"redelivery delay after Pinterest answered 401, 403, 404 or a 3xx redirect"`
 	LogLevel         string        `envconfig:"LOG_LEVEL" default:"info" desc:"trace, debug, info, warn or error"`
 	LogFormat        string        `envconfig:"LOG_FORMAT" default:"json" desc:"json or console"`
 	ListenAddr       string        `envconfig:"LISTEN_ADDR" default:"127.0.0.1:9464" desc:"host:port serving /metrics and health; empty disables"`

@@ -279,6 +279,31 @@ func TestLoadRejectsBadConfiguration(t *testing.T) {
 			want:   []string{"CONNECTOR_ACCOUNT_BRAND_B_TOKEN: required"},
 		},
 		{
+			name:   "an account token with a newline inside is rejected without printing it",
+			change: map[string]string{"CONNECTOR_ACCOUNT_BRAND_A_TOKEN": tokenA[:10] + "\n" + tokenA[10:]},
+			want:   []string{"CONNECTOR_ACCOUNT_BRAND_A_TOKEN: must be printable ASCII without white space", "U+000A"},
+		},
+		{
+			name:   "an account token with a tab inside is rejected without printing it",
+			change: map[string]string{"CONNECTOR_ACCOUNT_BRAND_B_TOKEN": tokenB[:6] + "\t" + tokenB[6:]},
+			want:   []string{"CONNECTOR_ACCOUNT_BRAND_B_TOKEN: must be printable ASCII without white space", "U+0009"},
+		},
+		{
+			name:   "an account token with an escape character is rejected without printing it",
+			change: map[string]string{"CONNECTOR_ACCOUNT_BRAND_A_TOKEN": tokenA + "\x1b[0m"},
+			want:   []string{"CONNECTOR_ACCOUNT_BRAND_A_TOKEN: must be printable ASCII without white space", "U+001B"},
+		},
+		{
+			name:   "an account token with a space inside is rejected without printing it",
+			change: map[string]string{"CONNECTOR_ACCOUNT_BRAND_A_TOKEN": "Bearer " + tokenA},
+			want:   []string{"CONNECTOR_ACCOUNT_BRAND_A_TOKEN: must be printable ASCII without white space", "U+0020"},
+		},
+		{
+			name:   "an account token ending in a zero-width space is rejected without printing it",
+			change: map[string]string{"CONNECTOR_ACCOUNT_BRAND_A_TOKEN": tokenA + "\u200b"},
+			want:   []string{"CONNECTOR_ACCOUNT_BRAND_A_TOKEN: must be printable ASCII without white space", "U+200B"},
+		},
+		{
 			name:   "missing Tag IDs of an account are reported as required",
 			change: map[string]string{"CONNECTOR_ACCOUNT_BRAND_B_TAG_IDS": " , "},
 			want:   []string{"CONNECTOR_ACCOUNT_BRAND_B_TAG_IDS: required"},
@@ -446,6 +471,34 @@ func TestLoadRejectsBadConfiguration(t *testing.T) {
 			assertProblem(t, err, tt.want...)
 			assert.NotContains(t, err.Error(), tokenA)
 			assert.NotContains(t, err.Error(), tokenB)
+			for k, v := range tt.change {
+				if !strings.HasSuffix(k, "_TOKEN") {
+					continue
+				}
+				// No piece of a rejected token is printed either.
+				for _, piece := range strings.FieldsFunc(v, func(r rune) bool { return r <= ' ' || r > '~' }) {
+					if len(piece) >= 4 {
+						assert.NotContains(t, err.Error(), piece)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestValidateRejectsATokenWithSurroundingWhiteSpace(t *testing.T) {
+	// Load trims every value, so only a Config built in code can get here.
+	for _, tc := range []struct{ name, token, want string }{
+		{"a leading space is rejected", " " + tokenA, "U+0020"},
+		{"a trailing newline is rejected", tokenA + "\n", "U+000A"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := requireLoads(t, minimalEnv(), nil)
+			c.AccountList[0].Token = Secret(tc.token)
+			err := c.Validate()
+			require.Error(t, err)
+			assertProblem(t, err, "CONNECTOR_ACCOUNT_BRAND_A_TOKEN: must be printable ASCII without white space", tc.want)
+			assert.NotContains(t, err.Error(), tokenA)
 		})
 	}
 }

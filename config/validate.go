@@ -308,6 +308,13 @@ func (c Config) checkAccounts(p *problems) {
 
 		if a.Token == "" {
 			*p = append(*p, fmt.Errorf("%s: required: the Pinterest API token of account %s", accountVar(a.Name, suffixToken), a.Name))
+		} else if i, r, ok := badTokenRune(string(a.Token)); ok {
+			// Such a token could never be sent (net/http refuses a header
+			// with a control character) or never be right, and every call
+			// would fail as a transient error for hours. Name the
+			// character and where it is, never the value.
+			*p = append(*p, fmt.Errorf("%s: must be printable ASCII without white space or control characters, found %U at character %d (value not shown)",
+				accountVar(a.Name, suffixToken), r, i))
 		}
 
 		tv := accountVar(a.Name, suffixTagIDs)
@@ -408,6 +415,20 @@ func positive(p *problems, variable string, d time.Duration) bool {
 }
 
 func validAccountName(name string) bool { return accountNameRe.MatchString(name) }
+
+// badTokenRune returns the first character of a bearer token that is not
+// printable ASCII other than space ('!' to '~'), and its 1-based position.
+// White space around a value is trimmed by Load, so any found here is
+// inside it (or the Config was built in code).
+func badTokenRune(token string) (pos int, r rune, found bool) {
+	for _, r := range token {
+		pos++
+		if r < '!' || r > '~' {
+			return pos, r, true
+		}
+	}
+	return 0, 0, false
+}
 
 func validTagID(t string) bool { return digitsRe.MatchString(t) && len(t) <= maxTagIDLen }
 

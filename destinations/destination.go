@@ -10,6 +10,10 @@
 //	ReasonBadInput     terminate + dead-letter (the message will never pass)
 //	ReasonAuth         nak with a long delay, never dropped (token/account wrong)
 //	ReasonNotFound     same as ReasonAuth (ad account unknown to Pinterest)
+//	ReasonRedirect     same as ReasonAuth: the destination (or a proxy before
+//	                   it) answered 3xx. Redirects are never followed, since
+//	                   following one would send the token and the events to
+//	                   another host; the base URL or the proxy must be fixed
 //	ReasonRateLimited  nak with Retry-After or a delay growing with deliveries
 //	ReasonServer       nak with a delay growing with deliveries
 //	ReasonTimeout      nak with a delay growing with deliveries
@@ -81,6 +85,7 @@ const (
 	ReasonBadInput    Reason = "bad_input"
 	ReasonAuth        Reason = "auth"
 	ReasonNotFound    Reason = "not_found"
+	ReasonRedirect    Reason = "redirect"
 	ReasonRateLimited Reason = "rate_limited"
 	ReasonServer      Reason = "server_error"
 	ReasonTimeout     Reason = "timeout"
@@ -88,16 +93,18 @@ const (
 )
 
 // Reasons lists every Reason, for pre-initialising metric labels.
-var Reasons = []Reason{ReasonBadInput, ReasonAuth, ReasonNotFound, ReasonRateLimited, ReasonServer, ReasonTimeout, ReasonShutdown}
+var Reasons = []Reason{ReasonBadInput, ReasonAuth, ReasonNotFound, ReasonRedirect, ReasonRateLimited, ReasonServer, ReasonTimeout, ReasonShutdown}
 
 // Permanent reports whether a batch that failed for this reason would fail
 // again however often it is retried.
 func (r Reason) Permanent() bool { return r == ReasonBadInput }
 
 // DestinationFault reports whether the reason is a fault of the destination's
-// configuration (token, ad account) rather than of the message or a passing
-// outage: the message must be kept, and an operator must act.
-func (r Reason) DestinationFault() bool { return r == ReasonAuth || r == ReasonNotFound }
+// configuration (token, ad account, base URL) rather than of the message or
+// a passing outage: the message must be kept, and an operator must act.
+func (r Reason) DestinationFault() bool {
+	return r == ReasonAuth || r == ReasonNotFound || r == ReasonRedirect
+}
 
 // Error is a classified destination failure.
 type Error struct {

@@ -197,6 +197,7 @@ func startDaemon(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ 
 		RetryMax:       retryMax(cfg.HTTPRetryMax),
 		RetryWaitMin:   cfg.HTTPRetryWaitMin,
 		RetryWaitMax:   cfg.HTTPRetryWaitMax,
+		MaxRetryAfter:  cfg.RetryDelayMax,
 		CallsPerMinute: callsPerMinute(cfg.CallsPerMinute),
 		Logger:         log,
 		OnAttempt:      metrics.ObserveAttempt,
@@ -389,7 +390,7 @@ func (d *daemon) serveHTTP() (*http.Server, error) {
 		return nil, fmt.Errorf("CONNECTOR_LISTEN_ADDR %s: %w", d.cfg.ListenAddr, err)
 	}
 	d.httpLn = ln
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := newHTTPServer(mux, metricsTimeouts)
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			d.log.Error().Err(err).Msg("metrics listener stopped")

@@ -23,14 +23,15 @@ const budgetBurst = 10
 // HTTP attempt (first tries and retries alike) waits on. It adapts:
 // a 429 halves the rate (once per episode: the 429s of calls already under
 // way, or of retries during the pause, are the same signal) and pauses the
-// account for its Retry-After; each answered call that is not a 429 raises
-// the rate again by 1/50 of the maximum, so the budget recovers in about 50
-// calls once the 429s stop. It never drops below 1/16 of the maximum: a
-// budget that fell to a call a minute would hold traffic long after Pinterest
-// recovered.
+// account for its Retry-After, never longer than maxPause; each answered
+// call that is not a 429 raises the rate again by 1/50 of the maximum, so
+// the budget recovers in about 50 calls once the 429s stop. It never drops
+// below 1/16 of the maximum: a budget that fell to a call a minute would
+// hold traffic long after Pinterest recovered.
 type budget struct {
-	lim *rate.Limiter
-	max rate.Limit
+	lim      *rate.Limiter
+	max      rate.Limit
+	maxPause time.Duration // cap on a pause asked for by a Retry-After
 
 	mu          sync.Mutex
 	pausedUntil time.Time
@@ -40,13 +41,13 @@ type budget struct {
 // cutEpisode is the least time between two halvings of the rate.
 const cutEpisode = time.Second
 
-func newBudget(callsPerMinute int) *budget {
+func newBudget(callsPerMinute int, maxPause time.Duration) *budget {
 	burst := min(budgetBurst, callsPerMinute)
 	r := rate.Limit(float64(callsPerMinute-burst) / 60)
 	if r <= 0 {
 		r = rate.Limit(float64(callsPerMinute) / 60)
 	}
-	return &budget{lim: rate.NewLimiter(r, burst), max: r}
+	return &budget{lim: rate.NewLimiter(r, burst), max: r, maxPause: maxPause}
 }
 
 // wait blocks until the account may make one more call. It fails at once,
@@ -82,8 +83,10 @@ func (b *budget) wait(ctx context.Context) error {
 }
 
 // throttled records a 429: halve the rate (once per episode, not below
-// 1/16 of the maximum) and pause the account for retryAfter.
+// 1/16 of the maximum) and pause the account for retryAfter, at most
+// maxPause.
 func (b *budget) throttled(retryAfter time.Duration) {
+	retryAfter = min(retryAfter, b.maxPause)
 	now := time.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -53,8 +53,15 @@ type Config struct {
 	// CallsPerMinute is the call budget per ad account (default
 	// DefaultCallsPerMinute; negative disables it). Every HTTP attempt,
 	// retries included, waits on it; a 429 halves it and pauses the
-	// account for the Retry-After, answered calls raise it back.
+	// account for the Retry-After (at most MaxRetryAfter), answered calls
+	// raise it back.
 	CallsPerMinute int
+	// MaxRetryAfter caps every Retry-After Pinterest (or a proxy) asks for
+	// (default 15m): the pause of the ad account's call budget and the
+	// RetryAfter of the returned *destinations.Error, which the connector
+	// uses as its redelivery delay. Without it a single 429 with
+	// "Retry-After: 86400" would stop the account for a day.
+	MaxRetryAfter time.Duration
 	// Test adds ?test=true: Pinterest validates without recording.
 	Test bool
 	// Logger receives retry logs at debug/warn level (never the token).
@@ -82,6 +89,9 @@ func (c *Config) setDefaults() {
 	if c.RetryWaitMax <= 0 {
 		c.RetryWaitMax = 5 * time.Second
 	}
+	if c.MaxRetryAfter <= 0 {
+		c.MaxRetryAfter = 15 * time.Minute
+	}
 }
 
 // Client sends conversion events to Pinterest. It is safe for concurrent use.
@@ -90,6 +100,7 @@ type Client struct {
 	base    *url.URL
 	http    *retryablehttp.Client
 	budgets map[string]*budget // per ad account; nil when disabled
+	secrets redactor           // scrubs the tokens from what answers echo
 }
 
 var _ destinations.Destination = (*Client)(nil)
@@ -105,6 +116,10 @@ func New(cfg Config) (*Client, error) {
 	rc.Logger = nil // retries are logged by checkRetry, once per change of error
 	rc.HTTPClient = &http.Client{
 		Timeout: cfg.AttemptTimeout,
+		// Never follow a redirect: net/http would resend the Authorization
+		// header (and, on 307/308, the events) to wherever Location points.
+		// The 3xx itself is the answer, classified as ReasonRedirect.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		Transport: &http.Transport{
 			Proxy:               http.ProxyFromEnvironment,
 			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -122,11 +137,11 @@ func New(cfg Config) (*Client, error) {
 	// classification. The default handler would close it and return a
 	// string error, losing the code.
 	rc.ErrorHandler = retryablehttp.PassthroughErrorHandler
-	c := &Client{cfg: cfg, base: base, http: rc}
+	c := &Client{cfg: cfg, base: base, http: rc, secrets: newRedactor(cfg.Tokens)}
 	if cfg.CallsPerMinute >= 0 {
 		c.budgets = make(map[string]*budget, len(cfg.Tokens))
 		for id := range cfg.Tokens {
-			c.budgets[id] = newBudget(cmp.Or(cfg.CallsPerMinute, DefaultCallsPerMinute))
+			c.budgets[id] = newBudget(cmp.Or(cfg.CallsPerMinute, DefaultCallsPerMinute), cfg.MaxRetryAfter)
 		}
 	}
 	rc.CheckRetry = c.checkRetry
@@ -294,14 +309,15 @@ func (c *Client) post(ctx context.Context, adAccountID, token string, events []E
 				Message: fmt.Sprintf("answer lists %d events for %d sent", len(er.Events), len(events))}
 		}
 		for i, e := range er.Events {
-			out[i] = destinations.ItemResult{Processed: e.Status == StatusProcessed, Error: e.ErrorMessage, Warning: e.WarningMessage}
+			out[i] = destinations.ItemResult{Processed: e.Status == StatusProcessed,
+				Error: c.secrets.redact(e.ErrorMessage), Warning: c.secrets.redact(e.WarningMessage)}
 			if !out[i].Processed && out[i].Error == "" {
-				out[i].Error = "status " + strconv.Quote(e.Status)
+				out[i].Error = "status " + strconv.Quote(c.secrets.redact(e.Status))
 			}
 		}
 		return nil
 	}
-	return classifyStatus(resp)
+	return c.classifyStatus(resp)
 }
 
 // transportError classifies a call that ended without a usable answer.
@@ -341,6 +357,8 @@ func reasonForStatus(code int) destinations.Reason {
 		return destinations.ReasonRateLimited
 	case code == http.StatusRequestTimeout:
 		return destinations.ReasonTimeout
+	case code >= 300 && code < 400:
+		return destinations.ReasonRedirect
 	case code >= 500:
 		return destinations.ReasonServer
 	case code >= 400:
@@ -351,23 +369,43 @@ func reasonForStatus(code int) destinations.Reason {
 }
 
 // classifyStatus turns a final non-2xx answer into a *destinations.Error
-// carrying the status, Pinterest's message and any Retry-After.
-func classifyStatus(resp *http.Response) error {
+// carrying the status, Pinterest's message and any Retry-After (capped).
+func (c *Client) classifyStatus(resp *http.Response) error {
 	de := &destinations.Error{Reason: reasonForStatus(resp.StatusCode), StatusCode: resp.StatusCode}
-	if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+	if d, ok := c.retryAfter(resp); ok {
 		de.RetryAfter = d
+	}
+	if de.Reason == destinations.ReasonRedirect {
+		de.Message = "redirect not followed (it would carry the token elsewhere); check the base URL and any proxy"
+		if loc := truncate(c.secrets.redact(redirectTarget(resp)), 200); loc != "" {
+			de.Message = "redirect to " + loc + " not followed (it would carry the token elsewhere); check the base URL and any proxy"
+		}
+		return de
 	}
 	var er ErrorResponse
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if json.Unmarshal(raw, &er) == nil && er.Message != "" {
-		de.Message = er.Message
+		de.Message = c.secrets.redact(er.Message)
 		if er.Code != 0 {
-			de.Message = fmt.Sprintf("%s (code %d)", er.Message, er.Code)
+			de.Message = fmt.Sprintf("%s (code %d)", de.Message, er.Code)
 		}
 	} else if s := strings.TrimSpace(string(raw)); s != "" {
-		de.Message = truncate(s, 200)
+		// Redacted before it is cut, so that no part of a token survives.
+		de.Message = truncate(c.secrets.redact(s), 200)
 	}
 	return de
+}
+
+// redirectTarget is the Location of a 3xx answer without user info, query
+// or fragment (where a credential could be), resolved against the request's
+// URL; "" when there is none.
+func redirectTarget(resp *http.Response) string {
+	loc, err := resp.Location()
+	if err != nil {
+		return ""
+	}
+	loc.User, loc.RawQuery, loc.ForceQuery, loc.Fragment, loc.RawFragment = nil, "", false, "", ""
+	return loc.String()
 }
 
 func truncate(s string, n int) string {
@@ -377,7 +415,15 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
+// retryAfter is the answer's Retry-After, at most MaxRetryAfter.
+func (c *Client) retryAfter(resp *http.Response) (time.Duration, bool) {
+	d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	return min(d, c.cfg.MaxRetryAfter), ok
+}
+
 // parseRetryAfter reads a Retry-After header: delay-seconds or an HTTP date.
+// Delay-seconds are capped at a day only to keep the conversion in range;
+// Client.retryAfter applies the real cap.
 func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 	v = strings.TrimSpace(v)
 	if v == "" {
@@ -430,7 +476,7 @@ func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error)
 		st.retryAfter.Store(0)
 	} else {
 		st.lastStatus.Store(int64(status))
-		retryAfter, hasRetryAfter := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		retryAfter, hasRetryAfter := c.retryAfter(resp)
 		st.retryAfter.Store(int64(retryAfter)) // 0 when absent
 		if st.budget != nil {
 			if status == http.StatusTooManyRequests {

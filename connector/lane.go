@@ -246,7 +246,11 @@ func (l *lane) setFailure(err error) {
 		l.failing(l.account, true)
 		reason := destinations.ReasonOf(err)
 		ev, msg := l.log.Warn(), "Pinterest account failing: messages parked or held back for redelivery"
-		if reason.DestinationFault() {
+		switch {
+		case reason == destinations.ReasonRedirect:
+			ev = l.log.Error()
+			msg = "Pinterest (or a proxy) answered with a redirect, not followed: messages kept and retried with a long delay, fix CONNECTOR_PINTEREST_BASE_URL or the proxy"
+		case reason.DestinationFault():
 			ev = l.log.Error()
 			msg = "Pinterest rejected the token or ad account: messages kept and retried with a long delay, fix the account's configuration"
 		}

@@ -90,11 +90,18 @@ func (c *Connector) targets(d *delivery, m cohorts.Membership) []routed {
 		switch {
 		case !matchable:
 			continue
-		case tg.Err != nil:
+		case tg.Err != nil || c.lanes[tg.AdAccountID] == nil:
+			// The resolver and the lanes come from one configuration: an
+			// account without a lane is a wiring bug, which the message
+			// must survive like an unknown Tag ID.
+			err := tg.Err
+			if err == nil {
+				err = fmt.Errorf("no lane for ad account %s", tg.AdAccountID)
+			}
 			ctrs.held.Add(1)
 			d.outcome = d.outcome.merge(outcome{kind: kindRetry, reason: reasonUnknownTag,
 				delay:  max(c.o.AuthRetryDelay, c.backoff(d.meta.NumDelivered, 0)),
-				detail: fmt.Sprintf("activation %s: tag_id %s: %v", tg.Activation.ID, tg.TagID, tg.Err)})
+				detail: fmt.Sprintf("activation %s: tag_id %s: %v", tg.Activation.ID, tg.TagID, err)})
 			continue
 		case slices.Contains(d.done, tg.AdAccountID):
 			continue

@@ -112,7 +112,13 @@ func (c *Connector) settleOrder(d *delivery, due time.Time) {
 			c.memo[d.origin.key()] = d.done
 		}
 	}
-	for _, account := range d.ordered {
+	accounts := d.ordered
+	if d.parkedFor != "" && due.IsZero() && !slices.Contains(accounts, d.parkedFor) {
+		// A parked copy settled without being sent (its activation was
+		// switched off meanwhile): its place in the order ends here too.
+		accounts = append(accounts, d.parkedFor)
+	}
+	for _, account := range accounts {
 		k := orderKey{account, d.cohortID, d.userID}
 		switch {
 		case slices.Contains(d.parked, account):

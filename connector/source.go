@@ -68,6 +68,7 @@ func (s *source) start(ctx context.Context) error {
 	c := s.c
 	main := &pump{name: "consumer " + c.o.Topology.Stream + "/" + c.o.Topology.Durable}
 	main.cons = c.o.Consumer
+	main.ackFloor = c.o.Consumer.CachedInfo().AckFloor.Stream
 	main.open = func(ctx context.Context) (jetstream.Consumer, error) { return s.reopenMain(ctx, main) }
 	if st, err := c.o.JS.Stream(ctx, c.o.Topology.Stream); err == nil {
 		main.created = st.CachedInfo().Created
@@ -81,7 +82,7 @@ func (s *source) start(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("parking consumer of ad account %s: %w", account, err)
 			}
-			p.cons = cons
+			p.cons, p.ackFloor = cons, cons.CachedInfo().AckFloor.Stream
 			if st, err := c.o.JS.Stream(ctx, c.o.Topology.ParkingStream); err == nil {
 				p.created = st.CachedInfo().Created
 			}

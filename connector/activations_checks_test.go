@@ -102,8 +102,17 @@ func TestActivationsWatcherReportsADeletedBucketUntilItIsBack(t *testing.T) {
 	}, waitFor, tick, "the recreated bucket is not followed: %v", e.ids())
 	back := e.logs.lines("activations bucket is back: activations re-read from it")
 	require.Len(t, back, 1)
-	assert.EqualValues(t, 1, back[0]["removed"])
-	assert.Len(t, e.logs.lines("activation deleted"), 1, "dropped-b, no longer in the bucket")
+	// The watcher may read the recreated bucket before or after stays-a is
+	// put back: dropped-b is removed either way, stays-a perhaps for a moment.
+	assert.GreaterOrEqual(t, back[0]["removed"], float64(1))
+	deleted := 0
+	for _, l := range e.logs.lines("activation deleted") {
+		if l["activation_id"] == "dropped-b" {
+			deleted++
+			assert.Equal(t, "not_in_bucket", l["reason"])
+		}
+	}
+	assert.Equal(t, 1, deleted, "dropped-b, no longer in the bucket")
 
 	// And it is followed live again.
 	e.put(activation("later-d", "c-d", ""))

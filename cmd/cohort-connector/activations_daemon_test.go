@@ -123,6 +123,21 @@ func (d *runningDaemon) putActivation(kv jetstream.KeyValue, a cohorts.Activatio
 	require.NoError(d.t, err)
 }
 
+// waitApplied waits until the daemon logged that it applied the
+// activation, so that memberships published next find it.
+func (d *runningDaemon) waitApplied(id string) {
+	d.t.Helper()
+	require.Eventually(d.t, func() bool {
+		for _, line := range strings.Split(d.stderr.String(), "\n") {
+			var l map[string]any
+			if json.Unmarshal([]byte(line), &l) == nil && l["message"] == "activation changed" && l["activation_id"] == id {
+				return true
+			}
+		}
+		return false
+	}, 15*time.Second, 10*time.Millisecond, "activation %s not applied; logs:\n%s", id, d.stderr)
+}
+
 // publish publishes n memberships of the cohort, users from..from+n-1.
 func (d *runningDaemon) publish(cohort string, from, n int) {
 	d.t.Helper()
@@ -170,6 +185,7 @@ func TestDaemonReportsADeletedActivationsBucketUntilItIsRecreated(t *testing.T) 
 	require.NoError(t, err)
 	d.putActivation(kv, cohorts.Activation{ID: "news-a", CohortID: "news", Destination: "pinterest", Enabled: true, Mode: cohorts.ModeEvents})
 	d.waitReadyz(10*time.Second, http.StatusOK)
+	d.waitApplied("news-a")
 	d.publish("news", 0, 10)
 	require.Eventually(t, func() bool { return sent(sim, secretAdAccountA, "news") == 10 }, 15*time.Second, 20*time.Millisecond)
 
@@ -186,6 +202,7 @@ func TestDaemonReportsADeletedActivationsBucketUntilItIsRecreated(t *testing.T) 
 	require.NoError(t, err)
 	d.putActivation(kv, cohorts.Activation{ID: "sports-a", CohortID: "sports", Destination: "pinterest", Enabled: true, Mode: cohorts.ModeEvents})
 	d.waitReadyz(20*time.Second, http.StatusOK)
+	d.waitApplied("sports-a")
 	d.publish("sports", 0, 100)
 	require.Eventually(t, func() bool { return sent(sim, secretAdAccountA, "sports") == 100 }, 15*time.Second, 20*time.Millisecond,
 		"activations put into the recreated bucket apply")

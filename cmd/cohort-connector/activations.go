@@ -123,7 +123,7 @@ func runActivations(ctx context.Context, args []string, stdout io.Writer) error 
 		if err != nil {
 			return fmt.Errorf("activation %q: %w", rest[0], err)
 		}
-		a, err := cohorts.DecodeActivation(e.Value())
+		a, err := cohorts.DecodeStoredActivation(rest[0], e.Value())
 		if err != nil {
 			return fmt.Errorf("activation %q is invalid in the bucket, fix it with put: %w", rest[0], err)
 		}

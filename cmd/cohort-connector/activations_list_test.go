@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -69,4 +70,20 @@ func TestActivationsListShowsWhatTheDaemonUses(t *testing.T) {
 
 	require.Contains(t, rows, "unknown-tag")
 	assert.Contains(t, rows["unknown-tag"], "tag_id is owned by no configured ad account")
+}
+
+// enable and disable read the key with the daemon's rule too: a value whose
+// id is not its key is not toggled (nor written under the other id).
+func TestActivationsToggleRefusesAValueOfAnotherID(t *testing.T) {
+	e := newDLQEnv(t)
+	kv, err := e.js.KeyValue(t.Context(), "COHORT_ACTIVATIONS")
+	require.NoError(t, err)
+	_, err = kv.Put(t.Context(), "other-id",
+		[]byte(`{"id":"not-its-key","cohort_id":"c2","destination":"pinterest","enabled":true,"tag_id":"","mode":"events"}`))
+	require.NoError(t, err)
+	code, _, errOut := runCmd(t, "activations", "disable", "other-id")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, `activation "other-id" is invalid in the bucket, fix it with put: key "other-id" holds activation id "not-its-key"`)
+	_, err = kv.Get(t.Context(), "not-its-key")
+	assert.ErrorIs(t, err, jetstream.ErrKeyNotFound, "nothing written under the other id")
 }

@@ -35,6 +35,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -179,13 +180,24 @@ func New(o Options) (*Connector, error) {
 	return c, nil
 }
 
-// Health lists what is wrong with the JetStream objects the connector
-// uses (a deleted consumer being created again, say): check name → problem.
-// Empty when all is well. Safe for concurrent use.
-func (c *Connector) Health() map[string]string {
+// CheckJetStreamObjects is the name of the connector's readiness check.
+const CheckJetStreamObjects = "jetstream_objects"
+
+// Checks reports whether the JetStream objects the connector uses are in
+// place: one check, failing while one of them (a deleted consumer, say) is
+// being created again, its detail naming each. Safe for concurrent use.
+func (c *Connector) Checks() []Check {
 	c.src.mu.Lock()
 	defer c.src.mu.Unlock()
-	return maps.Clone(c.src.problems)
+	ck := Check{Name: CheckJetStreamObjects, State: CheckOK}
+	var details []string
+	for _, name := range slices.Sorted(maps.Keys(c.src.problems)) {
+		details = append(details, name+": "+c.src.problems[name])
+	}
+	if len(details) > 0 {
+		ck.State, ck.Detail = CheckFail, strings.Join(details, "; ")
+	}
+	return []Check{ck}
 }
 
 // Run consumes until ctx is cancelled, then shuts down in this order:
@@ -212,6 +224,9 @@ func (c *Connector) Run(ctx context.Context) error {
 		}
 	}
 	if err := c.src.start(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while opening the consumers
+		}
 		return err
 	}
 	for _, l := range c.lanes {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 
 	"github.com/cohort-connector/cohort-connector/cohorts"
 	"github.com/cohort-connector/cohort-connector/config"
+	"github.com/cohort-connector/cohort-connector/connector"
 )
 
 const activationsUsage = `Usage: cohort-connector activations COMMAND
@@ -27,7 +29,10 @@ every write: an activation whose Tag ID no account owns is refused, and
 nothing is written.
 
 Commands:
-  list                       every activation, with its resolved Tag ID and ad account
+  list                       every key as the daemon uses it: the activation in force
+                             (a key whose newest value is invalid falls back to its
+                             newest valid revision), the revision, the resolved Tag ID
+                             and ad account, and any problem
   get ID                     one activation as JSON
   put JSON | put -f FILE     create or replace an activation (JSON as in the README)
   put -id ID -cohort C [-tag T] [-disabled]
@@ -118,7 +123,7 @@ func runActivations(ctx context.Context, args []string, stdout io.Writer) error 
 		if err != nil {
 			return fmt.Errorf("activation %q: %w", rest[0], err)
 		}
-		a, err := cohorts.DecodeActivation(e.Value())
+		a, err := cohorts.DecodeStoredActivation(rest[0], e.Value())
 		if err != nil {
 			return fmt.Errorf("activation %q is invalid in the bucket, fix it with put: %w", rest[0], err)
 		}
@@ -189,30 +194,46 @@ func putActivation(ctx context.Context, kv jetstream.KeyValue, a cohorts.Activat
 	return nil
 }
 
+// listActivations prints one row per key of the bucket with what the
+// daemon uses for it (connector.ActivationKeyState, the daemon's own rule):
+// the activation in force and its revision, its resolved Tag ID and ad
+// account, and why the key's newest value is not in force, or why its Tag
+// ID cannot be used. A key with nothing in force has blank columns.
 func listActivations(ctx context.Context, kv jetstream.KeyValue, r *cohorts.Resolver, stdout io.Writer) error {
 	keys, err := kv.ListKeys(ctx)
 	if err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tCOHORT\tENABLED\tTAG_ID\tTAG_SOURCE\tAD_ACCOUNT\tPROBLEM")
+	fmt.Fprintln(tw, "ID\tCOHORT\tENABLED\tTAG_ID\tTAG_SOURCE\tAD_ACCOUNT\tREVISION\tPROBLEM")
 	for k := range keys.Keys() {
 		e, err := kv.Get(ctx, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // deleted since it was listed
+		}
 		if err != nil {
-			fmt.Fprintf(tw, "%s\t\t\t\t\t\t%v\n", k, err)
+			fmt.Fprintf(tw, "%s\t\t\t\t\t\t\t%v\n", k, err)
 			continue
 		}
-		a, err := cohorts.DecodeActivation(e.Value())
+		st, err := connector.ActivationKeyState(ctx, kv, r, e)
 		if err != nil {
-			fmt.Fprintf(tw, "%s\t\t\t\t\t\tinvalid: %v\n", k, err)
+			fmt.Fprintf(tw, "%s\t\t\t\t\t\t\t%v\n", k, err)
 			continue
 		}
-		t := r.Target(a)
-		problem := ""
+		var problems []string
+		if p := st.Problem(); p != "" {
+			problems = append(problems, p)
+		}
+		if st.InForce == 0 {
+			fmt.Fprintf(tw, "%s\t\t\t\t\t\t-\t%s\n", k, strings.Join(problems, "; "))
+			continue
+		}
+		t := st.Target
 		if t.Err != nil {
-			problem = t.Err.Error()
+			problems = append(problems, t.Err.Error())
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%t\t%s\t%s\t%s\t%s\n", a.ID, a.CohortID, a.Enabled, t.TagID, t.TagSource, t.AdAccountID, problem)
+		fmt.Fprintf(tw, "%s\t%s\t%t\t%s\t%s\t%s\t%d\t%s\n", k, t.Activation.CohortID, t.Activation.Enabled,
+			t.TagID, t.TagSource, t.AdAccountID, st.InForce, strings.Join(problems, "; "))
 	}
 	return tw.Flush()
 }

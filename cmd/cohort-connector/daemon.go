@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net"
 	"net/http"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -83,7 +81,7 @@ type daemon struct {
 	metrics  *connector.Metrics
 	topo     connector.Topology
 	reg      *prometheus.Registry
-	ready    chan struct{} // closed when activations are loaded
+	watcher  *connector.ActivationsWatcher // feeds resolver; its checks are part of /readyz
 	natsURL  string
 	httpLn   net.Listener
 	httpSrv  *http.Server
@@ -104,7 +102,7 @@ func (d *daemon) httpAddr() string {
 // startDaemon connects and builds everything; on error it releases what it
 // had started.
 func startDaemon(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ *daemon, err error) {
-	d := &daemon{cfg: cfg, log: log, ncClosed: make(chan struct{}), ready: make(chan struct{}), reg: prometheus.NewRegistry()}
+	d := &daemon{cfg: cfg, log: log, ncClosed: make(chan struct{}), reg: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
 			d.closeNATS()
@@ -175,6 +173,7 @@ func startDaemon(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ 
 	if d.resolver, err = cohorts.NewResolver(cfg.DefaultTagID, cfg.TagAccounts()); err != nil {
 		return nil, fmt.Errorf("CONNECTOR_DEFAULT_TAG_ID: %w", err)
 	}
+	d.watcher = connector.NewActivationsWatcher(d.objs.Activations, d.resolver, log, 0)
 	d.stats = connector.NewStats()
 	accounts := make(map[string][]string)
 	tokens := make(map[string]string)
@@ -287,7 +286,7 @@ func (d *daemon) run(ctx context.Context) error {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		watchErr <- connector.WatchActivations(watchCtx, d.objs.Activations, d.resolver, d.log, d.ready)
+		watchErr <- d.watcher.Run(watchCtx)
 	}()
 	// Before consuming: advisories are not stored, one sent before the
 	// subscription exists is gone.
@@ -301,7 +300,7 @@ func (d *daemon) run(ctx context.Context) error {
 
 	var runErr error
 	select {
-	case <-d.ready:
+	case <-d.watcher.Ready():
 		d.log.Info().Str("stream", d.cfg.Stream).Str("durable", d.cfg.Durable).Int("accounts", len(d.cfg.AccountList)).
 			Str("default_tag_id", d.cfg.DefaultTagID).Msg("consuming")
 		runErr = d.conn.Run(ctx)
@@ -366,24 +365,10 @@ func (d *daemon) serveHTTP() (*http.Server, error) {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		select {
-		case <-d.ready:
-		default:
-			http.Error(w, "activations not loaded yet", http.StatusServiceUnavailable)
-			return
-		}
-		if !d.nc.IsConnected() {
-			http.Error(w, "nats not connected", http.StatusServiceUnavailable)
-			return
-		}
-		if problems := d.conn.Health(); len(problems) > 0 {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			for _, name := range slices.Sorted(maps.Keys(problems)) {
-				fmt.Fprintf(w, "%s: %s\n", name, problems[name])
-			}
-			return
-		}
-		fmt.Fprintln(w, "ready")
+		code, body := readiness(d.readinessChecks())
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(code)
+		fmt.Fprint(w, body)
 	})
 	ln, err := net.Listen("tcp", d.cfg.ListenAddr)
 	if err != nil {
@@ -398,6 +383,37 @@ func (d *daemon) serveHTTP() (*http.Server, error) {
 	}()
 	d.log.Info().Str("listen_addr", ln.Addr().String()).Msg("serving /metrics, /healthz, /readyz")
 	return srv, nil
+}
+
+// readinessChecks are the checks /readyz reports: the NATS connection,
+// the activations watcher's (loaded, bucket present, invalid values), then
+// the connector's (its JetStream objects in place).
+func (d *daemon) readinessChecks() []connector.Check {
+	natsCheck := connector.Check{Name: "nats", State: connector.CheckOK}
+	if !d.nc.IsConnected() {
+		natsCheck.State, natsCheck.Detail = connector.CheckFail, "not connected"
+	}
+	checks := append([]connector.Check{natsCheck}, d.watcher.Checks()...)
+	return append(checks, d.conn.Checks()...)
+}
+
+// readiness is /readyz's answer: 503 when any check failed, else 200 (a
+// warning does not make the daemon unready); the body is "ready" or "not
+// ready", then one line per check: "<state> <name>[: <detail>]".
+func readiness(checks []connector.Check) (int, string) {
+	code, head := http.StatusOK, "ready"
+	var b strings.Builder
+	for _, c := range checks {
+		if c.State == connector.CheckFail {
+			code, head = http.StatusServiceUnavailable, "not ready"
+		}
+		fmt.Fprintf(&b, "%-4s %s", c.State, c.Name)
+		if c.Detail != "" {
+			fmt.Fprintf(&b, ": %s", c.Detail)
+		}
+		b.WriteByte('\n')
+	}
+	return code, head + "\n" + b.String()
 }
 
 // redactURL hides credentials in NATS URLs (nats://user:pass@host).

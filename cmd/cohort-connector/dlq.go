@@ -36,18 +36,20 @@ Commands:
         the N most recent that match (default 100, 0 for all)
   show SEQ
         headers and body of the dead letter at DLQ sequence SEQ
-  replay [--reason R] [--since T] [--seq N] [--dry-run] [--purge-replayed]
-        re-publish the original bodies, with their original headers (not
-        Dlq-* or Nats-*), to their original subjects (Dlq-Original-Subject)
-        on the input stream, each acknowledged by JetStream, and print the
-        count. Idempotent: each is published with Nats-Msg-Id
-        "replay:<DLQ sequence>", so replaying again within the input stream's
-        duplicate window (2m) publishes nothing new, and Pinterest
-        deduplicates on event_id (derived from the body) anyway.
-        Replay does NOT delete from the dead-letter stream; with
-        --purge-replayed each dead letter is deleted once its replay has
-        been acknowledged. --dry-run lists what would be replayed and
-        publishes nothing.
+  replay [--reason R] [--since T] [--seq N] [--dry-run]
+        move dead letters back to the input stream: re-publish each original
+        body, with its original headers (not Dlq-* or Nats-*), to its
+        original subject (Dlq-Original-Subject) on the input stream, and once
+        JetStream has acknowledged it, delete the dead letter. A replayed
+        message that fails again comes back as one new dead letter, so
+        replaying never multiplies letters. Each is published with
+        Nats-Msg-Id "replay:<DLQ sequence>": a letter whose replay was
+        published by an earlier, interrupted replay (within the input
+        stream's duplicate window, 2m) is not published twice, only deleted;
+        Pinterest deduplicates on event_id (derived from the body) anyway.
+        A letter without Dlq-Original-Subject is skipped and kept. The
+        summary counts what was published, deleted and skipped.
+        --dry-run lists what would be replayed and changes nothing.
 
   R is a reason (malformed_json, max_deliveries, rejected_by_pinterest, ...).
   T is an RFC 3339 time (2026-11-22T19:00:00Z) or a duration back from now
@@ -105,7 +107,7 @@ func runDLQ(ctx context.Context, args []string, stdout io.Writer) error {
 	var sel dlqSelection
 	var since string
 	var limit int
-	var dryRun, purge bool
+	var dryRun bool
 	switch cmd {
 	case "list":
 		fs.StringVar(&sel.reason, "reason", "", "")
@@ -116,7 +118,6 @@ func runDLQ(ctx context.Context, args []string, stdout io.Writer) error {
 		fs.StringVar(&since, "since", "", "")
 		fs.Uint64Var(&sel.seq, "seq", 0, "")
 		fs.BoolVar(&dryRun, "dry-run", false, "")
-		fs.BoolVar(&purge, "purge-replayed", false, "")
 	case "show":
 	default:
 		return fmt.Errorf("unknown dlq command %q\n\n%s", cmd, dlqUsage)
@@ -167,7 +168,7 @@ func runDLQ(ctx context.Context, args []string, stdout io.Writer) error {
 	case "show":
 		return showDLQ(lookupCtx, dlq, showSeq, stdout)
 	default:
-		return replayDLQ(ctx, js, dlq, cfg, sel, dryRun, purge, stdout)
+		return replayDLQ(ctx, js, dlq, cfg, sel, dryRun, stdout)
 	}
 }
 
@@ -364,9 +365,18 @@ func replayMsg(dl deadLetterMsg) *nats.Msg {
 	return out
 }
 
+// replayDLQ moves the selected dead letters to the input stream: publish,
+// await the PubAck, then delete the letter. It prints what it did, also
+// when it stops on an error: the counts are of what really happened.
 func replayDLQ(ctx context.Context, js jetstream.JetStream, dlq jetstream.Stream, cfg config.Config, sel dlqSelection,
-	dryRun, purge bool, stdout io.Writer) error {
-	var matched, published, duplicates, skipped, purged int
+	dryRun bool, stdout io.Writer) error {
+	var (
+		matched   int
+		published int // published now and deleted
+		earlier   int // published by an earlier replay (duplicate), deleted now
+		kept      int // published (now or earlier), but the delete failed
+		skipped   int // no original subject: not published, kept
+	)
 	var tw *tabwriter.Writer
 	if dryRun {
 		tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
@@ -377,7 +387,7 @@ func replayDLQ(ctx context.Context, js jetstream.JetStream, dlq jetstream.Stream
 		subject := dl.Header.Get(connector.HeaderDLQSubject)
 		if subject == "" {
 			skipped++
-			fmt.Fprintf(stdout, "skipped %d: no %s header\n", dl.Seq, connector.HeaderDLQSubject)
+			fmt.Fprintf(stdout, "skipped %d: no %s header, kept\n", dl.Seq, connector.HeaderDLQSubject)
 			return nil
 		}
 		if dryRun {
@@ -389,18 +399,18 @@ func replayDLQ(ctx context.Context, js jetstream.JetStream, dlq jetstream.Stream
 		defer cancel()
 		ack, err := js.PublishMsg(pctx, replayMsg(dl), jetstream.WithExpectStream(cfg.Stream))
 		if err != nil {
-			return fmt.Errorf("replaying dead letter %d to %s: %w", dl.Seq, subject, err)
+			return fmt.Errorf("replaying dead letter %d to %s (not published, kept): %w", dl.Seq, subject, err)
+		}
+		// Only after the PubAck: the message is safe in the input stream.
+		if err := dlq.DeleteMsg(pctx, dl.Seq); err != nil {
+			kept++
+			return fmt.Errorf("dead letter %d replayed, but not deleted from %s (replaying it again within 2m publishes nothing): %w",
+				dl.Seq, cfg.DLQStream, err)
 		}
 		if ack.Duplicate {
-			duplicates++
+			earlier++
 		} else {
 			published++
-		}
-		if purge {
-			if err := dlq.DeleteMsg(pctx, dl.Seq); err != nil {
-				return fmt.Errorf("dead letter %d replayed, but not deleted from %s: %w", dl.Seq, cfg.DLQStream, err)
-			}
-			purged++
 		}
 		return nil
 	})
@@ -411,21 +421,23 @@ func replayDLQ(ctx context.Context, js jetstream.JetStream, dlq jetstream.Stream
 		if published > 0 {
 			_ = tw.Flush()
 		}
-		fmt.Fprintf(stdout, "dry run: %d dead letters would be replayed to stream %s, %d skipped; nothing published\n",
-			published, cfg.Stream, skipped)
+		fmt.Fprintf(stdout, "dry run: %d dead letters would be published to stream %s and deleted from %s, %d skipped; nothing changed\n",
+			published, cfg.Stream, cfg.DLQStream, skipped)
 		return err
 	}
-	fmt.Fprintf(stdout, "replayed %d dead letters to stream %s", published, cfg.Stream)
-	if duplicates > 0 {
-		fmt.Fprintf(stdout, "; %d already replayed within the duplicate window, not published again", duplicates)
+	fmt.Fprintf(stdout, "replay: %d dead letters published to stream %s and deleted from %s", published, cfg.Stream, cfg.DLQStream)
+	if earlier > 0 {
+		fmt.Fprintf(stdout, "; %d already published by an earlier replay (duplicate window), not published again, deleted now", earlier)
+	}
+	if kept > 0 {
+		fmt.Fprintf(stdout, "; %d published but not deleted", kept)
 	}
 	if skipped > 0 {
-		fmt.Fprintf(stdout, "; %d skipped", skipped)
+		fmt.Fprintf(stdout, "; %d skipped and kept", skipped)
 	}
-	if purge {
-		fmt.Fprintf(stdout, "; %d deleted from %s\n", purged, cfg.DLQStream)
-	} else {
-		fmt.Fprintf(stdout, "; %s unchanged\n", cfg.DLQStream)
+	if err != nil {
+		fmt.Fprint(stdout, "; stopped on an error")
 	}
+	fmt.Fprintln(stdout)
 	return err
 }

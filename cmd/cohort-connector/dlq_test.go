@@ -184,13 +184,13 @@ func TestDLQReplay(t *testing.T) {
 	s1, s2, s3, _ := e.seedThree()
 
 	out := dlqRun(t, "replay", "--dry-run")
-	assert.Contains(t, out, "3 dead letters would be replayed")
+	assert.Contains(t, out, "dry run: 3 dead letters would be published to stream COHORTS and deleted from COHORTS_DLQ, 0 skipped; nothing changed")
 	assert.Equal(t, []uint64{s1, s2, s3}, listedSeqs(t, out))
 	assert.Empty(t, e.inputMessages(), "a dry run publishes nothing")
+	assert.Equal(t, []uint64{s1, s2, s3}, listedSeqs(t, dlqRun(t, "list")), "and deletes nothing")
 
 	out = dlqRun(t, "replay", "--reason", "max_deliveries")
-	assert.Contains(t, out, "replayed 1 dead letters to stream COHORTS")
-	assert.Contains(t, out, "COHORTS_DLQ unchanged")
+	assert.Equal(t, "replay: 1 dead letters published to stream COHORTS and deleted from COHORTS_DLQ\n", out)
 	in := e.inputMessages()
 	require.Len(t, in, 1)
 	assert.Equal(t, "cohorts.membership.c2", in[0].Subject)
@@ -201,31 +201,44 @@ func TestDLQReplay(t *testing.T) {
 	for k := range in[0].Header {
 		assert.False(t, strings.HasPrefix(k, "Dlq-"), "header %s replayed", k)
 	}
+	_, err := e.dlq.GetMsg(t.Context(), s2)
+	assert.ErrorIs(t, err, jetstream.ErrMsgNotFound, "a replay is a move: the letter is deleted after its PubAck")
+	assert.Equal(t, []uint64{s1, s3}, listedSeqs(t, dlqRun(t, "list")), "the others stay in the DLQ")
 
 	out = dlqRun(t, "replay", "--reason", "max_deliveries")
-	assert.Contains(t, out, "replayed 0 dead letters")
-	assert.Contains(t, out, "1 already replayed within the duplicate window")
-	assert.Len(t, e.inputMessages(), 1, "a second replay within the duplicate window adds nothing")
+	assert.Contains(t, out, "replay: 0 dead letters published", "nothing left to replay")
+	assert.Len(t, e.inputMessages(), 1)
 
-	out = dlqRun(t, "replay", "--seq", strconv.FormatUint(s3, 10), "--purge-replayed")
-	assert.Contains(t, out, "replayed 1 dead letters")
-	assert.Contains(t, out, "1 deleted from COHORTS_DLQ")
-	in = e.inputMessages()
-	require.Len(t, in, 2)
-	assert.Equal(t, "cohorts.membership.c3", in[1].Subject)
-	_, err := e.dlq.GetMsg(t.Context(), s3)
-	assert.ErrorIs(t, err, jetstream.ErrMsgNotFound, "purged after its replay")
-	assert.Equal(t, []uint64{s1, s2}, listedSeqs(t, dlqRun(t, "list")), "the others stay in the DLQ")
+	// An earlier replay published s3 but stopped before deleting it.
+	m := replayMsg(deadLetterMsg{Seq: s3, Header: nats.Header{connector.HeaderDLQSubject: {"cohorts.membership.c3"}},
+		Data: []byte(`{}`)})
+	_, err = e.js.PublishMsg(t.Context(), m)
+	require.NoError(t, err)
+	out = dlqRun(t, "replay", "--seq", strconv.FormatUint(s3, 10))
+	assert.Equal(t, "replay: 0 dead letters published to stream COHORTS and deleted from COHORTS_DLQ; "+
+		"1 already published by an earlier replay (duplicate window), not published again, deleted now\n", out)
+	assert.Len(t, e.inputMessages(), 2, "not published twice")
+	_, err = e.dlq.GetMsg(t.Context(), s3)
+	assert.ErrorIs(t, err, jetstream.ErrMsgNotFound)
+
+	noSubject := e.seed("malformed_json", "", 13, 1, "x", "{", nil)
+	out = dlqRun(t, "replay")
+	assert.Equal(t, "skipped "+strconv.FormatUint(noSubject, 10)+": no Dlq-Original-Subject header, kept\n"+
+		"replay: 1 dead letters published to stream COHORTS and deleted from COHORTS_DLQ; 1 skipped and kept\n", out)
+	assert.Equal(t, []uint64{noSubject}, listedSeqs(t, dlqRun(t, "list")))
 
 	code, _, errOut := runCmd(t, "dlq", "replay", "--seq", strconv.FormatUint(s3, 10))
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errOut, "no dead letter "+strconv.FormatUint(s3, 10))
+	code, _, errOut = runCmd(t, "dlq", "replay", "--purge-replayed")
+	assert.Equal(t, 1, code, "replay always deletes: the old flag is gone")
+	assert.Contains(t, errOut, "purge-replayed")
 }
 
 func TestDLQHelpAndBadArguments(t *testing.T) {
 	clearEnv(t)
 	out := dlqRun(t, "--help")
-	for _, want := range []string{"list", "show", "replay", "--dry-run", "--purge-replayed", "does NOT delete"} {
+	for _, want := range []string{"list", "show", "replay", "--dry-run", "delete the dead letter", "never multiplies letters"} {
 		assert.Contains(t, out, want)
 	}
 	for k, v := range map[string]string{

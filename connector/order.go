@@ -83,7 +83,10 @@ func (b *orderBook) admit(k orderKey, seq uint64, now time.Time) (ok bool, wait 
 		st.entries = slices.Insert(st.entries, 0, orderEntry{seq: seq})
 		st.forgetAt = time.Time{}
 	} else {
-		st.entries[0].retryAt, st.entries[0].parked = time.Time{}, false
+		// In flight again. A parked change stays parked: it lives in its
+		// parking consumer until it is accepted, so changes behind it are
+		// parked behind it rather than redelivered over and over.
+		st.entries[0].retryAt = time.Time{}
 	}
 	return true, 0, false
 }
@@ -122,9 +125,9 @@ func (b *orderBook) release(k orderKey, seq uint64) (unrecord bool, record order
 	return unrecord, orderEntry{}
 }
 
-// wait records that change seq of k was nak'd and is due back at due (or,
-// with parked, that it was parked): it stays outstanding, and later changes
-// of k keep waiting for it. It reports whether the caller must write an
+// wait records that change seq of k was nak'd and is due back at due (zero:
+// unknown), and with parked that it lives in k's parking consumer: it stays
+// outstanding, and later changes of k keep waiting for it. It reports whether the caller must write an
 // order record for it: it is the oldest outstanding change of k and has none.
 func (b *orderBook) wait(k orderKey, seq uint64, due time.Time, parked bool) (record bool) {
 	st := b.keys[k]
@@ -135,7 +138,8 @@ func (b *orderBook) wait(k orderKey, seq uint64, due time.Time, parked bool) (re
 	if i < 0 {
 		return false
 	}
-	st.entries[i].retryAt, st.entries[i].parked = due, parked
+	st.entries[i].retryAt = due
+	st.entries[i].parked = st.entries[i].parked || parked
 	st.forgetAt = b.forgetAfter(st)
 	if i != 0 || st.recorded == seq {
 		return false

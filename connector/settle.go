@@ -134,8 +134,11 @@ func (c *Connector) settleOrder(d *delivery, due time.Time) {
 				c.deleteRecord(k)
 			}
 		default:
-			if c.order.wait(k, d.origin.seq, due, false) {
-				c.writeRecord(k, orderEntry{seq: d.origin.seq, retryAt: due})
+			// A parked copy nak'd is still parked: it comes back from its
+			// parking consumer.
+			inParking := d.parkedFor == account
+			if c.order.wait(k, d.origin.seq, due, inParking) {
+				c.writeRecord(k, orderEntry{seq: d.origin.seq, retryAt: due, parked: inParking})
 			}
 		}
 	}

@@ -121,12 +121,15 @@ func (c *Connector) targets(d *delivery, m cohorts.Membership) []routed {
 		d.outcome = outcome{kind: kindDone, reason: reasonNoIdentifiers}
 		return nil
 	}
-	items = slices.DeleteFunc(items, func(r routed) bool { return !c.admit(d, &r.laneItem, r.account) })
 	event := destinations.Item{EventID: m.EventID(), Membership: m, Hashed: hashed}
-	for i := range items {
-		items[i].event = event
+	admitted := items[:0]
+	for _, r := range items {
+		if c.admit(d, &r.laneItem, r.account) {
+			r.event = event
+			admitted = append(admitted, r)
+		}
 	}
-	return items
+	return admitted
 }
 
 // admit asks the order book whether d may go to account now. A change

@@ -80,6 +80,9 @@ const (
 	kindDone   outcomeKind = iota // accepted, parked, or nothing to send
 	kindRetry                     // redeliver after delay
 	kindReject                    // permanently bad: dead letter, then term
+	// kindKeep: left unsettled, to its AckWait (settle only: the dead
+	// letter of a last delivery could not be written).
+	kindKeep
 )
 
 // outcome is what one target of a delivery (or the delivery as a whole)

@@ -44,60 +44,64 @@ func (c *Connector) apply(r laneResult) {
 // settle carries out d's merged outcome, exactly once per delivery. It is
 // the only function that acks, naks or terminates a message.
 func (c *Connector) settle(d *delivery) {
+	o := c.final(d)
+	var err error
+	var due time.Time // when d comes back; zero: it does not
+	result := ""
+	switch o.kind {
+	case kindDone:
+		result, err = "ack", d.msg.Ack()
+	case kindRetry:
+		result, err = "nak", d.msg.NakWithDelay(o.delay)
+		due = c.o.Now().Add(o.delay)
+	case kindReject:
+		result, err = "term", d.msg.TermWithReason(o.reason)
+		c.o.Metrics.deadLetters.WithLabelValues(o.reason).Inc()
+	case kindKeep:
+		due = c.o.Now().Add(c.o.Topology.AckWait)
+	}
+	if err != nil {
+		// The server redelivers what it did not hear settled: after
+		// AckWait, or at once for a lost term (dead-lettered again, once).
+		c.o.Logger.Warn().Err(err).Str("result", result).Str("stream", d.meta.Stream).
+			Uint64("stream_seq", d.meta.Sequence.Stream).Msg("settling failed: the message will be redelivered")
+	}
+	c.settleOrder(d, due)
+	if result != "" {
+		c.o.Metrics.settled.WithLabelValues(result, o.reason).Inc()
+	}
+}
+
+// final turns d's merged outcome into what settle does: a retry at the
+// last delivery is set aside instead (JetStream would not deliver it
+// again), and what is set aside is first copied to the dead-letter stream.
+// A message whose dead letter cannot be written is kept: nak'd for another
+// try, or, at the main consumer's last delivery (where a nak would not
+// bring it back), left to its AckWait, after which JetStream's
+// max-deliveries advisory makes WatchMaxDeliveries copy it. A parked copy
+// always comes back: its consumer has no MaxDeliver of its own.
+func (c *Connector) final(d *delivery) outcome {
 	o := d.outcome
 	if o.reason == "" {
 		o = accepted
 	}
 	if o.kind == kindRetry && d.last(c.o.Topology.MaxDeliver) {
-		// JetStream would not deliver it again: set it aside instead.
 		o = outcome{kind: kindReject, reason: reasonMaxDeliveries, detail: o.reason + ": " + o.detail}
 	}
-	log := c.o.Logger
-	switch o.kind {
-	case kindDone:
-		if err := d.msg.Ack(); err != nil {
-			log.Warn().Err(err).Str("stream", d.meta.Stream).Uint64("stream_seq", d.meta.Sequence.Stream).Msg("ack failed: message will be redelivered")
-		}
-		c.settleOrder(d, time.Time{})
-		c.o.Metrics.settled.WithLabelValues("ack", o.reason).Inc()
-	case kindRetry:
-		c.nak(d, o.reason, o.delay)
-	case kindReject:
-		if err := c.deadLetter(d, o.reason, o.detail); err != nil {
-			c.deadLetterFailed(d, o.reason, err)
-			return
-		}
-		if err := d.msg.TermWithReason(o.reason); err != nil {
-			log.Warn().Err(err).Uint64("stream_seq", d.meta.Sequence.Stream).Msg("term failed: the redelivery will be dead-lettered again (deduplicated)")
-		}
-		c.settleOrder(d, time.Time{})
-		c.o.Metrics.settled.WithLabelValues("term", o.reason).Inc()
-		c.o.Metrics.deadLetters.WithLabelValues(o.reason).Inc()
+	if o.kind != kindReject {
+		return o
 	}
-}
-
-func (c *Connector) nak(d *delivery, reason string, delay time.Duration) {
-	if err := d.msg.NakWithDelay(delay); err != nil {
-		c.o.Logger.Warn().Err(err).Uint64("stream_seq", d.meta.Sequence.Stream).Msg("nak failed: message will be redelivered after AckWait")
+	err := c.deadLetter(d, o.reason, o.detail)
+	if err == nil {
+		return o
 	}
-	c.settleOrder(d, c.o.Now().Add(delay))
-	c.o.Metrics.settled.WithLabelValues("nak", reason).Inc()
-}
-
-// deadLetterFailed keeps a message whose dead letter could not be written:
-// nak'd for another try, or, at the main consumer's last delivery (a nak
-// would not bring it back), left to its AckWait: JetStream's max-deliveries
-// advisory then makes WatchMaxDeliveries copy it. A parked copy always comes
-// back: its consumer has no MaxDeliver of its own.
-func (c *Connector) deadLetterFailed(d *delivery, reason string, err error) {
-	ev := c.o.Logger.Error().Err(err).Str("reason", reason).Str("stream", d.meta.Stream).Uint64("stream_seq", d.meta.Sequence.Stream)
+	ev := c.o.Logger.Error().Err(err).Str("reason", o.reason).Str("stream", d.meta.Stream).Uint64("stream_seq", d.meta.Sequence.Stream)
 	if d.parkedFor == "" && d.last(c.o.Topology.MaxDeliver) {
 		ev.Msg("dead-letter publish failed at the last delivery: left to AckWait, the max-deliveries watcher copies it")
-		c.settleOrder(d, c.o.Now().Add(c.o.Topology.AckWait))
-		return
+		return outcome{kind: kindKeep, reason: reasonDLQFailed}
 	}
 	ev.Msg("dead-letter publish failed: message kept for redelivery")
-	c.nak(d, reasonDLQFailed, c.o.RetryDelayMin)
+	return outcome{kind: kindRetry, reason: reasonDLQFailed, delay: c.o.RetryDelayMin}
 }
 
 // settleOrder updates the order book and the memo for d's settlement: due

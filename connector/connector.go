@@ -15,6 +15,15 @@
 // lock. Lanes run on their own goroutines and report outcomes back to the
 // loop through one channel.
 //
+// Words used with one meaning each: a target is an ad account a delivery
+// goes to; a target is held when it is not sent as it arrives, because its
+// account cannot take it now (failing, congested) or has no account (an
+// unknown Tag ID); a held share of a main delivery is parked (copied to the
+// account's parking consumer, parking.go), other held shares are
+// redelivered; a change waits when an earlier change of the same user and
+// cohort is still outstanding at that account (order.go); an order record
+// keeps a waiting or parked change across restarts (orderrecords.go).
+//
 // Settlement is the point of the package. A delivery is acked only when
 // every ad account it is routed to has accepted it (or holds a parked copy
 // of it); it is never acked when it is handed to the next stage:

@@ -139,8 +139,9 @@ type ActivationCounts struct {
 	Sent int64
 	// Processed / Failed: Pinterest's per-event verdict.
 	Processed, Failed int64
-	// Held: deliveries held back (nak) because the activation's Tag ID has
-	// no account or its account is failing.
+	// Held: deliveries not sent as they arrived: parked or redelivered
+	// later, because the activation's Tag ID has no account or its account
+	// is failing or congested.
 	Held int64
 }
 
@@ -207,7 +208,7 @@ var (
 	descActReceived  = prometheus.NewDesc("cohort_connector_activation_received_total", "Memberships routed to the activation (first deliveries).", []string{"activation_id"}, nil)
 	descActWithIDs   = prometheus.NewDesc("cohort_connector_activation_with_identifiers_total", "Of those, memberships carrying a matchable identifier set.", []string{"activation_id"}, nil)
 	descActVerdicts  = prometheus.NewDesc("cohort_connector_activation_events_total", "Events Pinterest answered for, by verdict (processed, failed). Match rate = processed / (processed + failed).", []string{"activation_id", "verdict"}, nil)
-	descActHeld      = prometheus.NewDesc("cohort_connector_activation_held_total", "Deliveries held back by delayed redelivery (unknown Tag ID, failing account).", []string{"activation_id"}, nil)
+	descActHeld      = prometheus.NewDesc("cohort_connector_activation_held_total", "Deliveries not sent as they arrived: parked or redelivered later (unknown Tag ID, failing or congested account).", []string{"activation_id"}, nil)
 	descActMatchRate = prometheus.NewDesc("cohort_connector_activation_match_ratio", "processed / sent since start.", []string{"activation_id"}, nil)
 )
 

@@ -49,6 +49,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/cohort-connector/cohort-connector/cohorts"
@@ -132,8 +133,10 @@ type Connector struct {
 	results  chan laneResult // lanes → loop
 
 	// Owned by the loop goroutine.
-	order *orderBook
-	memo  map[memoKey][]string
+	order    *orderBook
+	memo     map[memoKey][]string
+	counters map[string]*activationCounters   // by activation id: Stats without its lock
+	settled  map[[2]string]prometheus.Counter // by result and reason: the metric without its lookup
 
 	src *source
 	// sendCtx is the context of every call to the destination; it is
@@ -173,8 +176,10 @@ func New(o Options) (*Connector, error) {
 		results:  make(chan laneResult, 64),
 		// A parked change may wait out a whole outage: forgotten only
 		// with its order record (the bucket's TTL).
-		order: newOrderBook(o.OrderWait, 2*o.Topology.AckWait, 24*time.Hour),
-		memo:  map[memoKey][]string{},
+		order:    newOrderBook(o.OrderWait, 2*o.Topology.AckWait, 24*time.Hour),
+		memo:     map[memoKey][]string{},
+		counters: map[string]*activationCounters{},
+		settled:  map[[2]string]prometheus.Counter{},
 	}
 	c.sendCtx, c.cancelSend = context.WithCancel(context.Background())
 	for _, account := range c.accounts {
@@ -336,6 +341,27 @@ func (c *Connector) loadOrder(ctx context.Context) error {
 		c.o.Logger.Info().Int("messages", n).Msg("unacknowledged messages from before the restart: later changes of their users wait for them")
 	}
 	return nil
+}
+
+// activationCounters returns the counters of an activation. Loop only.
+func (c *Connector) activationCounters(id string) *activationCounters {
+	ctrs := c.counters[id]
+	if ctrs == nil {
+		ctrs = c.o.Stats.counters(id)
+		c.counters[id] = ctrs
+	}
+	return ctrs
+}
+
+// countSettled counts one settlement. Loop only.
+func (c *Connector) countSettled(result, reason string) {
+	k := [2]string{result, reason}
+	ctr := c.settled[k]
+	if ctr == nil {
+		ctr = c.o.Metrics.settled.WithLabelValues(result, reason)
+		c.settled[k] = ctr
+	}
+	ctr.Inc()
 }
 
 // backoff is the nak delay for a transient failure at the n-th delivery:

@@ -80,7 +80,7 @@ func (c *Connector) targets(d *delivery, m cohorts.Membership) []routed {
 	}
 	var items []routed
 	for _, tg := range targets {
-		ctrs := c.o.Stats.counters(tg.Activation.ID)
+		ctrs := c.activationCounters(tg.Activation.ID)
 		if first {
 			ctrs.received.Add(1)
 			if matchable {

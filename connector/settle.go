@@ -68,7 +68,7 @@ func (c *Connector) settle(d *delivery) {
 	}
 	c.settleOrder(d, due)
 	if result != "" {
-		c.o.Metrics.settled.WithLabelValues(result, o.reason).Inc()
+		c.countSettled(result, o.reason)
 	}
 }
 

@@ -8,8 +8,12 @@
 //	go test -race -count=1 ./cmd/cohort-connector/faults/                       # CI sizes, about 90s
 //	go test -count=1 -timeout 60m ./cmd/cohort-connector/faults/ -faults.full   # full sizes
 //
-// A table (scenario | published | delivered | lost | duplicates | DLQ |
-// time) is printed after the tests; go test shows a passing package's
+// Its standard data give each user an enter and, later in the publish
+// order, an exit; besides losses it counts order violations: exits whose
+// first arrival at an ad account preceded their enter's there.
+//
+// A table (scenario | published | delivered | lost | duplicates | order |
+// DLQ | time) is printed after the tests; go test shows a passing package's
 // output only with -v (or when run from this directory), so it is also
 // written to the file named by -faults.report when set. -faults.seed replays
 // the random fault moments; FAULTS_DAEMON_LOG_LEVEL=debug runs the daemon at

@@ -75,9 +75,17 @@ type env struct {
 	logPath   string
 	daemonEnv map[string]string
 
-	proc   *daemonProc
-	starts int
-	kv     jetstream.KeyValue // the activations bucket
+	proc    *daemonProc
+	starts  int
+	ackWait time.Duration      // the main consumer's
+	kv      jetstream.KeyValue // the activations bucket
+
+	// supervise makes the waits act like a process supervisor: a daemon
+	// that exits by itself is started again (at most once a second), and
+	// counted in restarts, instead of failing the scenario.
+	supervise bool
+	restarts  int
+	lastStart time.Time
 
 	// expected event ids per ad account, and what was published.
 	expected  map[string]map[string]bool
@@ -87,6 +95,10 @@ type env struct {
 	// user's enter and exit expected there: an exit must not reach the
 	// account before its enter (the order column).
 	pairs map[string]map[string]*pair
+	// dlqAccounts makes finish count an expected event whose message is in
+	// the DLQ as accounted for (not lost): for scenarios where giving up
+	// on a message, visibly, is an allowed outcome.
+	dlqAccounts bool
 }
 
 // pair is one user's enter and exit event ids ("" until expected).
@@ -97,8 +109,14 @@ type envOptions struct {
 	record    bool              // record full events (memory heavy at full sizes)
 	env       map[string]string // extra or overriding CONNECTOR_* variables
 	// activations: cohort → Tag ID ("" = the default Tag ID), one
-	// activation "act-<cohort>" each.
+	// activation "act-<cohort>" each; putActivation adds more.
 	activations map[string]string
+	// maxDeliver is the main consumer's MaxDeliver (and
+	// CONNECTOR_MAX_DELIVER); 0 = 1000.
+	maxDeliver int
+	// ackWait is the main consumer's AckWait (and CONNECTOR_ACK_WAIT);
+	// 0 = ackWait (10s).
+	ackWait time.Duration
 }
 
 func newEnv(t *testing.T, order int, name string, o envOptions) *env {
@@ -114,6 +132,14 @@ func newEnv(t *testing.T, order int, name string, o envOptions) *env {
 		logPath:  filepath.Join(t.TempDir(), "daemon.log"),
 		expected: map[string]map[string]bool{acctA: {}, acctB: {}},
 		pairs:    map[string]map[string]*pair{acctA: {}, acctB: {}},
+	}
+	maxDeliver := o.maxDeliver
+	if maxDeliver == 0 {
+		maxDeliver = 1000
+	}
+	e.ackWait = o.ackWait
+	if e.ackWait == 0 {
+		e.ackWait = ackWait
 	}
 	rate := o.rateLimit
 	if rate == 0 {
@@ -141,7 +167,7 @@ func newEnv(t *testing.T, order int, name string, o envOptions) *env {
 	t.Cleanup(e.nc.Close)
 	e.js, err = jetstream.New(e.nc, jetstream.WithPublishAsyncMaxPending(4096))
 	require.NoError(t, err)
-	e.createObjects(o.activations)
+	e.createObjects(o.activations, maxDeliver, e.ackWait)
 
 	e.daemonEnv = map[string]string{
 		"CONNECTOR_NATS_URL":                e.url(),
@@ -160,8 +186,8 @@ func newEnv(t *testing.T, order int, name string, o envOptions) *env {
 		"CONNECTOR_AUTH_RETRY_DELAY":        "1s",
 		"CONNECTOR_HTTP_TIMEOUT":            "2s",
 		"CONNECTOR_HTTP_CALL_TIMEOUT":       "5s",
-		"CONNECTOR_ACK_WAIT":                ackWait.String(),
-		"CONNECTOR_MAX_DELIVER":             "1000",
+		"CONNECTOR_ACK_WAIT":                e.ackWait.String(),
+		"CONNECTOR_MAX_DELIVER":             strconv.Itoa(maxDeliver),
 		"CONNECTOR_SHUTDOWN_TIMEOUT":        shutdownTimeout.String(),
 		"CONNECTOR_LOG_LEVEL":               "warn",
 	}
@@ -230,9 +256,9 @@ func (e *env) restartServer() {
 }
 
 // createObjects creates the stream, the DLQ stream, the consumer and the KV
-// bucket from deploy/nats/*.json (consumer with AckWait 10s and MaxDeliver
-// 1000), and puts one activation per cohort.
-func (e *env) createObjects(activations map[string]string) {
+// bucket from deploy/nats/*.json (consumer with the given AckWait and
+// MaxDeliver), and puts one activation per cohort.
+func (e *env) createObjects(activations map[string]string, maxDeliver int, ackWait time.Duration) {
 	t := e.t
 	t.Helper()
 	ctx := t.Context()
@@ -248,7 +274,7 @@ func (e *env) createObjects(activations map[string]string) {
 	require.Equal(t, durableName, cc.Durable)
 	require.Equal(t, bucketName, kc.Bucket)
 	cc.AckWait = ackWait
-	cc.MaxDeliver = 1000
+	cc.MaxDeliver = maxDeliver
 
 	stream, err := e.js.CreateStream(ctx, sc)
 	require.NoError(t, err)
@@ -328,6 +354,7 @@ func (e *env) startDaemon() {
 		close(p.done)
 	}()
 	e.proc = p
+	e.lastStart = time.Now()
 	if e.began.IsZero() {
 		e.began = time.Now()
 	}
@@ -388,7 +415,9 @@ func (e *env) stopDaemon() {
 	}
 	if done, err := e.exited(); done {
 		e.proc = nil
-		e.t.Errorf("daemon exited by itself before the end of the scenario: %v", err)
+		if !e.supervise {
+			e.t.Errorf("daemon exited by itself before the end of the scenario: %v", err)
+		}
 		return
 	}
 	e.waitConsuming()
@@ -640,9 +669,14 @@ func (e *env) received(acct string) int { return len(e.sim.EventIDs(acct)) }
 // errDeadline is poll's error when cond did not hold in time.
 var errDeadline = errors.New("not done")
 
+// restartEvery is the supervisor's shortest interval between two starts of
+// the daemon (systemd's RestartSec, a pod's back-off).
+const restartEvery = time.Second
+
 // poll checks cond every pollEvery until it holds. It returns an error
 // wrapping errDeadline when limit has passed, or one saying the daemon
-// exited by itself.
+// exited by itself; when e.supervise is set, such a daemon is started
+// again instead (and counted in e.restarts).
 func (e *env) poll(limit time.Duration, cond func() bool) error {
 	deadline := time.Now().Add(limit)
 	tick := time.NewTicker(pollEvery)
@@ -652,7 +686,15 @@ func (e *env) poll(limit time.Duration, cond func() bool) error {
 			return nil
 		}
 		if done, err := e.exited(); done {
-			return fmt.Errorf("the daemon exited by itself: %v", err)
+			if !e.supervise {
+				return fmt.Errorf("the daemon exited by itself: %v", err)
+			}
+			if time.Since(e.lastStart) >= restartEvery {
+				e.proc = nil
+				e.restarts++
+				e.t.Logf("supervisor: the daemon exited (%v): restart #%d", err, e.restarts)
+				e.startDaemon()
+			}
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%w after %s", errDeadline, limit)
@@ -666,7 +708,7 @@ func (e *env) poll(limit time.Duration, cond func() bool) error {
 }
 
 // waitFor polls cond until it holds; it fails the test at the deadline or
-// if the daemon exits by itself.
+// if the daemon exits by itself (unless supervised).
 func (e *env) waitFor(what string, limit time.Duration, cond func() bool) {
 	e.t.Helper()
 	if err := e.poll(limit, cond); err != nil {
@@ -674,11 +716,36 @@ func (e *env) waitFor(what string, limit time.Duration, cond func() bool) {
 	}
 }
 
+// await is waitFor for what a scenario checks rather than sets up: at the
+// deadline it marks the test failed and returns false, so that the
+// scenario goes on to finish and its row shows the figures. A daemon that
+// exits by itself (unsupervised) still ends the scenario.
+func (e *env) await(what string, limit time.Duration, cond func() bool) bool {
+	e.t.Helper()
+	err := e.poll(limit, cond)
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, errDeadline):
+		e.t.Errorf("waiting for %s: %v", what, err)
+		return false
+	}
+	e.t.Fatalf("waiting for %s: %v", what, err)
+	return false
+}
+
 // waitComplete waits until the consumer owes nothing and every expected id
 // reached the simulator; it returns the time since the daemon first started.
 func (e *env) waitComplete(limit time.Duration) time.Duration {
 	e.t.Helper()
 	e.waitFor("every message settled and every expected event received", limit, e.complete)
+	return time.Since(e.began)
+}
+
+// awaitComplete is waitComplete as a check (see await).
+func (e *env) awaitComplete(limit time.Duration) time.Duration {
+	e.t.Helper()
+	e.await("every message settled and every expected event received", limit, e.complete)
 	return time.Since(e.began)
 }
 
@@ -690,18 +757,29 @@ func (e *env) complete() bool {
 // outcome is what a scenario's counts come to, from the simulator's
 // record and the DLQ.
 type outcome struct {
-	delivered  int // expected (account, event id) received at least once
-	lost       int // not received
-	duplicates int // receptions minus distinct ids
-	order      int // exits whose first arrival at an account preceded their enter's there
-	unexpected int // ids received that the scenario did not expect there
-	dlq        int // messages in the DLQ stream
-	dlqErr     error
+	delivered    int // expected (account, event id) received at least once
+	deadLettered int // not received, its message in the DLQ (e.dlqAccounts only)
+	lost         int // neither
+	duplicates   int // receptions minus distinct ids
+	order        int // exits whose first arrival at an account preceded their enter's there
+	unexpected   int // ids received that the scenario did not expect there
+	dlq          int // messages in the DLQ stream
+	dlqErr       error
 }
 
 func (e *env) outcome() outcome {
 	var o outcome
 	o.dlq, o.dlqErr = e.dlqCount()
+	inDLQ := map[string]bool{}
+	if e.dlqAccounts && o.dlqErr == nil {
+		var dms []dlqMessage
+		dms, o.dlqErr = e.readDLQ()
+		for _, dm := range dms {
+			if m, err := cohorts.Decode(dm.Data, time.Now()); err == nil {
+				inDLQ[m.EventID()] = true
+			}
+		}
+	}
 	total, distinct := 0, 0
 	for _, acct := range []string{acctA, acctB} {
 		got := e.sim.EventIDs(acct)
@@ -713,9 +791,12 @@ func (e *env) outcome() outcome {
 			}
 		}
 		for id := range e.expected[acct] {
-			if got[id] > 0 {
+			switch {
+			case got[id] > 0:
 				o.delivered++
-			} else {
+			case inDLQ[id]:
+				o.deadLettered++
+			default:
 				o.lost++
 			}
 		}
@@ -745,8 +826,16 @@ func (e *env) finish(took time.Duration, wantDLQ int, notes string) {
 	if o.dlqErr != nil {
 		e.t.Errorf("reading the DLQ: %v", o.dlqErr)
 	}
+	if e.dlqAccounts {
+		r.notes += fmt.Sprintf("; accounted for = delivered to its account (%d) or its message in the DLQ (%d); lost = neither",
+			o.delivered, o.deadLettered)
+	}
 	if o.lost > 0 {
-		e.t.Errorf("%d expected event ids never reached Pinterest", o.lost)
+		what := "expected event ids never reached Pinterest"
+		if e.dlqAccounts {
+			what = "expected event ids never reached Pinterest and are not in the DLQ either"
+		}
+		e.t.Errorf("%d %s", o.lost, what)
 	}
 	if o.unexpected > 0 {
 		e.t.Errorf("%d event ids reached Pinterest that the scenario did not expect (sent where they do not belong, or sent without identifiers)", o.unexpected)

@@ -32,15 +32,29 @@ type sizes struct {
 	termN        int           // SIGTERM: messages
 	limit        time.Duration // bound on each wait
 
+	// Issue 7's scenarios (issue7_test.go).
+	l1N         int           // L1: messages before, and during, A's outage
+	l2Users     int           // L2: users (an enter and an exit each)
+	l3N         int           // L3: messages (enters, then the exits)
+	l4KillN     int           // L4a: messages
+	l4DLQN      int           // L4b: messages
+	l5N         int           // L5: messages before, and after, the stream's deletion
+	l7N         int           // L7: messages parked
+	shortOutage time.Duration // L1–L4b: how long a fault lasts
+	check       time.Duration // bound on a wait for what a passing daemon does in seconds
 }
 
 func currentSizes() sizes {
 	if *fullFlag {
 		return sizes{killN: 200_000, kills: 10, outageN: 20_000, outage: 60 * time.Second, faultN: 20_000,
-			authN: 20_000, restartN: 50_000, termN: 5_000, limit: 10 * time.Minute}
+			authN: 20_000, restartN: 50_000, termN: 5_000, limit: 10 * time.Minute,
+			l1N: 5_000, l2Users: 2_000, l3N: 20_000, l4KillN: 2_000, l4DLQN: 5_000, l5N: 5_000, l7N: 10_000,
+			shortOutage: 20 * time.Second, check: 3 * time.Minute}
 	}
 	return sizes{killN: 20_000, kills: 3, outageN: 2_000, outage: 5 * time.Second, faultN: 2_000,
-		authN: 2_000, restartN: 5_000, termN: 5_000, limit: 2 * time.Minute}
+		authN: 2_000, restartN: 5_000, termN: 5_000, limit: 2 * time.Minute,
+		l1N: 1_000, l2Users: 200, l3N: 2_000, l4KillN: 200, l4DLQN: 500, l5N: 500, l7N: 1_000,
+		shortOutage: 3 * time.Second, check: 30 * time.Second}
 }
 
 // newRand is scenario order's random source, derived from the run's seed so
@@ -65,6 +79,13 @@ func TestFaults(t *testing.T) {
 		{"a poison corpus interleaved with good messages", poisonCorpus},
 		{"SIGTERM during a large batch", sigtermDuringLargeBatch},
 		{"exits published after a SIGKILL that cut their enters' calls", orderAcrossSIGKILL},
+		{"L1 an unknown Tag ID beside an account outage", unknownTagBesideAnOutage},
+		{"L2 exits while A answers 503 and B 401", exitsWhileBothAccountsFail},
+		{"L3 SIGTERM and restart with parked messages", restartWithParkedOrderRecords},
+		{"L4a SIGKILL during the last delivery of parked messages", sigkillAtLastDelivery},
+		{"L4b the DLQ refusing writes at the last delivery", dlqRefusingWrites},
+		{"L5 the input stream deleted and recreated", inputStreamRecreated},
+		{"L7 a parking consumer deleted while the daemon runs", parkingConsumerDeleted},
 	}
 	for i, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) { sc.run(t, i+1, sc.name, sz) })

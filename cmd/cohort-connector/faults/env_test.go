@@ -75,21 +75,48 @@ type env struct {
 	logPath   string
 	daemonEnv map[string]string
 
-	proc   *daemonProc
-	starts int
+	proc    *daemonProc
+	starts  int
+	ackWait time.Duration      // the main consumer's
+	kv      jetstream.KeyValue // the activations bucket
+
+	// supervise makes the waits act like a process supervisor: a daemon
+	// that exits by itself is started again (at most once a second), and
+	// counted in restarts, instead of failing the scenario.
+	supervise bool
+	restarts  int
+	lastStart time.Time
 
 	// expected event ids per ad account, and what was published.
 	expected  map[string]map[string]bool
 	published int
 	began     time.Time
+	// pairs holds, per ad account and (cohort, user), the event ids of the
+	// user's enter and exit expected there: an exit must not reach the
+	// account before its enter (the order column).
+	pairs map[string]map[string]*pair
+	// dlqAccounts makes finish count an expected event whose message is in
+	// the DLQ as accounted for (not lost): for scenarios where giving up
+	// on a message, visibly, is an allowed outcome.
+	dlqAccounts bool
 }
+
+// pair is one user's enter and exit event ids ("" until expected).
+type pair struct{ enter, exit string }
 
 type envOptions struct {
 	rateLimit int               // simulator RateLimitPerMinute; 0 = -1 (none)
 	record    bool              // record full events (memory heavy at full sizes)
 	env       map[string]string // extra or overriding CONNECTOR_* variables
-	// activations: cohort → Tag ID ("" = the default Tag ID).
+	// activations: cohort → Tag ID ("" = the default Tag ID), one
+	// activation "act-<cohort>" each; putActivation adds more.
 	activations map[string]string
+	// maxDeliver is the main consumer's MaxDeliver (and
+	// CONNECTOR_MAX_DELIVER); 0 = 1000.
+	maxDeliver int
+	// ackWait is the main consumer's AckWait (and CONNECTOR_ACK_WAIT);
+	// 0 = ackWait (10s).
+	ackWait time.Duration
 }
 
 func newEnv(t *testing.T, order int, name string, o envOptions) *env {
@@ -104,6 +131,15 @@ func newEnv(t *testing.T, order int, name string, o envOptions) *env {
 		storeDir: t.TempDir(),
 		logPath:  filepath.Join(t.TempDir(), "daemon.log"),
 		expected: map[string]map[string]bool{acctA: {}, acctB: {}},
+		pairs:    map[string]map[string]*pair{acctA: {}, acctB: {}},
+	}
+	maxDeliver := o.maxDeliver
+	if maxDeliver == 0 {
+		maxDeliver = 1000
+	}
+	e.ackWait = o.ackWait
+	if e.ackWait == 0 {
+		e.ackWait = ackWait
 	}
 	rate := o.rateLimit
 	if rate == 0 {
@@ -131,7 +167,7 @@ func newEnv(t *testing.T, order int, name string, o envOptions) *env {
 	t.Cleanup(e.nc.Close)
 	e.js, err = jetstream.New(e.nc, jetstream.WithPublishAsyncMaxPending(4096))
 	require.NoError(t, err)
-	e.createObjects(o.activations)
+	e.createObjects(o.activations, maxDeliver, e.ackWait)
 
 	e.daemonEnv = map[string]string{
 		"CONNECTOR_NATS_URL":                e.url(),
@@ -150,8 +186,8 @@ func newEnv(t *testing.T, order int, name string, o envOptions) *env {
 		"CONNECTOR_AUTH_RETRY_DELAY":        "1s",
 		"CONNECTOR_HTTP_TIMEOUT":            "2s",
 		"CONNECTOR_HTTP_CALL_TIMEOUT":       "5s",
-		"CONNECTOR_ACK_WAIT":                ackWait.String(),
-		"CONNECTOR_MAX_DELIVER":             "1000",
+		"CONNECTOR_ACK_WAIT":                e.ackWait.String(),
+		"CONNECTOR_MAX_DELIVER":             strconv.Itoa(maxDeliver),
 		"CONNECTOR_SHUTDOWN_TIMEOUT":        shutdownTimeout.String(),
 		"CONNECTOR_LOG_LEVEL":               "warn",
 	}
@@ -220,9 +256,9 @@ func (e *env) restartServer() {
 }
 
 // createObjects creates the stream, the DLQ stream, the consumer and the KV
-// bucket from deploy/nats/*.json (consumer with AckWait 10s and MaxDeliver
-// 1000), and puts one activation per cohort.
-func (e *env) createObjects(activations map[string]string) {
+// bucket from deploy/nats/*.json (consumer with the given AckWait and
+// MaxDeliver), and puts one activation per cohort.
+func (e *env) createObjects(activations map[string]string, maxDeliver int, ackWait time.Duration) {
 	t := e.t
 	t.Helper()
 	ctx := t.Context()
@@ -238,7 +274,7 @@ func (e *env) createObjects(activations map[string]string) {
 	require.Equal(t, durableName, cc.Durable)
 	require.Equal(t, bucketName, kc.Bucket)
 	cc.AckWait = ackWait
-	cc.MaxDeliver = 1000
+	cc.MaxDeliver = maxDeliver
 
 	stream, err := e.js.CreateStream(ctx, sc)
 	require.NoError(t, err)
@@ -246,16 +282,24 @@ func (e *env) createObjects(activations map[string]string) {
 	require.NoError(t, err)
 	_, err = stream.CreateConsumer(ctx, cc)
 	require.NoError(t, err)
-	kv, err := e.js.CreateKeyValue(ctx, kc)
+	e.kv, err = e.js.CreateKeyValue(ctx, kc)
 	require.NoError(t, err)
 	for cohort, tag := range activations {
-		a := cohorts.Activation{ID: "act-" + cohort, CohortID: cohort, Destination: cohorts.DestinationPinterest,
-			Enabled: true, TagID: tag, Mode: cohorts.ModeEvents}
-		b, err := json.Marshal(a)
-		require.NoError(t, err)
-		_, err = kv.Put(ctx, a.ID, b)
-		require.NoError(t, err)
+		e.putActivation("act-"+cohort, cohort, tag)
 	}
+}
+
+// putActivation writes an enabled events-mode activation of cohort to the
+// bucket, as `nats kv put` would: tag "" is the default Tag ID, and a Tag
+// ID no account owns is written anyway (the daemon must hold its messages).
+func (e *env) putActivation(id, cohort, tag string) {
+	e.t.Helper()
+	a := cohorts.Activation{ID: id, CohortID: cohort, Destination: cohorts.DestinationPinterest,
+		Enabled: true, TagID: tag, Mode: cohorts.ModeEvents}
+	b, err := json.Marshal(a)
+	require.NoError(e.t, err)
+	_, err = e.kv.Put(e.t.Context(), a.ID, b)
+	require.NoError(e.t, err)
 }
 
 // readDeploy decodes deploy/nats/<name> of the module into v.
@@ -310,6 +354,7 @@ func (e *env) startDaemon() {
 		close(p.done)
 	}()
 	e.proc = p
+	e.lastStart = time.Now()
 	if e.began.IsZero() {
 		e.began = time.Now()
 	}
@@ -370,7 +415,9 @@ func (e *env) stopDaemon() {
 	}
 	if done, err := e.exited(); done {
 		e.proc = nil
-		e.t.Errorf("daemon exited by itself before the end of the scenario: %v", err)
+		if !e.supervise {
+			e.t.Errorf("daemon exited by itself before the end of the scenario: %v", err)
+		}
 		return
 	}
 	e.waitConsuming()
@@ -438,24 +485,40 @@ type wireMsg struct {
 	Identifiers map[string]string `json:"identifiers"`
 }
 
-// good is the deterministic valid membership i of a cohort: user u<i>,
-// enter/exit alternating, ts baseEpoch + i ms, email user<i>@example.com.
-func good(cohort string, i int) []byte {
-	action := "enter"
-	if i%2 == 1 {
-		action = "exit"
+// membership is the deterministic valid change of user in cohort: user
+// u<user>, email user<user>@example.com, ts baseEpoch + user ms for the
+// enter and one second later for the exit. The same arguments give the
+// same bytes and event id on every run.
+func membership(cohort string, user int, action string) []byte {
+	ts := baseEpoch.Add(time.Duration(user) * time.Millisecond)
+	if action == "exit" {
+		ts = ts.Add(time.Second)
 	}
 	b, err := json.Marshal(wireMsg{
-		UserID:      "u" + strconv.Itoa(i),
+		UserID:      "u" + strconv.Itoa(user),
 		CohortID:    cohort,
 		Action:      action,
-		TS:          baseEpoch.Add(time.Duration(i) * time.Millisecond).Format(time.RFC3339Nano),
-		Identifiers: map[string]string{"email": "user" + strconv.Itoa(i) + "@example.com"},
+		TS:          ts.Format(time.RFC3339Nano),
+		Identifiers: map[string]string{"email": "user" + strconv.Itoa(user) + "@example.com"},
 	})
 	if err != nil {
 		panic(err)
 	}
 	return b
+}
+
+// pairedAt is message k of the standard data: a batch of n changes of
+// users from, from+1, … whose first half are the users' enters and whose
+// second half are the exits of the same users in the same order, so that
+// every exit is published n/2 messages after its enter. (An exit right
+// behind its enter would make every exit wait for its enter's call, which
+// is not how cohorts change.) With n odd the last enter has no exit.
+func pairedAt(from, n, k int) (user int, action string) {
+	h := (n + 1) / 2
+	if k < h {
+		return from + k, "enter"
+	}
+	return from + k - h, "exit"
 }
 
 // outMsg is one message to publish.
@@ -465,24 +528,41 @@ type outMsg struct {
 }
 
 // expect decodes data as the daemon will and records its event id as
-// expected at account; it returns the id.
+// expected at account (and, for the order column, as its user's enter or
+// exit there); it returns the id.
 func (e *env) expect(account string, data []byte) string {
 	e.t.Helper()
 	m, err := cohorts.Decode(data, time.Now())
 	require.NoError(e.t, err, "a message the scenario means to be valid: %.200s", data)
 	id := m.EventID()
 	e.expected[account][id] = true
+	key := m.CohortID + "\x00" + m.UserID
+	p := e.pairs[account][key]
+	if p == nil {
+		p = &pair{}
+		e.pairs[account][key] = p
+	}
+	slot := &p.enter
+	if m.Action == cohorts.ActionExit {
+		slot = &p.exit
+	}
+	require.True(e.t, *slot == "" || *slot == id,
+		"scenario bug: user %s of cohort %s has two %ss expected at %s", m.UserID, m.CohortID, m.Action, account)
+	*slot = id
 	return id
 }
 
-// goodBatch returns n good messages of a cohort (users from..from+n-1),
-// each expected at account.
-func (e *env) goodBatch(account, cohort string, from, n int) []outMsg {
+// goodBatch returns the standard data for a cohort (n changes of users
+// from.., see pairedAt), each expected at the given accounts.
+func (e *env) goodBatch(account, cohort string, from, n int, more ...string) []outMsg {
 	out := make([]outMsg, n)
-	for i := range out {
-		d := good(cohort, from+i)
-		e.expect(account, d)
-		out[i] = outMsg{subject: subjectPrefix + cohort, data: d}
+	for k := range out {
+		user, action := pairedAt(from, n, k)
+		d := membership(cohort, user, action)
+		for _, acct := range append([]string{account}, more...) {
+			e.expect(acct, d)
+		}
+		out[k] = outMsg{subject: subjectPrefix + cohort, data: d}
 	}
 	return out
 }
@@ -586,81 +666,185 @@ func (e *env) missing() int {
 // received is the number of distinct event ids the simulator holds for acct.
 func (e *env) received(acct string) int { return len(e.sim.EventIDs(acct)) }
 
-// waitFor polls cond until it holds; it fails the test at the deadline or
-// if the daemon exits by itself.
-func (e *env) waitFor(what string, limit time.Duration, cond func() bool) {
-	e.t.Helper()
+// errDeadline is poll's error when cond did not hold in time.
+var errDeadline = errors.New("not done")
+
+// restartEvery is the supervisor's shortest interval between two starts of
+// the daemon (systemd's RestartSec, a pod's back-off).
+const restartEvery = time.Second
+
+// poll checks cond every pollEvery until it holds. It returns an error
+// wrapping errDeadline when limit has passed, or one saying the daemon
+// exited by itself; when e.supervise is set, such a daemon is started
+// again instead (and counted in e.restarts).
+func (e *env) poll(limit time.Duration, cond func() bool) error {
 	deadline := time.Now().Add(limit)
 	tick := time.NewTicker(pollEvery)
 	defer tick.Stop()
 	for {
 		if cond() {
-			return
+			return nil
 		}
 		if done, err := e.exited(); done {
-			e.t.Fatalf("waiting for %s: the daemon exited by itself: %v", what, err)
+			if !e.supervise {
+				return fmt.Errorf("the daemon exited by itself: %v", err)
+			}
+			if time.Since(e.lastStart) >= restartEvery {
+				e.proc = nil
+				e.restarts++
+				e.t.Logf("supervisor: the daemon exited (%v): restart #%d", err, e.restarts)
+				e.startDaemon()
+			}
 		}
 		if time.Now().After(deadline) {
-			e.t.Fatalf("waiting for %s: not done after %s", what, limit)
+			return fmt.Errorf("%w after %s", errDeadline, limit)
 		}
 		select {
 		case <-tick.C:
 		case <-e.t.Context().Done():
-			e.t.Fatalf("waiting for %s: test ended", what)
+			return errors.New("test ended")
 		}
 	}
+}
+
+// waitFor polls cond until it holds; it fails the test at the deadline or
+// if the daemon exits by itself (unless supervised).
+func (e *env) waitFor(what string, limit time.Duration, cond func() bool) {
+	e.t.Helper()
+	if err := e.poll(limit, cond); err != nil {
+		e.t.Fatalf("waiting for %s: %v", what, err)
+	}
+}
+
+// await is waitFor for what a scenario checks rather than sets up: at the
+// deadline it marks the test failed and returns false, so that the
+// scenario goes on to finish and its row shows the figures. A daemon that
+// exits by itself (unsupervised) still ends the scenario.
+func (e *env) await(what string, limit time.Duration, cond func() bool) bool {
+	e.t.Helper()
+	err := e.poll(limit, cond)
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, errDeadline):
+		e.t.Errorf("waiting for %s: %v", what, err)
+		return false
+	}
+	e.t.Fatalf("waiting for %s: %v", what, err)
+	return false
 }
 
 // waitComplete waits until the consumer owes nothing and every expected id
 // reached the simulator; it returns the time since the daemon first started.
 func (e *env) waitComplete(limit time.Duration) time.Duration {
 	e.t.Helper()
-	e.waitFor("every message settled and every expected event received", limit, func() bool {
-		n, err := e.owed()
-		return err == nil && n == 0 && e.missing() == 0
-	})
+	e.waitFor("every message settled and every expected event received", limit, e.complete)
 	return time.Since(e.began)
 }
 
-// finish stops the daemon, counts, checks lost == 0 and no unexpected
-// event, and adds the scenario's row. wantDLQ < 0 skips the DLQ check.
-func (e *env) finish(took time.Duration, wantDLQ int, notes string) {
+// awaitComplete is waitComplete as a check (see await).
+func (e *env) awaitComplete(limit time.Duration) time.Duration {
 	e.t.Helper()
-	e.stopDaemon()
-	e.finished = true
-	r := row{order: e.order, scenario: e.name, published: e.published, took: took, notes: notes}
-	total, distinct, unexpected := 0, 0, 0
+	e.await("every message settled and every expected event received", limit, e.complete)
+	return time.Since(e.began)
+}
+
+func (e *env) complete() bool {
+	n, err := e.owed()
+	return err == nil && n == 0 && e.missing() == 0
+}
+
+// outcome is what a scenario's counts come to, from the simulator's
+// record and the DLQ.
+type outcome struct {
+	delivered    int // expected (account, event id) received at least once
+	deadLettered int // not received, its message in the DLQ (e.dlqAccounts only)
+	lost         int // neither
+	duplicates   int // receptions minus distinct ids
+	order        int // exits whose first arrival at an account preceded their enter's there
+	unexpected   int // ids received that the scenario did not expect there
+	dlq          int // messages in the DLQ stream
+	dlqErr       error
+}
+
+func (e *env) outcome() outcome {
+	var o outcome
+	o.dlq, o.dlqErr = e.dlqCount()
+	inDLQ := map[string]bool{}
+	if e.dlqAccounts && o.dlqErr == nil {
+		var dms []dlqMessage
+		dms, o.dlqErr = e.readDLQ()
+		for _, dm := range dms {
+			if m, err := cohorts.Decode(dm.Data, time.Now()); err == nil {
+				inDLQ[m.EventID()] = true
+			}
+		}
+	}
+	total, distinct := 0, 0
 	for _, acct := range []string{acctA, acctB} {
 		got := e.sim.EventIDs(acct)
 		for id, n := range got {
 			total += n
 			distinct++
 			if !e.expected[acct][id] {
-				unexpected++
+				o.unexpected++
 			}
 		}
 		for id := range e.expected[acct] {
-			if got[id] > 0 {
-				r.delivered++
-			} else {
-				r.lost++
+			switch {
+			case got[id] > 0:
+				o.delivered++
+			case inDLQ[id]:
+				o.deadLettered++
+			default:
+				o.lost++
+			}
+		}
+		first := e.sim.FirstArrivals(acct)
+		for _, p := range e.pairs[acct] {
+			fe, okE := first[p.enter]
+			fx, okX := first[p.exit]
+			if p.enter != "" && p.exit != "" && okE && okX && fx < fe {
+				o.order++
 			}
 		}
 	}
-	r.duplicates = total - distinct
-	dlq, err := e.dlqCount()
-	if err != nil {
-		e.t.Errorf("reading the DLQ: %v", err)
+	o.duplicates = total - distinct
+	return o
+}
+
+// finish stops the daemon, counts, checks lost == 0, no unexpected event
+// and no exit before its enter (order), and adds the scenario's row.
+// wantDLQ < 0 skips the DLQ check.
+func (e *env) finish(took time.Duration, wantDLQ int, notes string) {
+	e.t.Helper()
+	e.stopDaemon()
+	e.finished = true
+	o := e.outcome()
+	r := row{order: e.order, scenario: e.name, published: e.published, took: took, notes: notes,
+		delivered: o.delivered, lost: o.lost, duplicates: o.duplicates, violations: o.order, dlq: o.dlq}
+	if o.dlqErr != nil {
+		e.t.Errorf("reading the DLQ: %v", o.dlqErr)
 	}
-	r.dlq = dlq
-	if r.lost > 0 {
-		e.t.Errorf("%d expected event ids never reached Pinterest", r.lost)
+	if e.dlqAccounts {
+		r.notes += fmt.Sprintf("; accounted for = delivered to its account (%d) or its message in the DLQ (%d); lost = neither",
+			o.delivered, o.deadLettered)
 	}
-	if unexpected > 0 {
-		e.t.Errorf("%d event ids reached Pinterest that the scenario did not expect (sent where they do not belong, or sent without identifiers)", unexpected)
+	if o.lost > 0 {
+		what := "expected event ids never reached Pinterest"
+		if e.dlqAccounts {
+			what = "expected event ids never reached Pinterest and are not in the DLQ either"
+		}
+		e.t.Errorf("%d %s", o.lost, what)
 	}
-	if wantDLQ >= 0 && dlq != wantDLQ {
-		e.t.Errorf("DLQ holds %d messages, want %d", dlq, wantDLQ)
+	if o.unexpected > 0 {
+		e.t.Errorf("%d event ids reached Pinterest that the scenario did not expect (sent where they do not belong, or sent without identifiers)", o.unexpected)
+	}
+	if o.order > 0 {
+		e.t.Errorf("%d exits reached an ad account before their enter", o.order)
+	}
+	if wantDLQ >= 0 && o.dlq != wantDLQ {
+		e.t.Errorf("DLQ holds %d messages, want %d", o.dlq, wantDLQ)
 	}
 	if b, err := os.ReadFile(e.logPath); err == nil {
 		// nats.go's default async error handler writes these as plain text.
@@ -670,8 +854,8 @@ func (e *env) finish(took time.Duration, wantDLQ int, notes string) {
 	}
 	r.failed = e.t.Failed()
 	results.add(r)
-	e.t.Logf("%s: published %d, delivered %d, lost %d, duplicates %d, DLQ %d, %s", e.name, r.published, r.delivered,
-		r.lost, r.duplicates, r.dlq, took.Round(100*time.Millisecond))
+	e.t.Logf("%s: published %d, delivered %d, lost %d, duplicates %d, order violations %d, DLQ %d, %s", e.name,
+		r.published, r.delivered, r.lost, r.duplicates, r.violations, r.dlq, took.Round(100*time.Millisecond))
 }
 
 // recordAborted adds a row for a scenario that stopped before finish, so
@@ -680,22 +864,13 @@ func (e *env) recordAborted() {
 	if e.finished {
 		return
 	}
-	dlq, _ := e.dlqCount()
+	o := e.outcome()
 	notes := "aborted"
 	if n, err := e.owed(); err == nil && n > 0 {
 		notes = fmt.Sprintf("aborted: the consumer still owes %d (held, not acked)", n)
 	}
-	r := row{order: e.order, scenario: e.name, published: e.published, dlq: dlq, notes: notes, failed: true}
-	for acct, ids := range e.expected {
-		got := e.sim.EventIDs(acct)
-		for id := range ids {
-			if got[id] > 0 {
-				r.delivered++
-			} else {
-				r.lost++
-			}
-		}
-	}
+	r := row{order: e.order, scenario: e.name, published: e.published, delivered: o.delivered, lost: o.lost,
+		duplicates: o.duplicates, violations: o.order, dlq: o.dlq, notes: notes, failed: true}
 	if !e.began.IsZero() {
 		r.took = time.Since(e.began)
 	}

@@ -126,6 +126,7 @@ type row struct {
 	delivered  int // expected event ids received at least once
 	lost       int // expected event ids never received
 	duplicates int // receptions minus distinct ids
+	violations int // exits that reached an account before their enter
 	dlq        int // messages in COHORTS_DLQ
 	took       time.Duration
 	notes      string
@@ -160,14 +161,14 @@ func (r *resultTable) render() string {
 	}
 	fmt.Fprintf(&buf, "\nfault injection, %s, seed %d\n", size, seed())
 	w := tabwriter.NewWriter(&buf, 0, 0, 1, ' ', tabwriter.Debug)
-	fmt.Fprintln(w, "scenario\t published\t delivered\t lost\t duplicates\t DLQ\t time\t result\t notes")
+	fmt.Fprintln(w, "scenario\t published\t delivered\t lost\t duplicates\t order\t DLQ\t time\t result\t notes")
 	for _, x := range rows {
 		res := "ok"
 		if x.failed {
 			res = "FAIL"
 		}
-		fmt.Fprintf(w, "%s\t %d\t %d\t %d\t %d\t %d\t %s\t %s\t %s\n", x.scenario, x.published, x.delivered,
-			x.lost, x.duplicates, x.dlq, x.took.Round(100*time.Millisecond), res, x.notes)
+		fmt.Fprintf(w, "%s\t %d\t %d\t %d\t %d\t %d\t %d\t %s\t %s\t %s\n", x.scenario, x.published, x.delivered,
+			x.lost, x.duplicates, x.violations, x.dlq, x.took.Round(100*time.Millisecond), res, x.notes)
 	}
 	_ = w.Flush()
 	return buf.String()

@@ -278,7 +278,13 @@ func (s *Simulator) serveEvents(w http.ResponseWriter, r *http.Request, a *accou
 		for i := range req.Data {
 			we, msg := &req.Data[i], msgs[i]
 			if recordIDs {
-				a.eventIDs[we.EventID]++
+				t := a.eventIDs[we.EventID]
+				if t.n == 0 {
+					t.first = a.arrivals
+				}
+				t.n++
+				a.eventIDs[we.EventID] = t
+				a.arrivals++
 			}
 			if !record {
 				continue

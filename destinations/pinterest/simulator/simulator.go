@@ -167,8 +167,16 @@ type account struct {
 
 	mu       sync.Mutex // guards the fields below
 	received []Received
-	eventIDs map[string]int
+	eventIDs map[string]idTally
+	arrivals int64 // events tallied in eventIDs so far, duplicates included
 	lists    map[string]*customerList
+}
+
+// idTally is what the simulator keeps per event id: how often it was
+// received, and the position of its first arrival.
+type idTally struct {
+	n     int
+	first int64
 }
 
 type customerList struct {
@@ -267,7 +275,7 @@ func (s *Simulator) SetToken(adAccountID, token string) {
 	if a == nil {
 		a = &account{
 			id:       adAccountID,
-			eventIDs: make(map[string]int),
+			eventIDs: make(map[string]idTally),
 			lists:    make(map[string]*customerList),
 		}
 		a.eventsWindow.limit = s.limit
@@ -332,7 +340,8 @@ func (s *Simulator) takeFault(adAccountID string) (Fault, bool) {
 // SetRecordEventIDs).
 func (s *Simulator) SetRecord(on bool) { s.record.Store(on) }
 
-// SetRecordEventIDs turns the EventIDs tally on or off (on by default).
+// SetRecordEventIDs turns the EventIDs tally (and FirstArrivals) on or off
+// (on by default).
 func (s *Simulator) SetRecordEventIDs(on bool) { s.recordIDs.Store(on) }
 
 // Known reports whether an identifier value (a hashed em or hashed_maids
@@ -406,7 +415,28 @@ func (s *Simulator) EventIDs(adAccountID string) map[string]int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for k, v := range a.eventIDs {
-		out[k] = v
+		out[k] = v.n
+	}
+	return out
+}
+
+// FirstArrivals returns event_id → the position of its first arrival among
+// the events tallied for the account (the ones EventIDs counts: 200
+// answers, test events excluded, failed ones included), counting from 0
+// and counting duplicates: of two ids, the one with the smaller position
+// reached the account first. Events of one request are numbered in request
+// order. It is kept whenever EventIDs is, so order can be checked without
+// recording whole events (SetRecord).
+func (s *Simulator) FirstArrivals(adAccountID string) map[string]int64 {
+	out := make(map[string]int64)
+	a := s.account(adAccountID)
+	if a == nil {
+		return out
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for k, v := range a.eventIDs {
+		out[k] = v.first
 	}
 	return out
 }

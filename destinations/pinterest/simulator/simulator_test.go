@@ -406,6 +406,25 @@ func TestDuplicatesAreCountedPerEventID(t *testing.T) {
 	assert.Equal(t, 2, s.EventIDs(acct)["ev-4"], "not tallied while off")
 }
 
+func TestFirstArrivalsNumberEventsInArrivalOrderAndKeepTheFirst(t *testing.T) {
+	s := newSim(simulator.Options{})
+	s.SetRecord(false) // kept without recording whole events
+	decodeOK(t, postEvents(t, s, body(t, []pinterest.Event{event(2), event(0)})))
+	decodeOK(t, postEvents(t, s, body(t, []pinterest.Event{event(1), event(2)}))) // ev-2 again
+	test := do(t, s, http.MethodPost, "/v5/ad_accounts/"+acct+"/events?test=true", token, "application/json",
+		body(t, []pinterest.Event{event(3)}))
+	decodeOK(t, test)
+	assert.Equal(t, map[string]int64{"ev-2": 0, "ev-0": 1, "ev-1": 2}, s.FirstArrivals(acct),
+		"positions count every tallied event, a duplicate keeps its first, test events are not tallied")
+	decodeOK(t, postEvents(t, s, body(t, []pinterest.Event{event(4)})))
+	assert.Equal(t, int64(4), s.FirstArrivals(acct)["ev-4"], "the duplicate of ev-2 took position 3")
+
+	s.SetRecordEventIDs(false)
+	decodeOK(t, postEvents(t, s, body(t, []pinterest.Event{event(5)})))
+	assert.NotContains(t, s.FirstArrivals(acct), "ev-5", "not tallied while off")
+	assert.Empty(t, s.FirstArrivals("999"), "unknown account")
+}
+
 func TestFaultInjection(t *testing.T) {
 	t.Run("a 503 fault with Times 2 answers 503 twice then 200", func(t *testing.T) {
 		s := newSim(simulator.Options{})

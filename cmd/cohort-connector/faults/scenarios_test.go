@@ -65,6 +65,9 @@ func newRand(order int) *rand.Rand { return rand.New(rand.NewPCG(seed(), uint64(
 // TestFaults runs the scenarios in order, each against a fresh NATS server,
 // simulator and daemon, and adds one row each to the table TestMain prints.
 func TestFaults(t *testing.T) {
+	if daemonBin == "" {
+		t.Skip("-short: the fault-injection suite builds and runs the daemon")
+	}
 	require.NoError(t, readSources(moduleRoot), "reading the daemon's sources (for go test's cache)")
 	sz := currentSizes()
 	scenarios := []struct {

@@ -514,3 +514,24 @@ func TestRunReportsAClosedNATSConnectionAsAnErrorNotACleanShutdown(t *testing.T)
 		t.Fatal("Run did not return after its NATS connection closed")
 	}
 }
+
+func TestABodyWhoseCohortDiffersFromItsSubjectIsDeadLetteredNotRouted(t *testing.T) {
+	h := newHarness(t, harnessConfig{activations: []cohorts.Activation{
+		activation("subj-a", "c-subj-a", ""), activation("subj-b", "c-subj-b", tagB)}})
+	// Published on c-subj-a's subject, but the body says c-subj-b: routing
+	// by the body would send it to B, which the producer never meant.
+	stray := memberships("c-subj-b", 0, 1)[0]
+	body, err := json.Marshal(stray)
+	require.NoError(t, err)
+	seq := h.publish("c-subj-a", body)
+	good := memberships("c-subj-a", 1, 1)[0]
+	h.publishMembership(good)
+
+	require.Eventually(t, func() bool { return len(h.dlqMessages()) == 1 && len(h.eventsFor(acctA, "c-subj-a")) == 1 }, waitFor, tick)
+	h.requireNothingPending()
+	dl := h.dlqMessages()[0]
+	assert.Equal(t, "invalid_field", dl.Header.Get(connector.HeaderDLQReason))
+	assert.Equal(t, strconv.FormatUint(seq, 10), dl.Header.Get(connector.HeaderDLQSequence))
+	assert.Contains(t, dl.Header.Get(connector.HeaderDLQDetail), `"c-subj-b" differs from the subject's "c-subj-a"`)
+	assert.Empty(t, h.sim.Received(acctB), "nothing reached the body's cohort's account")
+}

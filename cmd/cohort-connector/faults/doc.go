@@ -9,9 +9,11 @@
 //	go test -race -count=1 ./cmd/cohort-connector/faults/                       # CI sizes, see below
 //	go test -count=1 -timeout 60m ./cmd/cohort-connector/faults/ -faults.full   # full sizes
 //
-// CI sizes take about 100s for rows 1–9 (2 cores); the rows of issue 7
-// (L1–L7, issue7_test.go) add about a minute on a daemon that passes them,
-// and each waits up to its bound (30–60s) on one that does not.
+// CI sizes take about 100s for rows 1–9 (2 cores); the rows that combine
+// faults (L1–L7, combined_test.go: parking with an unknown Tag ID, two
+// failing accounts, restarts, crashes at the last delivery, a DLQ refusing
+// writes, deleted streams and consumers) add about 50s on a daemon that
+// passes them, and each waits up to its bound (30–60s) on one that does not.
 //
 // Its standard data give each user an enter and, later in the publish
 // order, an exit; besides losses it counts order violations: exits whose

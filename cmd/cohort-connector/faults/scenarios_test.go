@@ -33,7 +33,7 @@ type sizes struct {
 	termN        int           // SIGTERM: messages
 	limit        time.Duration // bound on each wait
 
-	// Issue 7's scenarios (issue7_test.go).
+	// The rows that combine faults (combined_test.go).
 	l1N         int           // L1: messages before, and during, A's outage
 	l2Users     int           // L2: users (an enter and an exit each)
 	l3N         int           // L3: messages (enters, then the exits)

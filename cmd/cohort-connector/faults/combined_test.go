@@ -14,7 +14,7 @@ import (
 	"github.com/cohort-connector/cohort-connector/destinations/pinterest/simulator"
 )
 
-// The scenarios of issue 7's findings (L1–L7). Each one reproduces a way
+// The rows that combine faults (L1–L7). Each one reproduces a way
 // the daemon lost, dead-lettered or reordered messages, and states what
 // must hold instead.
 //

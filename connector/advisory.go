@@ -39,10 +39,13 @@ type maxDeliveriesAdvisory struct {
 //
 // The connector dead-letters a message itself when it would nak it at its
 // last delivery; this catches the others: a last delivery that expired
-// through AckWait (crash, hang), which JetStream drops silently. Publishing
-// uses Nats-Msg-Id "dlq:<stream>:<seq>:<stored>", the id the connector uses, so a
-// message the connector already dead-lettered is deduplicated by the DLQ
-// stream (within its duplicate window), not doubled.
+// through AckWait (crash, hang, or a dead letter the connector could not
+// write), which JetStream drops silently. A copy that cannot be written is
+// tried again every 5s while the watcher runs. Publishing uses Nats-Msg-Id
+// "dlq:<stream>:<seq>:<stored>", the id the connector uses, so a message the
+// connector already dead-lettered is deduplicated by the DLQ stream (within
+// its duplicate window), not doubled. Parked copies need no watcher: their
+// consumers have no MaxDeliver (see parking.go).
 //
 // nats-server (2.15) publishes the advisory when the consumer is next
 // pulled after the last delivery's AckWait expired: promptly while the

@@ -135,8 +135,11 @@ type Connector struct {
 	// Owned by the loop goroutine.
 	order    *orderBook
 	memo     map[memoKey][]string
-	counters map[string]*activationCounters   // by activation id: Stats without its lock
-	settled  map[[2]string]prometheus.Counter // by result and reason: the metric without its lookup
+	counters map[string]*activationCounters // by activation id: Stats without its lock
+	// forgetExpectedAt: a main delivery after this time means the changes
+	// read back at startup and not seen again were acked (see expect).
+	forgetExpectedAt time.Time
+	settled          map[[2]string]prometheus.Counter // by result and reason: the metric without its lookup
 
 	src *source
 	// sendCtx is the context of every call to the destination; it is
@@ -338,6 +341,7 @@ func (c *Connector) loadOrder(ctx context.Context) error {
 		return err
 	}
 	if n > 0 {
+		c.forgetExpectedAt = c.o.Now().Add(c.o.Topology.AckWait + c.o.OrderWait)
 		c.o.Logger.Info().Int("messages", n).Msg("unacknowledged messages from before the restart: later changes of their users wait for them")
 	}
 	return nil

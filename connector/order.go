@@ -33,12 +33,15 @@ type orderEntry struct {
 	seq     uint64
 	retryAt time.Time // when it is due back after a nak; zero while in flight
 	parked  bool      // it waits in its account's parking consumer
+	// expected: read back at startup, maybe still unacknowledged from
+	// before the restart, not seen since (see expect).
+	expected bool
 }
 
 type orderState struct {
 	entries  []orderEntry // outstanding changes, ascending seq
 	recorded uint64       // seq of the change with an order record, 0 if none
-	forgetAt time.Time    // after this the key is forgotten (see expect and stale)
+	forgetAt time.Time    // after this the key is forgotten (see stale)
 }
 
 type orderBook struct {
@@ -86,7 +89,7 @@ func (b *orderBook) admit(k orderKey, seq uint64, now time.Time) (ok bool, wait 
 		// In flight again. A parked change stays parked: it lives in its
 		// parking consumer until it is accepted, so changes behind it are
 		// parked behind it rather than redelivered over and over.
-		st.entries[0].retryAt = time.Time{}
+		st.entries[0].retryAt, st.entries[0].expected = time.Time{}, false
 	}
 	return true, 0, false
 }
@@ -180,16 +183,27 @@ func (b *orderBook) load(k orderKey, seq uint64, due time.Time, parked bool) {
 
 // expect registers change seq of k, which may still be unacknowledged from
 // before a restart (in flight when the process died): later changes of k
-// wait for it until it is seen again or until (its AckWait must have
-// expired by then).
+// wait for it until it is seen again, or until forgetExpected says it will
+// not come back. Its AckWait expires by until, when JetStream redelivers it.
 func (b *orderBook) expect(k orderKey, seq uint64, until time.Time) {
 	st := b.register(k, seq)
 	i := slices.IndexFunc(st.entries, func(e orderEntry) bool { return e.seq == seq })
-	if st.entries[i].retryAt.IsZero() && !st.entries[i].parked {
-		st.entries[i].retryAt = until
+	if e := &st.entries[i]; e.retryAt.IsZero() && !e.parked {
+		e.retryAt, e.expected = until, true
 	}
-	if f := until.Add(b.minWait); f.After(st.forgetAt) {
-		st.forgetAt = f
+}
+
+// forgetExpected forgets every change registered by expect and not seen
+// since: it was acknowledged before the restart. The caller knows it when a
+// delivery arrives after every expected change's AckWait has expired:
+// JetStream hands out expired deliveries before any other, so one still
+// unacknowledged would have come back first.
+func (b *orderBook) forgetExpected() {
+	for k, st := range b.keys {
+		st.entries = slices.DeleteFunc(st.entries, func(e orderEntry) bool { return e.expected })
+		if len(st.entries) == 0 {
+			delete(b.keys, k)
+		}
 	}
 }
 

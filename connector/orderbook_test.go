@@ -100,10 +100,32 @@ func TestOrderBookHoldsLaterChangesOfAMessageExpectedBackAfterARestart(t *testin
 	ok, wait, _ := b.admit(k, 20, bookNow)
 	assert.False(t, ok)
 	assert.Equal(t, 11*time.Second, wait)
+	ok, _, _ = b.admit(k, 20, bookNow.Add(time.Hour))
+	assert.False(t, ok, "no timer forgets it: only forgetExpected does")
 	ok, _, _ = b.admit(k, 10, bookNow.Add(time.Second))
 	assert.True(t, ok, "the expected message itself, redelivered")
 	ok, _, _ = b.admit(orderKey{"A", "c1", "u2"}, 30, bookNow)
 	assert.True(t, ok, "other users are not held")
+}
+
+func TestOrderBookForgetsExpectedChangesNotSeenAgainButKeepsTheOthers(t *testing.T) {
+	b := newTestBook()
+	seen, gone, recorded := orderKey{"A", "c1", "seen"}, orderKey{"A", "c1", "gone"}, orderKey{"A", "c1", "recorded"}
+	until := bookNow.Add(10 * time.Second)
+	b.expect(seen, 10, until)
+	b.expect(gone, 11, until)
+	b.load(recorded, 12, until, false)
+	b.expect(recorded, 12, until)
+	ok, _, _ := b.admit(seen, 10, bookNow.Add(9*time.Second))
+	require.True(t, ok, "redelivered: in flight again")
+
+	b.forgetExpected()
+	ok, _, _ = b.admit(gone, 21, bookNow.Add(11*time.Second))
+	assert.True(t, ok, "acked before the restart: forgotten")
+	ok, _, _ = b.admit(seen, 20, bookNow.Add(11*time.Second))
+	assert.False(t, ok, "seen again and in flight: still held")
+	ok, _, _ = b.admit(recorded, 22, bookNow.Add(11*time.Second))
+	assert.False(t, ok, "known from its order record: still held")
 }
 
 func TestOrderBookLoadsParkedRecordsSoLaterChangesAreParkedBehindThem(t *testing.T) {

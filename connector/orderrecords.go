@@ -112,10 +112,10 @@ func (c *Connector) loadRecords(ctx context.Context) (int, error) {
 // redelivers that change only when its AckWait expires — after a later
 // change of the same user, first delivered to the new process, would have
 // overtaken it. So when the main consumer still has unacknowledged messages
-// at startup, the last MaxAckPending delivered messages (every first
-// delivery still unacknowledged is among them) are read back, and their
-// users' later changes, at each ad account they go to, wait until those
-// messages are seen again or their AckWait is over.
+// at startup, the messages delivered above its ack floor are read back (at
+// most the last 4 × MaxAckPending), and their users' later changes, at each
+// ad account they go to, wait until those messages are seen again, or until
+// a delivery after their AckWait shows they were acked (forgetExpected).
 func (c *Connector) expectUnsettled(ctx context.Context) (int, error) {
 	ci, err := c.o.Consumer.Info(ctx)
 	if err != nil {
@@ -126,7 +126,7 @@ func (c *Connector) expectUnsettled(ctx context.Context) (int, error) {
 	}
 	last := ci.Delivered.Stream
 	first := ci.AckFloor.Stream + 1
-	if window := uint64(max(ci.Config.MaxAckPending, 1)); last >= window && last-window+1 > first {
+	if window := 4 * uint64(max(ci.Config.MaxAckPending, 1)); last >= window && last-window+1 > first {
 		first = last - window + 1
 	}
 	filters := ci.Config.FilterSubjects

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -25,6 +26,12 @@ func (c *Connector) route(msg jetstream.Msg, parkedFor string) {
 		return
 	}
 	d := &delivery{msg: msg, meta: meta, origin: originOf(msg, meta, parkedFor), received: c.o.Now(), parkedFor: parkedFor}
+	if parkedFor == "" && !c.forgetExpectedAt.IsZero() && d.received.After(c.forgetExpectedAt) {
+		// Every change read back at startup whose AckWait has expired was
+		// handed out before this delivery if it was still unacknowledged.
+		c.order.forgetExpected()
+		c.forgetExpectedAt = time.Time{}
+	}
 
 	m, err := cohorts.Decode(msg.Data(), d.received)
 	if err == nil {

@@ -13,8 +13,11 @@ import (
 
 // The source feeds the connector's loop from every consumer it reads: the
 // main durable consumer and one parking consumer per ad account. Each
-// consumer has a pump goroutine that hands its messages to one channel, so
-// that one loop routes and settles everything.
+// consumer's messages are handed, by nats.go's callback for it, to one
+// channel, so that one loop routes and settles everything. (A callback, not
+// an iterator: the iterator's fixed buffer overflows after a reconnect, and
+// a message dropped in the client is one the order book never saw.) A pump
+// goroutine per consumer watches its lifecycle.
 //
 // A consumer deleted under the connector is noticed (the pull ends with
 // "consumer deleted", or the periodic check finds it gone), reported by
@@ -53,9 +56,10 @@ type pump struct {
 
 	mu       sync.Mutex
 	cons     jetstream.Consumer
-	it       jetstream.MessagesContext
-	ackFloor uint64    // stream sequence below which everything was acked, when last checked
-	created  time.Time // creation time of the consumer's stream
+	cc       jetstream.ConsumeContext
+	gone     chan struct{} // signalled when the consumer is found deleted
+	ackFloor uint64        // stream sequence below which everything was acked, when last checked
+	created  time.Time     // creation time of the consumer's stream
 }
 
 func (c *Connector) newSource() *source {
@@ -90,12 +94,10 @@ func (s *source) start(ctx context.Context) error {
 		}
 	}
 	for _, p := range s.pumps {
-		it, err := p.cons.Messages(jetstream.PullMaxMessages(max(2*c.o.BatchSize, 256)))
-		if err != nil {
+		if err := s.consume(p, p.cons); err != nil {
 			s.stopFetching()
 			return fmt.Errorf("consuming %s: %w", p.name, err)
 		}
-		p.it = it
 	}
 	for _, p := range s.pumps {
 		s.wg.Add(1)
@@ -110,15 +112,44 @@ func (s *source) start(ctx context.Context) error {
 	return nil
 }
 
-// stopFetching makes every pump drain its iterator and stop; the feed is
-// closed once they have.
+// consume starts the delivery of cons's messages into the feed.
+func (s *source) consume(p *pump, cons jetstream.Consumer) error {
+	gone := make(chan struct{}, 1)
+	cc, err := cons.Consume(func(msg jetstream.Msg) { s.feed <- inbound{msg: msg, parkedFor: p.parkedFor} },
+		jetstream.PullMaxMessages(max(2*s.c.o.BatchSize, 256)),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			switch {
+			case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrConsumerNotFound),
+				errors.Is(err, jetstream.ErrBadRequest):
+				select {
+				case gone <- struct{}{}:
+				default:
+				}
+			case errors.Is(err, jetstream.ErrNoHeartbeat):
+				// The pulls are re-issued by nats.go; the periodic check
+				// finds a consumer that is really gone.
+			default:
+				s.c.o.Logger.Warn().Err(err).Str("consumer", p.name).Msg("consuming: transient error")
+			}
+		}))
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.cons, p.cc, p.gone = cons, cc, gone
+	p.mu.Unlock()
+	return nil
+}
+
+// stopFetching makes every consumer drain (the messages it has already
+// received are still fed) and stop; the feed is closed once they have.
 func (s *source) stopFetching() {
 	s.stopOnce.Do(func() {
 		close(s.stop)
 		for _, p := range s.pumps {
 			p.mu.Lock()
-			if p.it != nil {
-				p.it.Drain()
+			if p.cc != nil {
+				p.cc.Drain()
 			}
 			p.mu.Unlock()
 		}
@@ -134,46 +165,31 @@ func (s *source) stopped() bool {
 	}
 }
 
-// run pumps p's messages into the feed until the source stops.
+// run watches p until the source stops: a consumer found deleted is
+// stopped and opened again; one closed under it (the connection closed)
+// stops the source.
 func (s *source) run(p *pump) {
 	defer s.wg.Done()
 	for {
 		p.mu.Lock()
-		it := p.it
+		cc, gone := p.cc, p.gone
 		p.mu.Unlock()
-		if it != nil && !s.drainPump(p, it) {
+		select {
+		case <-cc.Closed():
+		case <-gone:
+			cc.Stop()
+			<-cc.Closed()
+		}
+		if s.stopped() {
+			return
+		}
+		if s.c.o.JS.Conn().IsClosed() {
+			s.fail(fmt.Errorf("consuming %s: %w", p.name, nats.ErrConnectionClosed))
 			return
 		}
 		// The consumer is gone: report it, open it again, resume.
 		if !s.reopen(p) {
 			return
-		}
-	}
-}
-
-// drainPump feeds it's messages until it ends. It reports whether p must be
-// reopened (false: the source stops).
-func (s *source) drainPump(p *pump, it jetstream.MessagesContext) bool {
-	for {
-		msg, err := it.Next()
-		if err == nil {
-			s.feed <- inbound{msg: msg, parkedFor: p.parkedFor}
-			continue
-		}
-		switch {
-		case errors.Is(err, jetstream.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionClosed):
-			// Checked before ErrMsgIteratorClosed, which the iterator wraps
-			// together with it: a lost connection is not a clean stop.
-			s.fail(fmt.Errorf("consuming %s: %w", p.name, err))
-			return false
-		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
-			return !s.stopped()
-		case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrBadRequest):
-			it.Stop()
-			return !s.stopped()
-		default:
-			// Missed heartbeats and similar: the iterator re-pulls by itself.
-			s.c.o.Logger.Warn().Err(err).Str("consumer", p.name).Msg("consuming: transient error")
 		}
 	}
 }
@@ -188,23 +204,19 @@ func (s *source) reopen(p *pump) bool {
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		cons, err := p.open(ctx)
-		var it jetstream.MessagesContext
-		if err == nil {
-			it, err = cons.Messages(jetstream.PullMaxMessages(max(2*s.c.o.BatchSize, 256)))
-		}
 		cancel()
 		if err == nil {
-			p.mu.Lock()
-			stopping := s.stopped()
-			p.cons, p.it = cons, it
-			p.mu.Unlock()
-			if stopping {
-				it.Stop()
+			if s.stopped() {
 				return false
 			}
-			s.setProblem(p.name, "")
-			log.Info().Str("consumer", p.name).Msg("JetStream consumer back: consuming again")
-			return true
+			if err = s.consume(p, cons); err == nil {
+				if s.stopped() { // raced with stopFetching, which drained the old one
+					p.cc.Drain()
+				}
+				s.setProblem(p.name, "")
+				log.Info().Str("consumer", p.name).Msg("JetStream consumer back: consuming again")
+				return true
+			}
 		}
 		s.setProblem(p.name, err.Error())
 		log.Warn().Err(err).Str("consumer", p.name).Dur("retry_in", delay).Msg("creating the consumer again failed")
@@ -308,7 +320,7 @@ func (s *source) check() {
 
 func (s *source) checkConsumer(ctx context.Context, p *pump) {
 	p.mu.Lock()
-	cons, it := p.cons, p.it
+	cons, gone := p.cons, p.gone
 	p.mu.Unlock()
 	if cons == nil {
 		return
@@ -320,8 +332,9 @@ func (s *source) checkConsumer(ctx context.Context, p *pump) {
 		p.ackFloor = ci.AckFloor.Stream
 		p.mu.Unlock()
 	case errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound):
-		if it != nil {
-			it.Stop() // the pump opens it again
+		select {
+		case gone <- struct{}{}: // the pump opens it again
+		default:
 		}
 	}
 }

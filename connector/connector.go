@@ -341,7 +341,10 @@ func (c *Connector) loadOrder(ctx context.Context) error {
 		return err
 	}
 	if n > 0 {
-		c.forgetExpectedAt = c.o.Now().Add(c.o.Topology.AckWait + c.o.OrderWait)
+		// Twice AckWait: a delivery is routed some time after JetStream
+		// sent it (client buffers, a busy lane), and the proof holds only
+		// for one sent after every expected change's AckWait expired.
+		c.forgetExpectedAt = c.o.Now().Add(2 * c.o.Topology.AckWait)
 		c.o.Logger.Info().Int("messages", n).Msg("unacknowledged messages from before the restart: later changes of their users wait for them")
 	}
 	return nil

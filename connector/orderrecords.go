@@ -142,7 +142,8 @@ func (c *Connector) expectUnsettled(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("reading back unacknowledged messages: %w", err)
 	}
 	now := c.o.Now()
-	until := now.Add(c.o.Topology.AckWait)
+	// Later changes wait until forgetExpected may run (see loadOrder).
+	until := now.Add(2 * c.o.Topology.AckWait)
 	n := 0
 	for {
 		batch, err := oc.FetchNoWait(1000)

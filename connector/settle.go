@@ -45,20 +45,29 @@ func (c *Connector) apply(r laneResult) {
 // the only function that acks, naks or terminates a message.
 func (c *Connector) settle(d *delivery) {
 	o := c.final(d)
-	var err error
 	var due time.Time // when d comes back; zero: it does not
+	switch o.kind {
+	case kindRetry:
+		due = c.o.Now().Add(o.delay)
+	case kindKeep:
+		due = c.o.Now().Add(c.o.Topology.AckWait)
+	}
+	// Order records first: they are published on the same connection,
+	// ahead of the settlement, so a crash right after a nak cannot leave
+	// a change waiting for redelivery without its record.
+	c.settleOrder(d, due)
+	var err error
 	result := ""
 	switch o.kind {
 	case kindDone:
 		result, err = "ack", d.msg.Ack()
 	case kindRetry:
 		result, err = "nak", d.msg.NakWithDelay(o.delay)
-		due = c.o.Now().Add(o.delay)
 	case kindReject:
 		result, err = "term", d.msg.TermWithReason(o.reason)
 		c.o.Metrics.deadLetters.WithLabelValues(o.reason).Inc()
 	case kindKeep:
-		due = c.o.Now().Add(c.o.Topology.AckWait)
+		return
 	}
 	if err != nil {
 		// The server redelivers what it did not hear settled: after
@@ -66,10 +75,7 @@ func (c *Connector) settle(d *delivery) {
 		c.o.Logger.Warn().Err(err).Str("result", result).Str("stream", d.meta.Stream).
 			Uint64("stream_seq", d.meta.Sequence.Stream).Msg("settling failed: the message will be redelivered")
 	}
-	c.settleOrder(d, due)
-	if result != "" {
-		c.countSettled(result, o.reason)
-	}
+	c.countSettled(result, o.reason)
 }
 
 // final turns d's merged outcome into what settle does: a retry at the

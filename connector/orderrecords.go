@@ -113,7 +113,7 @@ func (c *Connector) loadRecords(ctx context.Context) (int, error) {
 // change of the same user, first delivered to the new process, would have
 // overtaken it. So when the main consumer still has unacknowledged messages
 // at startup, the messages delivered above its ack floor are read back (at
-// most the last 4 × MaxAckPending), and their users' later changes, at each
+// most the last readBackWindow × MaxAckPending), and their users' later changes, at each
 // ad account they go to, wait until those messages are seen again, or until
 // a delivery after their AckWait shows they were acked (forgetExpected).
 func (c *Connector) expectUnsettled(ctx context.Context) (int, error) {
@@ -126,7 +126,12 @@ func (c *Connector) expectUnsettled(ctx context.Context) (int, error) {
 	}
 	last := ci.Delivered.Stream
 	first := ci.AckFloor.Stream + 1
-	if window := 4 * uint64(max(ci.Config.MaxAckPending, 1)); last >= window && last-window+1 > first {
+	if window := readBackWindow * uint64(max(ci.Config.MaxAckPending, 1)); last >= window && last-window+1 > first {
+		// Bounded, for startup time and memory: an older message still
+		// unacknowledged (a change nak'd for long keeps the ack floor
+		// behind) may then be overtaken by a later change of its user.
+		c.o.Logger.Warn().Uint64("ack_floor", first-1).Uint64("from", last-window+1).
+			Msg("restart read-back bounded: per-user order is not kept for changes below this sequence that are still unacknowledged")
 		first = last - window + 1
 	}
 	filters := ci.Config.FilterSubjects
@@ -144,18 +149,24 @@ func (c *Connector) expectUnsettled(ctx context.Context) (int, error) {
 	now := c.o.Now()
 	// Later changes wait until forgetExpected may run (see loadOrder).
 	until := now.Add(2 * c.o.Topology.AckWait)
-	n := 0
+	n, next := 0, first
 	for {
-		batch, err := oc.FetchNoWait(1000)
+		// Not FetchNoWait: it may answer with nothing while the server is
+		// still gathering messages, which would end the read-back early.
+		// No more than are left up to last, so the fetch need not wait out
+		// its MaxWait at the end.
+		want := int(min(1000, last-next+1))
+		batch, err := oc.Fetch(want, jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
 			return n, fmt.Errorf("reading back unacknowledged messages: %w", err)
 		}
-		got := 0
-		for msg := range batch.Messages() {
+		got, done := 0, false
+		for msg := range batch.Messages() { // read to the end: the fetch ends with it
 			got++
 			meta, err := msg.Metadata()
-			if err != nil || meta.Sequence.Stream > last {
-				return n, nil
+			if done || err != nil || meta.Sequence.Stream > last {
+				done = true
+				continue
 			}
 			if m, err := cohorts.Decode(msg.Data(), now); err == nil {
 				for _, tg := range c.o.Resolver.Resolve(m) {
@@ -165,18 +176,23 @@ func (c *Connector) expectUnsettled(ctx context.Context) (int, error) {
 				}
 				n++
 			}
-			if meta.Sequence.Stream == last {
-				return n, nil
-			}
+			done = meta.Sequence.Stream == last
+			next = meta.Sequence.Stream + 1
 		}
-		if err := batch.Error(); err != nil {
+		if err := batch.Error(); err != nil && !done {
 			return n, fmt.Errorf("reading back unacknowledged messages: %w", err)
 		}
-		if got == 0 {
-			return n, nil // the rest was deleted from the stream
+		if done || got == 0 { // got 0: nothing for 2s, the rest was deleted from the stream
+			return n, nil
 		}
 	}
 }
+
+// readBackWindow bounds the restart read-back to the last readBackWindow ×
+// MaxAckPending delivered messages. A crash loop keeps the ack floor far
+// behind (changes held for a restart wait two AckWaits, unacknowledged):
+// the fault suite's ten SIGKILLs in 35 s needed more than 4.
+const readBackWindow = 10
 
 // orderLoadTimeout bounds the startup read of the order bucket and the
 // read-back of unacknowledged messages.

@@ -95,7 +95,7 @@ func (s *source) start(ctx context.Context) error {
 	}
 	for _, p := range s.pumps {
 		if err := s.consume(p, p.cons); err != nil {
-			s.stopFetching()
+			s.abort()
 			return fmt.Errorf("consuming %s: %w", p.name, err)
 		}
 	}
@@ -110,6 +110,30 @@ func (s *source) start(ctx context.Context) error {
 		close(s.feed)
 	}()
 	return nil
+}
+
+// abort stops the consumers started so far when start fails: what they
+// fetched is dropped (JetStream redelivers it after AckWait), and the feed
+// is emptied until each has stopped, so no callback is left blocked on it.
+func (s *source) abort() {
+	s.stopOnce.Do(func() { close(s.stop) })
+	for _, p := range s.pumps {
+		if p.cc != nil {
+			p.cc.Stop()
+		}
+	}
+	for _, p := range s.pumps {
+		if p.cc == nil {
+			continue
+		}
+		for stopped := false; !stopped; {
+			select {
+			case <-s.feed:
+			case <-p.cc.Closed():
+				stopped = true
+			}
+		}
+	}
 }
 
 // consume starts the delivery of cons's messages into the feed.

@@ -293,10 +293,10 @@ func TestUndecodableMessagesAreDeadLetteredVerbatimWithTheirReasonAndGoodOnesFlo
 }
 
 func TestEventsPinterestRejectsAreDeadLetteredAndCountedAsFailed(t *testing.T) {
-	h := newHarness(t, harnessConfig{
-		knownUserShare: simulator.NoKnownUsers,
-		activations:    []cohorts.Activation{activation("rej-a", "c-rej", "")},
-	})
+	h := newHarness(t, harnessConfig{activations: []cohorts.Activation{activation("rej-a", "c-rej", "")}})
+	// Pinterest refuses the events as invalid, for a rule the spec does not
+	// state (an unknown user is not one: it is processed).
+	h.sim.SetFault(acctA, simulator.Fault{RejectEvents: "event_time is older than 7 days"})
 	ms := memberships("c-rej", 0, 9)
 	seqs := map[string]bool{}
 	for _, m := range ms {
@@ -309,6 +309,7 @@ func TestEventsPinterestRejectsAreDeadLetteredAndCountedAsFailed(t *testing.T) {
 	require.Len(t, dl, len(ms))
 	for _, m := range dl {
 		assert.Equal(t, "rejected_by_pinterest", m.Header.Get(connector.HeaderDLQReason))
+		assert.Equal(t, "event_time is older than 7 days", m.Header.Get(connector.HeaderDLQDetail), "Pinterest's message")
 		assert.True(t, seqs[m.Header.Get(connector.HeaderDLQSequence)], "unexpected sequence %s", m.Header.Get(connector.HeaderDLQSequence))
 		delete(seqs, m.Header.Get(connector.HeaderDLQSequence))
 	}

@@ -46,8 +46,7 @@ const (
 
 // harnessConfig adjusts one harness; the zero value is the default setup.
 type harnessConfig struct {
-	maxDeliver     int     // Topology.MaxDeliver, default 5
-	knownUserShare float64 // simulator.Options.KnownUserShare, default 1
+	maxDeliver int // Topology.MaxDeliver, default 5
 	// options adjusts the connector Options after the defaults are set.
 	options func(*connector.Options)
 	// client adjusts the Pinterest client's Config after the defaults.
@@ -110,9 +109,6 @@ func newHarness(t testing.TB, cfg harnessConfig) *harness {
 	if cfg.maxDeliver == 0 {
 		cfg.maxDeliver = 5
 	}
-	if cfg.knownUserShare == 0 {
-		cfg.knownUserShare = 1
-	}
 	h := &harness{t: t, ncClosed: make(chan struct{})}
 	level := zerolog.InfoLevel
 	if cfg.quiet {
@@ -132,7 +128,6 @@ func newHarness(t testing.TB, cfg harnessConfig) *harness {
 	}
 	h.sim, err = simulator.Start(simulator.Options{
 		Accounts:           map[string]string{acctA: tokenA, acctB: tokenB},
-		KnownUserShare:     cfg.knownUserShare,
 		RateLimitPerMinute: cfg.simRateLimit,
 	})
 	require.NoError(t, err)

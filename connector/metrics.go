@@ -128,8 +128,11 @@ func (m *Metrics) ObserveAttempt(adAccountID string, status int, d time.Duration
 	m.reqDuration.WithLabelValues(adAccountID).Observe(d.Seconds())
 }
 
-// ActivationCounts are one activation's match-rate counters, counted from
-// what the connector saw, never estimated.
+// ActivationCounts are one activation's delivery counters, counted from
+// what the connector saw, never estimated. They hold no match rate: per
+// event, Pinterest says only whether it accepted the event (processed) or
+// refused it as invalid (failed), never whether its user matched; the match
+// rate comes from the size Pinterest reports for an audience.
 type ActivationCounts struct {
 	// Received: first deliveries of memberships routed to the activation.
 	Received int64
@@ -145,8 +148,9 @@ type ActivationCounts struct {
 	Held int64
 }
 
-// MatchRate is Processed / Sent, 0 when nothing was sent.
-func (c ActivationCounts) MatchRate() float64 {
+// Acceptance is Processed / Sent, 0 when nothing was sent: a health figure
+// (Pinterest refused the rest as invalid), about 1 when all is well.
+func (c ActivationCounts) Acceptance() float64 {
 	if c.Sent == 0 {
 		return 0
 	}
@@ -205,11 +209,11 @@ func (s *Stats) Snapshot() map[string]ActivationCounts {
 }
 
 var (
-	descActReceived  = prometheus.NewDesc("cohort_connector_activation_received_total", "Memberships routed to the activation (first deliveries).", []string{"activation_id"}, nil)
-	descActWithIDs   = prometheus.NewDesc("cohort_connector_activation_with_identifiers_total", "Of those, memberships carrying a matchable identifier set.", []string{"activation_id"}, nil)
-	descActVerdicts  = prometheus.NewDesc("cohort_connector_activation_events_total", "Events Pinterest answered for, by verdict (processed, failed). Match rate = processed / (processed + failed).", []string{"activation_id", "verdict"}, nil)
-	descActHeld      = prometheus.NewDesc("cohort_connector_activation_held_total", "Deliveries not sent as they arrived: parked or redelivered later (unknown Tag ID, failing or congested account).", []string{"activation_id"}, nil)
-	descActMatchRate = prometheus.NewDesc("cohort_connector_activation_match_ratio", "processed / sent since start.", []string{"activation_id"}, nil)
+	descActReceived   = prometheus.NewDesc("cohort_connector_activation_received_total", "Memberships routed to the activation (first deliveries).", []string{"activation_id"}, nil)
+	descActWithIDs    = prometheus.NewDesc("cohort_connector_activation_with_identifiers_total", "Of those, memberships carrying a matchable identifier set.", []string{"activation_id"}, nil)
+	descActVerdicts   = prometheus.NewDesc("cohort_connector_activation_events_total", "Events Pinterest answered for, by verdict: processed (accepted) or failed (refused as invalid).", []string{"activation_id", "verdict"}, nil)
+	descActHeld       = prometheus.NewDesc("cohort_connector_activation_held_total", "Deliveries not sent as they arrived: parked or redelivered later (unknown Tag ID, failing or congested account).", []string{"activation_id"}, nil)
+	descActAcceptance = prometheus.NewDesc("cohort_connector_activation_acceptance_ratio", "Acceptance: processed / sent since start (a health figure, not a match rate).", []string{"activation_id"}, nil)
 )
 
 // activationCollector exposes Stats; activation ids are not known up front,
@@ -217,7 +221,7 @@ var (
 type activationCollector struct{ s *Stats }
 
 func (c activationCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descActReceived, descActWithIDs, descActVerdicts, descActHeld, descActMatchRate} {
+	for _, d := range []*prometheus.Desc{descActReceived, descActWithIDs, descActVerdicts, descActHeld, descActAcceptance} {
 		ch <- d
 	}
 }
@@ -236,6 +240,6 @@ func (c activationCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descActVerdicts, prometheus.CounterValue, float64(v.Processed), id, "processed")
 		ch <- prometheus.MustNewConstMetric(descActVerdicts, prometheus.CounterValue, float64(v.Failed), id, "failed")
 		ch <- prometheus.MustNewConstMetric(descActHeld, prometheus.CounterValue, float64(v.Held), id)
-		ch <- prometheus.MustNewConstMetric(descActMatchRate, prometheus.GaugeValue, v.MatchRate(), id)
+		ch <- prometheus.MustNewConstMetric(descActAcceptance, prometheus.GaugeValue, v.Acceptance(), id)
 	}
 }

@@ -229,7 +229,7 @@ func printTable(ctx context.Context, w io.Writer, d *daemon, published *publishe
 func printActivations(w io.Writer, d *daemon) {
 	snap := d.stats.Snapshot()
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "ACTIVATION\tCOHORT\tTAG\tSOURCE\tAD ACCOUNT\tENABLED\tRECEIVED\tWITH IDS\tSENT\tPROCESSED\tFAILED\tMATCH RATE\tCOVERAGE\t")
+	fmt.Fprintln(tw, "ACTIVATION\tCOHORT\tTAG\tSOURCE\tAD ACCOUNT\tENABLED\tRECEIVED\tWITH IDS\tSENT\tPROCESSED\tFAILED\tACCEPTANCE\tCOVERAGE\t")
 	list := d.resolver.List()
 	sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
 	for _, a := range list {
@@ -237,7 +237,7 @@ func printActivations(w io.Writer, d *daemon) {
 		s := snap[a.ID]
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%t\t%d\t%d\t%d\t%d\t%d\t%.1f%%\t%.1f%%\t\n",
 			a.ID, a.CohortID, t.TagID, t.TagSource, t.AdAccountID, a.Enabled,
-			s.Received, s.WithIdentifiers, s.Sent, s.Processed, s.Failed, 100*s.MatchRate(), 100*s.Coverage())
+			s.Received, s.WithIdentifiers, s.Sent, s.Processed, s.Failed, 100*s.Acceptance(), 100*s.Coverage())
 	}
 	tw.Flush()
 }
@@ -254,7 +254,7 @@ func pipelineLine(ctx context.Context, d *daemon, published *publishedCount) str
 		line += fmt.Sprintf(", waiting %d, in flight %d", ci.NumPending, ci.NumAckPending)
 	}
 	if si, err := d.objs.DLQ.Info(ictx); err == nil {
-		line += fmt.Sprintf(", dead letters %d (events Pinterest rejected: unmatched users)", si.State.Msgs)
+		line += fmt.Sprintf(", dead letters %d (messages set aside as invalid)", si.State.Msgs)
 	}
 	return line
 }

@@ -27,7 +27,7 @@ const usageHead = `cohort-connector: forwards cohort membership changes from NAT
 Usage:
   cohort-connector                     run the daemon (configured by CONNECTOR_* variables)
   cohort-connector demo [-duration D]  run everything locally: embedded NATS, Pinterest simulator,
-                                       two brands, synthetic memberships, a live match-rate table
+                                       two brands, synthetic memberships, a live delivery table
   cohort-connector activations list|get|put|enable|disable|delete ...
                                        read and toggle activations (see: activations -h)
   cohort-connector dlq list|show|replay ...

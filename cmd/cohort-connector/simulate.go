@@ -18,7 +18,7 @@ func runSimulator(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs := flag.NewFlagSet("simulator", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:8080", "loopback `host:port` to serve on")
-	share := fs.Float64("known-share", simulator.DefaultKnownUserShare, "share of identifiers that are known Pinterest users")
+	share := fs.Float64("known-share", simulator.DefaultKnownUserShare, "share of identifiers that are known Pinterest users (what audience sizes will be made of; the events answer never depends on it)")
 	latency := fs.Duration("latency", 0, "added to every answer")
 	every := fs.Duration("report", 5*time.Second, "how often to print per-account counts")
 	accounts := map[string]string{}

@@ -28,7 +28,6 @@ const (
 	ErrEmNotHex            = "em must be SHA-256 hex"
 	ErrHashedMaidsNotHex   = "hashed_maids must be SHA-256 hex"
 	ErrExternalIDNotHex    = "external_id must be SHA-256 hex"
-	ErrNoUserMatched       = "no Pinterest user matched user_data"
 )
 
 // Error codes of non-200 answers (see the package comment).
@@ -106,7 +105,8 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	if f, ok := s.takeFault(id); ok {
+	f, faulted := s.takeFault(id)
+	if faulted {
 		if f.Latency > 0 {
 			// net/http notices a client hanging up only once the body has
 			// been read to EOF, so buffer it before waiting.
@@ -159,7 +159,7 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveCustomerList(w, r, a, listID)
 		return
 	}
-	s.serveEvents(w, r, a)
+	s.serveEvents(w, r, a, f.RejectEvents)
 }
 
 // validID reports whether id matches the spec's ^\d+$ with maxLength 18.
@@ -222,7 +222,9 @@ var requestPool = sync.Pool{New: func() any { return new(wireRequest) }}
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
 
-func (s *Simulator) serveEvents(w http.ResponseWriter, r *http.Request, a *account) {
+// serveEvents answers an events request; reject, when not empty, fails
+// every valid event with that message (Fault.RejectEvents).
+func (s *Simulator) serveEvents(w http.ResponseWriter, r *http.Request, a *account, reject string) {
 	test := false
 	if q := r.URL.RawQuery; q != "" {
 		if v := r.URL.Query()["test"]; len(v) > 0 {
@@ -265,6 +267,9 @@ func (s *Simulator) serveEvents(w http.ResponseWriter, r *http.Request, a *accou
 	processed := 0
 	for i := range req.Data {
 		msg := s.check(&req.Data[i], now)
+		if msg == "" {
+			msg = reject
+		}
 		if msg == "" {
 			processed++
 		}
@@ -343,7 +348,8 @@ func (s *Simulator) serveEvents(w http.ResponseWriter, r *http.Request, a *accou
 	bufPool.Put(bp)
 }
 
-// check validates one event and matches its user; "" means processed.
+// check validates one event; "" means processed. Whether its user is known
+// does not matter here (see the package comment).
 func (s *Simulator) check(we *wireEvent, now int64) string {
 	switch {
 	case we.EventName == "":
@@ -381,20 +387,7 @@ func (s *Simulator) check(we *wireEvent, now int64) string {
 	if !allSHA256Hex(u.ExternalID) {
 		return ErrExternalIDNotHex
 	}
-	for _, h := range u.Em {
-		if s.Known(h) {
-			return ""
-		}
-	}
-	for _, h := range u.HashedMaids {
-		if s.Known(h) {
-			return ""
-		}
-	}
-	if pair && s.knownPair(u.ClientIPAddress, u.ClientUserAgent) {
-		return ""
-	}
-	return ErrNoUserMatched
+	return ""
 }
 
 func allSHA256Hex(vs []string) bool {

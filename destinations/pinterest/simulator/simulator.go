@@ -12,10 +12,13 @@
 //
 //   - Known users. An identifier value h is a known Pinterest user iff the
 //     first two bytes of sha256(h), read big-endian as a uint16, are below
-//     KnownUserShare*65536. An event matches if any em or hashed_maids value
-//     is known, or sha256(client_ip_address+"|"+client_user_agent) is. A
-//     valid event that matches nobody is answered "failed" with
-//     ErrNoUserMatched, which is what makes the match rate realistic.
+//     KnownUserShare*65536 (Known). An event's user is known if any em or
+//     hashed_maids value is, or client_ip_address+"|"+client_user_agent
+//     is. Whether a user is known never shows in the events answer: per the
+//     spec a per-event "failed" means the event could not be processed
+//     (invalid), and nothing per event says whether its user matched. A
+//     valid event of an unknown user is "processed", as Pinterest answers.
+//     Known users are what an audience's size is made of.
 //   - Rate limit. "5,000 calls per minute per ad account" is modelled as an
 //     exact sliding window: a call is accepted iff fewer than
 //     RateLimitPerMinute calls were accepted in the preceding 60 s. A refused
@@ -100,6 +103,10 @@ type Fault struct {
 	Latency time.Duration
 	// Times is how many requests the fault applies to; 0 = until cleared.
 	Times int
+	// RejectEvents, when not empty (and Status is 0), answers every valid
+	// event of the request "failed" with this error_message: Pinterest
+	// refusing events for a rule the spec does not state.
+	RejectEvents string
 }
 
 // Received is one event of a 200 answer, as decoded, with its outcome.
@@ -354,18 +361,6 @@ func (s *Simulator) Known(identifier string) bool {
 		sum = sha256.Sum256(buf[:n])
 	} else {
 		sum = sha256.Sum256([]byte(identifier))
-	}
-	return uint32(binary.BigEndian.Uint16(sum[:2])) < s.threshold
-}
-
-func (s *Simulator) knownPair(ip, ua string) bool {
-	var buf [512]byte
-	var sum [32]byte
-	if n := len(ip) + 1 + len(ua); n <= len(buf) {
-		b := append(append(append(buf[:0], ip...), '|'), ua...)
-		sum = sha256.Sum256(b)
-	} else {
-		sum = sha256.Sum256([]byte(ip + "|" + ua))
 	}
 	return uint32(binary.BigEndian.Uint16(sum[:2])) < s.threshold
 }

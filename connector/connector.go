@@ -35,7 +35,8 @@
 //	nak    a transient or destination fault: redelivered after a delay that
 //	       grows with the delivery count (or Retry-After, or the long
 //	       auth delay); at the last allowed delivery it is dead-lettered
-//	       instead of being left to expire.
+//	       instead of being left to expire (unless the dead letter cannot be
+//	       written: then it is kept, see settle.go's final).
 package connector
 
 import (

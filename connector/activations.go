@@ -17,26 +17,6 @@ import (
 	"github.com/cohort-connector/cohort-connector/cohorts"
 )
 
-// CheckState is the outcome of one readiness check.
-type CheckState string
-
-// The outcomes of a readiness check. Only CheckFail makes the daemon
-// unready.
-const (
-	CheckOK   CheckState = "ok"
-	CheckWarn CheckState = "warn" // a problem to show; the daemon stays ready
-	CheckFail CheckState = "fail" // the daemon is not ready (/readyz 503)
-)
-
-// Check is one named readiness check, as /readyz shows it: one line
-// "<state> <name>: <detail>".
-type Check struct {
-	// Name is stable (snake_case): probes, alerts and people match on it.
-	Name   string
-	State  CheckState
-	Detail string // one line for people; "" when there is nothing to say
-}
-
 // The readiness checks of the activations watcher.
 const (
 	CheckActivationsLoaded  = "activations_loaded"  // fail until the bucket's contents were loaded once
@@ -89,7 +69,6 @@ type ActivationsWatcher struct {
 	log      zerolog.Logger
 	interval time.Duration
 	ready    chan struct{}
-	onReady  func() // WatchActivations: closes its caller's channel
 
 	// Owned by Run's goroutine.
 	inForce  map[string]uint64 // activation id → revision in force
@@ -113,16 +92,6 @@ func NewActivationsWatcher(kv jetstream.KeyValue, r *cohorts.Resolver, log zerol
 		kv: kv, r: r, log: log, interval: checkInterval,
 		ready: make(chan struct{}), inForce: map[string]uint64{}, problems: map[string]string{},
 	}
-}
-
-// WatchActivations runs an [ActivationsWatcher] of kv feeding r, with the
-// default check interval, and closes ready once the bucket's contents are
-// loaded. It returns nil when ctx is cancelled. Callers that serve /readyz
-// use the watcher itself, for its Checks.
-func WatchActivations(ctx context.Context, kv jetstream.KeyValue, r *cohorts.Resolver, log zerolog.Logger, ready chan<- struct{}) error {
-	w := NewActivationsWatcher(kv, r, log, 0)
-	w.onReady = func() { close(ready) }
-	return w.Run(ctx)
 }
 
 // Ready is closed once the bucket's contents were loaded the first time.
@@ -342,9 +311,6 @@ func (w *ActivationsWatcher) finishLoad(seen map[string]bool) {
 		w.loaded = true
 		w.log.Info().Int("activations", n).Msg("activations loaded")
 		close(w.ready)
-		if w.onReady != nil {
-			w.onReady()
-		}
 	case wasGone:
 		w.log.Info().Str("bucket", w.kv.Bucket()).Int("activations", n).Int("removed", removed).
 			Msg("activations bucket is back: activations re-read from it")

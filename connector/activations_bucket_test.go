@@ -13,7 +13,7 @@ func TestActivationsWatcherFollowsABucketDeletedAndRecreated(t *testing.T) {
 	e := newActivationsEnv(t)
 	e.put(activation("stays-a", "c-a", ""))
 	e.put(activation("dropped-b", "c-b", tagB))
-	e.startOldWatcher()
+	e.startWatcher()
 	require.Equal(t, []string{"dropped-b", "stays-a"}, e.ids())
 
 	require.NoError(t, e.js.DeleteKeyValue(t.Context(), e.topo.ActivationsBucket))

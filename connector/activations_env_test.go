@@ -3,7 +3,6 @@ package connector_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"strings"
 	"sync"
@@ -90,33 +89,6 @@ func (e *activationsEnv) putRaw(key, value string) uint64 {
 	rev, err := e.kv.Put(e.t.Context(), key, []byte(value))
 	require.NoError(e.t, err)
 	return rev
-}
-
-// startOldWatcher runs connector.WatchActivations (the function form the
-// daemon used before the watcher became a type) on a fresh Resolver, as a
-// (re)starting daemon does, and waits for ready.
-func (e *activationsEnv) startOldWatcher() {
-	e.t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan struct{})
-	done := make(chan error, 1)
-	go func() { done <- connector.WatchActivations(ctx, e.kv, e.resolver, e.log, ready) }()
-	e.t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			require.NoError(e.t, err, "WatchActivations")
-		case <-time.After(waitFor):
-			e.t.Error("WatchActivations did not return after cancel")
-		}
-	})
-	select {
-	case <-ready:
-	case err := <-done:
-		e.t.Fatalf("activations watcher stopped before ready: %v", err)
-	case <-time.After(waitFor):
-		e.t.Fatal("activations watcher not ready")
-	}
 }
 
 // ids are the ids of the resolver's activations, sorted.

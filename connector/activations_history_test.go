@@ -37,7 +37,7 @@ func TestActivationsWatcherUsesTheNewestValidRevisionAfterARestart(t *testing.T)
 
 	e.putRaw("never-valid", `{"id":"never-valid"}`)
 
-	e.startOldWatcher()
+	e.startWatcher()
 
 	got, ok := e.resolver.Get(good.ID)
 	require.True(t, ok, "after a restart the newest valid revision is in force")
@@ -74,7 +74,7 @@ func TestActivationsWatcherKeepsTheNewestValidRevisionOnALiveInvalidUpdate(t *te
 	e := newActivationsEnv(t)
 	a := activation("live", "c1", "")
 	e.put(a)
-	e.startOldWatcher()
+	e.startWatcher()
 
 	b := a
 	b.TagID = tagB

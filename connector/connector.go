@@ -135,7 +135,7 @@ type Connector struct {
 
 	// Owned by the loop goroutine.
 	order    *orderBook
-	memo     map[memoKey][]string
+	memo     map[origin][]string
 	counters map[string]*activationCounters // by activation id: Stats without its lock
 	// forgetExpectedAt: a main delivery after this time means the changes
 	// read back at startup and not seen again were acked (see expect).
@@ -181,7 +181,7 @@ func New(o Options) (*Connector, error) {
 		// A parked change may wait out a whole outage: forgotten only
 		// with its order record (the bucket's TTL).
 		order:    newOrderBook(o.OrderWait, 2*o.Topology.AckWait, 24*time.Hour),
-		memo:     map[memoKey][]string{},
+		memo:     map[origin][]string{},
 		counters: map[string]*activationCounters{},
 		settled:  map[[2]string]prometheus.Counter{},
 	}
@@ -197,9 +197,6 @@ func New(o Options) (*Connector, error) {
 	c.src = c.newSource()
 	return c, nil
 }
-
-// CheckJetStreamObjects is the name of the connector's readiness check.
-const CheckJetStreamObjects = "jetstream_objects"
 
 // Checks reports whether the JetStream objects the connector uses are in
 // place: one check, failing while one of them (a deleted consumer, say) is

@@ -14,7 +14,7 @@ import (
 //
 // The stream sequence alone is not an identity: a stream that is deleted and
 // created again starts counting from 1. The time the stream stored the
-// message makes it one.
+// message makes it one. Origins are comparable: the memo is keyed by them.
 type origin struct {
 	stream  string
 	subject string
@@ -27,15 +27,6 @@ type origin struct {
 func (o origin) id() string {
 	return o.stream + ":" + strconv.FormatUint(o.seq, 10) + ":" + strconv.FormatInt(o.stored, 10)
 }
-
-// memoKey is the origin's identity without its subject.
-type memoKey struct {
-	stream string
-	seq    uint64
-	stored int64
-}
-
-func (o origin) key() memoKey { return memoKey{o.stream, o.seq, o.stored} }
 
 // delivery is one JetStream delivery of one message, from the main consumer
 // or from an ad account's parking consumer. It carries the message's ack

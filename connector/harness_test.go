@@ -239,12 +239,12 @@ func newHarness(t testing.TB, cfg harnessConfig) *harness {
 func (h *harness) startWatcher() {
 	h.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan struct{})
+	w := connector.NewActivationsWatcher(h.objs.Activations, h.resolver, h.log, 0)
 	h.stopWatch = cancel
 	h.watchDone = make(chan error, 1)
-	go func() { h.watchDone <- connector.WatchActivations(ctx, h.objs.Activations, h.resolver, h.log, ready) }()
+	go func() { h.watchDone <- w.Run(ctx) }()
 	select {
-	case <-ready:
+	case <-w.Ready():
 	case err := <-h.watchDone:
 		h.t.Fatalf("activations watcher stopped before ready: %v", err)
 	case <-time.After(waitFor):
@@ -252,16 +252,16 @@ func (h *harness) startWatcher() {
 	}
 }
 
-// stopWatcher cancels WatchActivations and requires it to return nil; only
+// stopWatcher cancels the activations watcher and requires it to return nil; only
 // the first call does anything.
 func (h *harness) stopWatcher() {
 	h.watchOnce.Do(func() {
 		h.stopWatch()
 		select {
 		case err := <-h.watchDone:
-			require.NoError(h.t, err, "WatchActivations")
+			require.NoError(h.t, err, "activations watcher")
 		case <-time.After(waitFor):
-			h.t.Error("WatchActivations did not return after cancel")
+			h.t.Error("the activations watcher did not return after cancel")
 		}
 	})
 }

@@ -143,14 +143,14 @@ func (l *lane) flush(batch []laneItem) {
 	if len(batch) == 0 {
 		return
 	}
+	select {
+	case l.out <- batch: // a sender was free: the usual case
+		return
+	default:
+	}
 	recheck := time.NewTicker(max(l.slowCall/4, time.Millisecond))
 	defer recheck.Stop()
 	for {
-		select {
-		case l.out <- batch:
-			return
-		default:
-		}
 		if err := l.congested(); err != nil {
 			l.fn.report(batch, l.fn.hold(batch, err))
 			return

@@ -83,7 +83,7 @@ func (c *Connector) targets(d *delivery, m cohorts.Membership) []routed {
 	if d.parkedFor == "" && d.meta.NumDelivered > 1 {
 		// Accounts that already accepted this message (or hold a parked
 		// copy of it) on an earlier delivery are not charged again.
-		d.done = slices.Clone(c.memo[d.origin.key()])
+		d.done = slices.Clone(c.memo[d.origin])
 	}
 	var items []routed
 	for _, tg := range targets {

@@ -117,9 +117,9 @@ func (c *Connector) final(d *delivery) outcome {
 func (c *Connector) settleOrder(d *delivery, due time.Time) {
 	if d.parkedFor == "" {
 		if due.IsZero() {
-			delete(c.memo, d.origin.key())
+			delete(c.memo, d.origin)
 		} else if len(d.done) > 0 && len(c.memo) < memoMax {
-			c.memo[d.origin.key()] = d.done
+			c.memo[d.origin] = d.done
 		}
 	}
 	accounts := d.ordered

@@ -45,6 +45,9 @@ func newRedactor(tokens map[string]string) redactor {
 //     echo cut short), or the whole token when it is shorter than that;
 //   - the credential of any "Bearer <credential>".
 func (r redactor) redact(s string) string {
+	if s == "" { // every processed event's error_message: nothing to scan
+		return s
+	}
 	for _, tok := range r.tokens {
 		s = redactToken(s, tok)
 	}

@@ -50,6 +50,13 @@ type Item struct {
 	// Hashed holds the normalised, SHA-256 hashed identifiers: nothing in
 	// plain text leaves the process.
 	Hashed cohorts.Hashed
+	// CustomerLists are the ids of the customer lists the change is
+	// mirrored to (customer_list mode): an enter is ADDed to each, an exit
+	// REMOVEd. The item is processed only when every list took it.
+	CustomerLists []string
+	// ListsOnly is set when no activation of this ad account is in events
+	// mode: no conversion event is sent, only the list operations.
+	ListsOnly bool
 }
 
 // Batch is a group of items for a single ad account, at most the

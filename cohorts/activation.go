@@ -18,6 +18,9 @@ type Mode string
 // default when an activation names none.
 const ModeEvents Mode = "events"
 
+// ModeCustomerList mirrors membership into a customer list.
+const ModeCustomerList Mode = "customer_list"
+
 // DestinationPinterest is the only destination so far.
 const DestinationPinterest = "pinterest"
 

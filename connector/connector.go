@@ -77,6 +77,18 @@ type Options struct {
 	RetryDelayMin  time.Duration // first nak delay, doubled each delivery; default 5s
 	RetryDelayMax  time.Duration // nak delay cap, Retry-After included; default 15m
 	AuthRetryDelay time.Duration // nak delay after 401/403/404/3xx or an unknown Tag ID; default 5m
+	// CustomerLists returns the id of the customer list of an activation in
+	// customer_list mode, "" while it does not exist yet (its changes are
+	// then redelivered later). Nil: no list exists.
+	CustomerLists func(activationID string) string
+	// Applied is the state bucket where the last change applied to each
+	// customer list per user is kept (see applied.go). Nil keeps it in
+	// memory only.
+	Applied jetstream.KeyValue
+	// OnAccepted, if set, is called for every activation credited with a
+	// change Pinterest accepted (the match-rate sketches count its user).
+	// It runs on the connector's loop and must be cheap.
+	OnAccepted func(activationID, userID string)
 	// OrderRecords is the order bucket (Topology.OrderBucket): per-user
 	// order across restarts. Nil keeps order within this process only.
 	OrderRecords jetstream.KeyValue
@@ -136,6 +148,7 @@ type Connector struct {
 	// Owned by the loop goroutine.
 	order    *orderBook
 	memo     map[origin][]string
+	applied  *appliedStore // last change applied per customer list and user
 	counters map[string]*activationCounters // by activation id: Stats without its lock
 	// forgetExpectedAt: a main delivery after this time means the changes
 	// read back at startup and not seen again were acked (see expect).
@@ -182,6 +195,7 @@ func New(o Options) (*Connector, error) {
 		// with its order record (the bucket's TTL).
 		order:    newOrderBook(o.OrderWait, 2*o.Topology.AckWait, 24*time.Hour),
 		memo:     map[origin][]string{},
+		applied:  newAppliedStore(o.JS, o.Applied),
 		counters: map[string]*activationCounters{},
 		settled:  map[[2]string]prometheus.Counter{},
 	}
@@ -383,6 +397,9 @@ func (c *Connector) backoff(n uint64, retryAfter time.Duration) time.Duration {
 }
 
 // sender is the lanes' send function for account: one call for the items.
+// List operations older than what their list already reflects are dropped
+// first (applied.go); an item left with nothing to send is accepted as it
+// is.
 func (c *Connector) sender(account string) func(context.Context, []laneItem) ([]outcome, error) {
 	return func(ctx context.Context, items []laneItem) ([]outcome, error) {
 		now := c.o.Now()
@@ -396,8 +413,16 @@ func (c *Connector) sender(account string) func(context.Context, []laneItem) ([]
 				_ = it.d.msg.InProgress()
 			}
 		}
-		c.o.Metrics.batchSize.Observe(float64(len(events)))
-		res, err := c.o.Destination.Send(ctx, destinations.Batch{AdAccountID: account, Items: events})
+		superseded, err := c.applied.drop(ctx, events)
+		if err != nil {
+			return nil, fmt.Errorf("ad account %s: %w", account, err)
+		}
+		send, index := unsuperseded(events, superseded)
+		c.o.Metrics.batchSize.Observe(float64(len(send)))
+		var res destinations.Result
+		if len(send) > 0 {
+			res, err = c.o.Destination.Send(ctx, destinations.Batch{AdAccountID: account, Items: send})
+		}
 		if err != nil {
 			// Bad input is a fault of these items, shutdown is ours:
 			// neither says anything of the account.
@@ -410,13 +435,55 @@ func (c *Connector) sender(account string) func(context.Context, []laneItem) ([]
 			}
 			return nil, fmt.Errorf("ad account %s: %w", account, err)
 		}
-		out := make([]outcome, len(items))
-		for i, r := range res.Items {
-			out[i] = accepted
-			if !r.Processed {
-				out[i] = outcome{kind: kindReject, reason: reasonRejected, detail: r.Error}
+		return c.outcomes(items, events, res, index), nil
+	}
+}
+
+// unsuperseded returns the items that still have something to send, and for
+// each item its index among them (-1 when superseded).
+func unsuperseded(items []destinations.Item, superseded []bool) ([]destinations.Item, []int) {
+	index := make([]int, len(items))
+	if !slices.Contains(superseded, true) {
+		for i := range index {
+			index[i] = i
+		}
+		return items, index
+	}
+	send := make([]destinations.Item, 0, len(items))
+	for i := range items {
+		index[i] = -1
+		if !superseded[i] {
+			index[i] = len(send)
+			send = append(send, items[i])
+		}
+	}
+	return send, index
+}
+
+// outcomes turns the destination's verdicts into one outcome per item, and
+// records the list operations that were applied. If they cannot be
+// recorded, the items are redelivered rather than acked: a later, older
+// change could otherwise undo them.
+func (c *Connector) outcomes(items []laneItem, events []destinations.Item, res destinations.Result, index []int) []outcome {
+	out := make([]outcome, len(items))
+	processed := make([]bool, len(items))
+	for i, j := range index {
+		out[i] = accepted
+		if j < 0 {
+			continue // superseded: nothing left to send
+		}
+		if r := res.Items[j]; !r.Processed {
+			out[i] = outcome{kind: kindReject, reason: reasonRejected, detail: r.Error}
+			continue
+		}
+		processed[i] = true
+	}
+	if err := c.applied.record(events, processed); err != nil {
+		for i, it := range items {
+			if processed[i] && len(events[i].CustomerLists) > 0 {
+				out[i] = c.retryAfterFault(it.d, err)
 			}
 		}
-		return out, nil
 	}
+	return out
 }

@@ -22,6 +22,9 @@ const (
 	reasonNoIdentifiers = "no_identifiers"
 	reasonRejected      = "rejected_by_pinterest" // per-event failed, or 400/422 for the event alone
 	reasonUnknownTag    = "unknown_tag"
+	// reasonAudiencePending: a customer_list activation whose list is not
+	// created yet; redelivered.
+	reasonAudiencePending = "audience_pending"
 	reasonMaxDeliveries = "max_deliveries"
 	reasonDLQFailed     = "dlq_publish_failed"
 	// An earlier change of the same user and cohort is not settled yet.
@@ -34,7 +37,7 @@ const (
 
 func settleReasons() []string {
 	r := []string{reasonOK, reasonNotActivated, reasonNoIdentifiers, reasonRejected, reasonUnknownTag,
-		reasonMaxDeliveries, reasonDLQFailed, reasonWaitingForEarlier, reasonParked, reasonParkingFailed}
+		reasonAudiencePending, reasonMaxDeliveries, reasonDLQFailed, reasonWaitingForEarlier, reasonParked, reasonParkingFailed}
 	for _, d := range cohorts.DecodeReasons {
 		r = append(r, string(d))
 	}
@@ -166,6 +169,7 @@ func (c ActivationCounts) Coverage() float64 {
 }
 
 type activationCounters struct {
+	id                                         string // the activation's
 	received, withIDs, processed, failed, held atomic.Int64
 }
 
@@ -189,7 +193,7 @@ func (s *Stats) counters(id string) *activationCounters {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if c = s.byID[id]; c == nil {
-		c = &activationCounters{}
+		c = &activationCounters{id: id}
 		s.byID[id] = c
 	}
 	return c

@@ -23,6 +23,11 @@ type Topology struct {
 	DLQStream         string   // dead-letter stream
 	DLQSubject        string   // dead letters are published on <DLQSubject>.<reason>
 	OrderBucket       string   // KV bucket keeping per-user order across restarts; "" for none
+	// StateBucket keeps what the connector learns and must not forget:
+	// audience and customer list ids, encrypted OAuth refresh tokens, the
+	// last change applied per customer list and user, match-rate sketches,
+	// backfill progress. "" for none (audiences are then not managed).
+	StateBucket string
 	// ParkingStream stores, per ad account, the messages of an account
 	// that is failing (subject <ParkingSubject>.<ad_account_id>), so that
 	// they wait outside the main consumer; "" disables parking.
@@ -123,6 +128,18 @@ func (t Topology) OrderBucketConfig() jetstream.KeyValueConfig {
 	}
 }
 
+// StateBucketConfig is the state bucket: one value per key, kept until
+// replaced (nothing in it may expire: an audience id or a rotated refresh
+// token lost is an audience created twice or an account locked out).
+func (t Topology) StateBucketConfig() jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      t.StateBucket,
+		Description: "cohort-connector: audience ids, encrypted refresh tokens, applied list changes, match-rate sketches, backfill progress",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+	}
+}
+
 // Objects are the JetStream handles Ensure returns.
 type Objects struct {
 	Stream      jetstream.Stream
@@ -130,6 +147,7 @@ type Objects struct {
 	Consumer    jetstream.Consumer
 	Activations jetstream.KeyValue
 	Order       jetstream.KeyValue // nil when Topology.OrderBucket is ""
+	State       jetstream.KeyValue // nil when Topology.StateBucket is ""
 	// Created lists what Ensure had to create (for the startup log).
 	Created []string
 }
@@ -158,13 +176,8 @@ func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) (*Objects, 
 	if ci := o.Consumer.CachedInfo(); ci.Config.AckPolicy != jetstream.AckExplicitPolicy {
 		return nil, fmt.Errorf("consumer %s: ack policy is %s, the connector needs explicit acks", t.Durable, ci.Config.AckPolicy)
 	}
-	o.Activations, err = js.KeyValue(ctx, t.ActivationsBucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		o.Activations, err = js.CreateKeyValue(ctx, t.KeyValueConfig())
-		o.Created = append(o.Created, "kv "+t.ActivationsBucket)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("opening KV bucket %s: %w", t.ActivationsBucket, err)
+	if o.Activations, err = ensureBucket(ctx, js, t.KeyValueConfig(), &o.Created); err != nil {
+		return nil, err
 	}
 	if t.ParkingStream != "" {
 		// Its per-account consumers are created by Connector.Run, which
@@ -174,16 +187,28 @@ func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) (*Objects, 
 		}
 	}
 	if t.OrderBucket != "" {
-		o.Order, err = js.KeyValue(ctx, t.OrderBucket)
-		if errors.Is(err, jetstream.ErrBucketNotFound) {
-			o.Order, err = js.CreateKeyValue(ctx, t.OrderBucketConfig())
-			o.Created = append(o.Created, "kv "+t.OrderBucket)
+		if o.Order, err = ensureBucket(ctx, js, t.OrderBucketConfig(), &o.Created); err != nil {
+			return nil, err
 		}
-		if err != nil {
-			return nil, fmt.Errorf("opening KV bucket %s: %w", t.OrderBucket, err)
+	}
+	if t.StateBucket != "" {
+		if o.State, err = ensureBucket(ctx, js, t.StateBucketConfig(), &o.Created); err != nil {
+			return nil, err
 		}
 	}
 	return o, nil
+}
+
+func ensureBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig, created *[]string) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = js.CreateKeyValue(ctx, cfg)
+		*created = append(*created, "kv "+cfg.Bucket)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening KV bucket %s: %w", cfg.Bucket, err)
+	}
+	return kv, nil
 }
 
 func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig, created *[]string) (jetstream.Stream, error) {

@@ -113,14 +113,29 @@ func (c *Connector) targets(d *delivery, m cohorts.Membership) []routed {
 		case slices.Contains(d.done, tg.AdAccountID):
 			continue
 		}
-		// Several activations of the cohort may route to one ad account:
-		// one event goes there, and each activation is credited.
-		if i := slices.IndexFunc(items, func(r routed) bool { return r.account == tg.AdAccountID }); i >= 0 {
-			items[i].counters = append(items[i].counters, ctrs)
+		list, ok := c.customerList(tg.Activation)
+		if !ok {
+			ctrs.held.Add(1)
+			d.outcome = d.outcome.merge(outcome{kind: kindRetry, reason: reasonAudiencePending,
+				delay:  c.backoff(d.meta.NumDelivered, 0),
+				detail: fmt.Sprintf("activation %s: its customer list is not created yet", tg.Activation.ID)})
 			continue
 		}
-		items = append(items, routed{account: tg.AdAccountID, laneItem: laneItem{d: d, parkable: d.parkedFor == "",
-			counters: []*activationCounters{ctrs}}})
+		// Several activations of the cohort may route to one ad account:
+		// one item goes there (one event, and an operation per customer
+		// list), and each activation is credited.
+		i := slices.IndexFunc(items, func(r routed) bool { return r.account == tg.AdAccountID })
+		if i < 0 {
+			items = append(items, routed{account: tg.AdAccountID, laneItem: laneItem{d: d, parkable: d.parkedFor == "",
+				event: destinations.Item{ListsOnly: true}}})
+			i = len(items) - 1
+		}
+		items[i].counters = append(items[i].counters, ctrs)
+		if list == "" {
+			items[i].event.ListsOnly = false
+		} else {
+			items[i].event.CustomerLists = append(items[i].event.CustomerLists, list)
+		}
 	}
 	if !matchable {
 		// Pinterest requires em, hashed_maids or ip+user agent: an event
@@ -128,15 +143,29 @@ func (c *Connector) targets(d *delivery, m cohorts.Membership) []routed {
 		d.outcome = outcome{kind: kindDone, reason: reasonNoIdentifiers}
 		return nil
 	}
-	event := destinations.Item{EventID: m.EventID(), Membership: m, Hashed: hashed}
+	eventID := m.EventID()
 	admitted := items[:0]
 	for _, r := range items {
 		if c.admit(d, &r.laneItem, r.account) {
-			r.event = event
+			r.event.EventID, r.event.Membership, r.event.Hashed = eventID, m, hashed
 			admitted = append(admitted, r)
 		}
 	}
 	return admitted
+}
+
+// customerList is the customer list a's changes are mirrored to: "" for an
+// activation in events mode; false when a is in customer_list mode and its
+// list does not exist yet (the audience manager creates it).
+func (c *Connector) customerList(a cohorts.Activation) (string, bool) {
+	if a.Mode != cohorts.ModeCustomerList {
+		return "", true
+	}
+	if c.o.CustomerLists == nil {
+		return "", false
+	}
+	id := c.o.CustomerLists(a.ID)
+	return id, id != ""
 }
 
 // admit asks the order book whether d may go to account now. A change

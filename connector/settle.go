@@ -20,6 +20,9 @@ func (c *Connector) apply(r laneResult) {
 			switch o.reason {
 			case reasonOK:
 				ctr.processed.Add(1)
+				if c.o.OnAccepted != nil {
+					c.o.OnAccepted(ctr.id, it.d.userID)
+				}
 			case reasonRejected:
 				ctr.failed.Add(1)
 			default:

@@ -1,0 +1,84 @@
+package connector
+
+import (
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cohort-connector/cohort-connector/cohorts"
+	"github.com/cohort-connector/cohort-connector/destinations"
+)
+
+// stateBucket starts an embedded JetStream server and returns a KV bucket
+// on it, with its JetStream context.
+func stateBucket(t *testing.T) (jetstream.JetStream, jetstream.KeyValue) {
+	t.Helper()
+	srv, err := server.NewServer(&server.Options{JetStream: true, Port: -1, Host: "127.0.0.1",
+		StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	require.NoError(t, err)
+	go srv.Start()
+	require.True(t, srv.ReadyForConnections(10*time.Second))
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	nc, err := nats.Connect(srv.ClientURL())
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	kv, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: "STATE"})
+	require.NoError(t, err)
+	return js, kv
+}
+
+func listItem(user string, action cohorts.Action, ts time.Time, lists ...string) destinations.Item {
+	return destinations.Item{Membership: cohorts.Membership{UserID: user, CohortID: "c1", Action: action, TS: ts},
+		CustomerLists: lists, ListsOnly: true}
+}
+
+// TestAppliedStoreDropsOlderChangesAcrossARestart: once a change of a user
+// was applied to a list, an older change of that user is dropped for that
+// list, also by a new store (a restarted daemon, empty memory) reading the
+// bucket; the same change again, a newer one, or another list still go.
+func TestAppliedStoreDropsOlderChangesAcrossARestart(t *testing.T) {
+	js, kv := stateBucket(t)
+	t0 := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
+	first := newAppliedStore(js, kv)
+	exit := listItem("u1", cohorts.ActionExit, t0.Add(time.Minute), "100")
+	items := []destinations.Item{exit}
+	superseded, err := first.drop(t.Context(), items)
+	require.NoError(t, err)
+	require.Equal(t, []bool{false}, superseded, "nothing applied yet")
+	require.NoError(t, first.record(items, []bool{true}))
+
+	restarted := newAppliedStore(js, kv)
+	batch := []destinations.Item{
+		listItem("u1", cohorts.ActionEnter, t0, "100"),                 // older than the applied exit
+		listItem("u1", cohorts.ActionExit, t0.Add(time.Minute), "100"), // the same change again
+		listItem("u1", cohorts.ActionEnter, t0.Add(2*time.Minute), "100"),
+		listItem("u1", cohorts.ActionEnter, t0, "100", "200"), // older for 100 only
+		listItem("u2", cohorts.ActionEnter, t0, "100"),
+	}
+	superseded, err = restarted.drop(t.Context(), batch)
+	require.NoError(t, err)
+	require.Equal(t, []bool{true, false, false, false, false}, superseded)
+	require.Empty(t, batch[0].CustomerLists)
+	require.Equal(t, []string{"200"}, batch[3].CustomerLists, "list 200 never had u1")
+}
+
+// TestAppliedStoreRecordsOnlyProcessedItems: an item Pinterest did not take
+// leaves no applied time, so its older change is not dropped later.
+func TestAppliedStoreRecordsOnlyProcessedItems(t *testing.T) {
+	js, kv := stateBucket(t)
+	t0 := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
+	s := newAppliedStore(js, kv)
+	require.NoError(t, s.record([]destinations.Item{listItem("u1", cohorts.ActionExit, t0, "100")}, []bool{false}))
+	_, err := kv.Get(t.Context(), appliedKey("100", "u1"))
+	require.ErrorIs(t, err, jetstream.ErrKeyNotFound)
+	batch := []destinations.Item{listItem("u1", cohorts.ActionEnter, t0.Add(-time.Hour), "100")}
+	superseded, err := newAppliedStore(js, kv).drop(t.Context(), batch)
+	require.NoError(t, err)
+	require.Equal(t, []bool{false}, superseded)
+}

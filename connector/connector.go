@@ -148,7 +148,7 @@ type Connector struct {
 	// Owned by the loop goroutine.
 	order    *orderBook
 	memo     map[origin][]string
-	applied  *appliedStore // last change applied per customer list and user
+	applied  *appliedStore                  // last change applied per customer list and user
 	counters map[string]*activationCounters // by activation id: Stats without its lock
 	// forgetExpectedAt: a main delivery after this time means the changes
 	// read back at startup and not seen again were acked (see expect).

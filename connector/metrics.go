@@ -25,8 +25,8 @@ const (
 	// reasonAudiencePending: a customer_list activation whose list is not
 	// created yet; redelivered.
 	reasonAudiencePending = "audience_pending"
-	reasonMaxDeliveries = "max_deliveries"
-	reasonDLQFailed     = "dlq_publish_failed"
+	reasonMaxDeliveries   = "max_deliveries"
+	reasonDLQFailed       = "dlq_publish_failed"
 	// An earlier change of the same user and cohort is not settled yet.
 	reasonWaitingForEarlier = "waiting_for_earlier"
 	// A target was parked (see parking.go), the others accepted.

@@ -1,6 +1,7 @@
 package connector
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -48,10 +49,10 @@ func TestAppliedStoreDropsOlderChangesAcrossARestart(t *testing.T) {
 	first := newAppliedStore(js, kv)
 	exit := listItem("u1", cohorts.ActionExit, t0.Add(time.Minute), "100")
 	items := []destinations.Item{exit}
-	superseded, err := first.drop(t.Context(), items)
+	superseded, lists, err := first.drop(t.Context(), items)
 	require.NoError(t, err)
 	require.Equal(t, []bool{false}, superseded, "nothing applied yet")
-	require.NoError(t, first.record(items, []bool{true}))
+	require.NoError(t, first.record(items, []bool{true}, lists))
 
 	restarted := newAppliedStore(js, kv)
 	batch := []destinations.Item{
@@ -61,7 +62,7 @@ func TestAppliedStoreDropsOlderChangesAcrossARestart(t *testing.T) {
 		listItem("u1", cohorts.ActionEnter, t0, "100", "200"), // older for 100 only
 		listItem("u2", cohorts.ActionEnter, t0, "100"),
 	}
-	superseded, err = restarted.drop(t.Context(), batch)
+	superseded, _, err = restarted.drop(t.Context(), batch)
 	require.NoError(t, err)
 	require.Equal(t, []bool{true, false, false, false, false}, superseded)
 	require.Empty(t, batch[0].CustomerLists)
@@ -74,11 +75,43 @@ func TestAppliedStoreRecordsOnlyProcessedItems(t *testing.T) {
 	js, kv := stateBucket(t)
 	t0 := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
 	s := newAppliedStore(js, kv)
-	require.NoError(t, s.record([]destinations.Item{listItem("u1", cohorts.ActionExit, t0, "100")}, []bool{false}))
+	require.NoError(t, s.record([]destinations.Item{listItem("u1", cohorts.ActionExit, t0, "100")}, []bool{false}, listBatch{}))
 	_, err := kv.Get(t.Context(), appliedKey("100", "u1"))
 	require.ErrorIs(t, err, jetstream.ErrKeyNotFound)
 	batch := []destinations.Item{listItem("u1", cohorts.ActionEnter, t0.Add(-time.Hour), "100")}
-	superseded, err := newAppliedStore(js, kv).drop(t.Context(), batch)
+	superseded, _, err := newAppliedStore(js, kv).drop(t.Context(), batch)
 	require.NoError(t, err)
 	require.Equal(t, []bool{false}, superseded)
+}
+
+// TestListMembersCountsEntersMinusExitsAcrossReplicas: two stores (two
+// replicas) apply changes to one list; the member count in the bucket is
+// the users whose latest applied change is an enter, whatever the
+// redeliveries and older changes in between.
+func TestListMembersCountsEntersMinusExitsAcrossReplicas(t *testing.T) {
+	js, kv := stateBucket(t)
+	t0 := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
+	replicas := []*appliedStore{newAppliedStore(js, kv), newAppliedStore(js, kv)}
+	apply := func(s *appliedStore, it destinations.Item) {
+		batch := []destinations.Item{it}
+		superseded, lists, err := s.drop(t.Context(), batch)
+		require.NoError(t, err)
+		require.NoError(t, s.record(batch, []bool{!superseded[0]}, lists))
+	}
+	// u0..u9 enter on replica 0; u0..u3 exit on replica 1; u0 is redelivered
+	// its enter (older: dropped) and u5 its enter again (same: no change).
+	for u := range 10 {
+		apply(replicas[0], listItem(fmt.Sprint("u", u), cohorts.ActionEnter, t0, "100"))
+	}
+	for u := range 4 {
+		apply(replicas[1], listItem(fmt.Sprint("u", u), cohorts.ActionExit, t0.Add(time.Minute), "100"))
+	}
+	apply(replicas[1], listItem("u0", cohorts.ActionEnter, t0, "100"))
+	apply(replicas[0], listItem("u5", cohorts.ActionEnter, t0, "100"))
+	for _, s := range replicas {
+		require.NoError(t, s.flushMembers(t.Context()))
+	}
+	n, err := replicas[0].ListMembers(t.Context(), "100")
+	require.NoError(t, err)
+	require.Equal(t, int64(6), n)
 }

@@ -265,6 +265,15 @@ func (c *Connector) Run(ctx context.Context) error {
 			l.run()
 		}()
 	}
+	flushCtx, stopFlushing := context.WithCancel(context.Background())
+	flushed := make(chan struct{})
+	go func() {
+		defer close(flushed)
+		c.applied.keepFlushingMembers(flushCtx, func(err error) {
+			c.o.Logger.Warn().Err(err).Msg("customer list member counts not stored yet; retrying")
+		})
+	}()
+	defer func() { stopFlushing(); <-flushed }()
 	stop := context.AfterFunc(ctx, func() {
 		c.o.Logger.Info().Msg("shutdown: stop fetching, flushing batches")
 		c.src.stopFetching()
@@ -279,6 +288,7 @@ func (c *Connector) Run(ctx context.Context) error {
 	}
 	c.awaitPublishes()
 	c.o.Logger.Info().Msg("shutdown: every message settled")
+	// The deferred stopFlushing adds the last member counts to the bucket.
 	return c.src.failure()
 }
 
@@ -413,7 +423,7 @@ func (c *Connector) sender(account string) func(context.Context, []laneItem) ([]
 				_ = it.d.msg.InProgress()
 			}
 		}
-		superseded, err := c.applied.drop(ctx, events)
+		superseded, lists, err := c.applied.drop(ctx, events)
 		if err != nil {
 			return nil, fmt.Errorf("ad account %s: %w", account, err)
 		}
@@ -435,7 +445,7 @@ func (c *Connector) sender(account string) func(context.Context, []laneItem) ([]
 			}
 			return nil, fmt.Errorf("ad account %s: %w", account, err)
 		}
-		return c.outcomes(items, events, res, index), nil
+		return c.outcomes(items, events, lists, res, index), nil
 	}
 }
 
@@ -464,7 +474,7 @@ func unsuperseded(items []destinations.Item, superseded []bool) ([]destinations.
 // records the list operations that were applied. If they cannot be
 // recorded, the items are redelivered rather than acked: a later, older
 // change could otherwise undo them.
-func (c *Connector) outcomes(items []laneItem, events []destinations.Item, res destinations.Result, index []int) []outcome {
+func (c *Connector) outcomes(items []laneItem, events []destinations.Item, lists listBatch, res destinations.Result, index []int) []outcome {
 	out := make([]outcome, len(items))
 	processed := make([]bool, len(items))
 	for i, j := range index {
@@ -478,7 +488,7 @@ func (c *Connector) outcomes(items []laneItem, events []destinations.Item, res d
 		}
 		processed[i] = true
 	}
-	if err := c.applied.record(events, processed); err != nil {
+	if err := c.applied.record(events, processed, lists); err != nil {
 		for i, it := range items {
 			if processed[i] && len(events[i].CustomerLists) > 0 {
 				out[i] = c.retryAfterFault(it.d, err)
@@ -486,4 +496,10 @@ func (c *Connector) outcomes(items []laneItem, events []destinations.Item, res d
 		}
 	}
 	return out
+}
+
+// ListMembers is the number of current members of a customer list, as the
+// connector applied them (all replicas): the denominator of its match rate.
+func (c *Connector) ListMembers(ctx context.Context, listID string) (int64, error) {
+	return c.applied.ListMembers(ctx, listID)
 }

@@ -7,16 +7,48 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strings"
 )
 
 // Mode is how an activation delivers memberships to its destination.
 type Mode string
 
-// ModeEvents sends every membership change as a conversion event
-// (POST /v5/ad_accounts/{id}/events). It is the only mode so far and the
-// default when an activation names none.
-const ModeEvents Mode = "events"
+// The modes of an activation.
+const (
+	// ModeEvents sends every membership change as a conversion event
+	// (POST /v5/ad_accounts/{id}/events), for a visitor audience built on
+	// those events. It is the default when an activation names no mode.
+	ModeEvents Mode = "events"
+	// ModeCustomerList keeps a Pinterest customer list in step with the
+	// cohort: an enter adds the user's identifiers, an exit removes them.
+	ModeCustomerList Mode = "customer_list"
+)
+
+// Retention of the visitor audience of an events activation, in days
+// (Pinterest: 1 to 540).
+const (
+	DefaultRetentionDays = 180
+	MinRetentionDays     = 1
+	MaxRetentionDays     = 540
+)
+
+// Actalike countries and percentages Pinterest accepts.
+var actalikeCountries = []string{"US", "CA", "GB"}
+
+const (
+	MinActalikePercentage = 1
+	MaxActalikePercentage = 10
+)
+
+// Actalike asks for an actalike (lookalike) audience seeded by the
+// activation's audience: users in Country who resemble it, Percentage
+// (1 to 10) of that country's users.
+type Actalike struct {
+	// Country is one of US, CA or GB.
+	Country    string `json:"country"`
+	Percentage int    `json:"percentage"`
+}
 
 // ModeCustomerList mirrors membership into a customer list.
 const ModeCustomerList Mode = "customer_list"
@@ -40,6 +72,23 @@ type Activation struct {
 	TagID string `json:"tag_id"`
 	// Mode defaults to [ModeEvents] when absent from the JSON.
 	Mode Mode `json:"mode"`
+	// RetentionDays is how long a user stays in the visitor audience of an
+	// events activation after the last event, 1 to 540; 0 (absent) means
+	// [DefaultRetentionDays]. Not allowed in another mode. See
+	// [Activation.Retention].
+	RetentionDays int `json:"retention_days,omitempty"`
+	// Actalike, when set, asks for an actalike audience seeded by this
+	// activation's audience, in either mode.
+	Actalike *Actalike `json:"actalike,omitempty"`
+}
+
+// Retention returns the retention of the visitor audience in days:
+// RetentionDays, or [DefaultRetentionDays] when it is 0.
+func (a Activation) Retention() int {
+	if a.RetentionDays == 0 {
+		return DefaultRetentionDays
+	}
+	return a.RetentionDays
 }
 
 // Limits of an activation's fields.
@@ -55,7 +104,8 @@ var validKVKey = regexp.MustCompile(`^[-/_=\.a-zA-Z0-9]+$`)
 // DecodeActivation decodes and validates one activation, as stored in the KV
 // bucket. Decoding is strict, unlike [Decode] for memberships: activations
 // are written by people, so an unknown field (a typo such as "tagid") is an
-// error rather than a silently ignored setting. The data must be exactly one
+// error rather than a silently ignored setting, inside "actalike" too. The
+// data must be exactly one
 // JSON object. An absent or empty mode means [ModeEvents]. Then
 // [Activation.Validate] runs.
 //
@@ -91,8 +141,12 @@ func DecodeActivation(data []byte) (Activation, error) {
 //   - cohort_id: required, no whitespace or control characters, at most 256
 //     bytes (the same rule as a membership's cohort_id, so that it can match);
 //   - destination: must be "pinterest";
-//   - mode: must be "events", the only mode so far (an empty mode is only
-//     defaulted by [DecodeActivation], not here);
+//   - mode: "events" or "customer_list" (an empty mode is only defaulted
+//     by [DecodeActivation], not here);
+//   - retention_days: 0 (the default, 180) or 1 to 540, and only for mode
+//     "events";
+//   - actalike: absent, or country one of US, CA, GB and percentage 1 to
+//     10 (in both modes);
 //   - tag_id: blank (the default Tag ID is used) or only digits, at most 32,
 //     as Pinterest Tag IDs are.
 //
@@ -118,8 +172,29 @@ func (a Activation) Validate() error {
 	if a.Destination != DestinationPinterest {
 		errs = append(errs, fmt.Errorf("destination %s: must be %q", quoteShort(a.Destination), DestinationPinterest))
 	}
-	if a.Mode != ModeEvents {
-		errs = append(errs, fmt.Errorf("mode %s: not supported; the only mode so far is %q", quoteShort(string(a.Mode)), ModeEvents))
+	if a.Mode != ModeEvents && a.Mode != ModeCustomerList {
+		errs = append(errs, fmt.Errorf("mode %s: not supported; must be %q or %q", quoteShort(string(a.Mode)), ModeEvents, ModeCustomerList))
+	}
+	if a.RetentionDays != 0 {
+		if a.RetentionDays < MinRetentionDays || a.RetentionDays > MaxRetentionDays {
+			errs = append(errs, fmt.Errorf("retention_days: %d is out of range %d–%d (absent means %d)",
+				a.RetentionDays, MinRetentionDays, MaxRetentionDays, DefaultRetentionDays))
+		}
+		if a.Mode != ModeEvents {
+			errs = append(errs, fmt.Errorf("retention_days: only for mode %q", ModeEvents))
+		}
+	}
+	if al := a.Actalike; al != nil {
+		switch {
+		case al.Country == "":
+			errs = append(errs, fmt.Errorf("actalike.country: required, one of %s", strings.Join(actalikeCountries, ", ")))
+		case !slices.Contains(actalikeCountries, al.Country):
+			errs = append(errs, fmt.Errorf("actalike.country %s: must be one of %s", quoteShort(al.Country), strings.Join(actalikeCountries, ", ")))
+		}
+		if al.Percentage < MinActalikePercentage || al.Percentage > MaxActalikePercentage {
+			errs = append(errs, fmt.Errorf("actalike.percentage: %d is out of range %d–%d",
+				al.Percentage, MinActalikePercentage, MaxActalikePercentage))
+		}
 	}
 	if strings.TrimSpace(a.TagID) != "" {
 		switch {

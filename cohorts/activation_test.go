@@ -1,6 +1,7 @@
 package cohorts
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -54,9 +55,69 @@ func TestDecodeActivation(t *testing.T) {
 			wantErr: "cohort_id: contains whitespace"},
 		{name: "the destination facebook is rejected", input: `{"id":"a","cohort_id":"c","destination":"facebook"}`,
 			wantErr: `destination "facebook": must be "pinterest"`},
-		{name: "the mode customer_list is rejected for now",
-			input:   `{"id":"a","cohort_id":"c","destination":"pinterest","mode":"customer_list"}`,
-			wantErr: `mode "customer_list": not supported; the only mode so far is "events"`},
+		{
+			name:  "the mode customer_list decodes",
+			input: `{"id":"a","cohort_id":"c","destination":"pinterest","mode":"customer_list"}`,
+			want:  Activation{ID: "a", CohortID: "c", Destination: DestinationPinterest, Mode: ModeCustomerList},
+		},
+		{
+			name:  "an events activation with a retention and an actalike decodes",
+			input: `{"id":"a","cohort_id":"c","destination":"pinterest","retention_days":30,"actalike":{"country":"US","percentage":5}}`,
+			want: Activation{ID: "a", CohortID: "c", Destination: DestinationPinterest, Mode: ModeEvents,
+				RetentionDays: 30, Actalike: &Actalike{Country: "US", Percentage: 5}},
+		},
+		{
+			name:  "the retention bounds 1 and 540 decode",
+			input: `{"id":"a","cohort_id":"c","destination":"pinterest","mode":"events","retention_days":540}`,
+			want:  Activation{ID: "a", CohortID: "c", Destination: DestinationPinterest, Mode: ModeEvents, RetentionDays: 540},
+		},
+		{
+			name:  "a customer_list activation with an actalike decodes",
+			input: `{"id":"a","cohort_id":"c","destination":"pinterest","mode":"customer_list","actalike":{"country":"GB","percentage":10}}`,
+			want: Activation{ID: "a", CohortID: "c", Destination: DestinationPinterest, Mode: ModeCustomerList,
+				Actalike: &Actalike{Country: "GB", Percentage: 10}},
+		},
+		{
+			name:  "a null actalike means none",
+			input: `{"id":"a","cohort_id":"c","destination":"pinterest","actalike":null}`,
+			want:  Activation{ID: "a", CohortID: "c", Destination: DestinationPinterest, Mode: ModeEvents},
+		},
+		{name: "the mode audience is rejected",
+			input:   `{"id":"a","cohort_id":"c","destination":"pinterest","mode":"audience"}`,
+			wantErr: `mode "audience": not supported; must be "events" or "customer_list"`},
+		{name: "a retention of 600 days is rejected",
+			input:   `{"id":"a","cohort_id":"c","destination":"pinterest","retention_days":600}`,
+			wantErr: "retention_days: 600 is out of range 1–540"},
+		{name: "a negative retention is rejected",
+			input:   `{"id":"a","cohort_id":"c","destination":"pinterest","retention_days":-1}`,
+			wantErr: "retention_days: -1 is out of range 1–540"},
+		{name: "a retention with mode customer_list is rejected",
+			input:   `{"id":"a","cohort_id":"c","destination":"pinterest","mode":"customer_list","retention_days":30}`,
+			wantErr: `retention_days: only for mode "events"`},
+		{name: "a fractional retention is rejected",
+			input:   `{"id":"a","cohort_id":"c","destination":"pinterest","retention_days":1.5}`,
+			wantErr: "decoding activation"},
+		{name: "an actalike country FR is rejected",
+			input:   `{"id":"a","cohort_id":"c","destination":"pinterest","actalike":{"country":"FR","percentage":5}}`,
+			wantErr: `actalike.country "FR": must be one of US, CA, GB`},
+		{name: "an actalike country in lower case is rejected",
+			input:   `{"id":"a","cohort_id":"c","destination":"pinterest","actalike":{"country":"us","percentage":5}}`,
+			wantErr: `actalike.country "us": must be one of US, CA, GB`},
+		{name: "an actalike without a country is rejected",
+			input:   `{"id":"a","cohort_id":"c","destination":"pinterest","actalike":{"percentage":5}}`,
+			wantErr: "actalike.country: required, one of US, CA, GB"},
+		{name: "an actalike percentage of 11 is rejected",
+			input:   `{"id":"a","cohort_id":"c","destination":"pinterest","actalike":{"country":"CA","percentage":11}}`,
+			wantErr: "actalike.percentage: 11 is out of range 1–10"},
+		{name: "an empty actalike is rejected for its country and its percentage",
+			input:   `{"id":"a","cohort_id":"c","destination":"pinterest","actalike":{}}`,
+			wantErr: "actalike.country: required, one of US, CA, GB\nactalike.percentage: 0 is out of range 1–10"},
+		{name: "an unknown field inside actalike is rejected",
+			input:   `{"id":"a","cohort_id":"c","destination":"pinterest","actalike":{"country":"US","percentage":5,"seed":"x"}}`,
+			wantErr: `unknown field "seed"`},
+		{name: "a misspelt retention field is rejected",
+			input:   `{"id":"a","cohort_id":"c","destination":"pinterest","retention":30}`,
+			wantErr: `unknown field "retention"`},
 		{name: "the tag abc is rejected", input: `{"id":"a","cohort_id":"c","destination":"pinterest","tag_id":"abc"}`,
 			wantErr: `tag_id "abc": must be blank`},
 		{name: "a tag over 32 digits is rejected",
@@ -83,12 +144,37 @@ func TestDecodeActivation(t *testing.T) {
 }
 
 func TestValidateReportsEveryProblemAtOnce(t *testing.T) {
-	err := Activation{ID: "a b", CohortID: "", Destination: "facebook", Mode: "customer_list", TagID: "x"}.Validate()
+	err := Activation{ID: "a b", CohortID: "", Destination: "facebook", Mode: "lists", TagID: "x",
+		RetentionDays: 541, Actalike: &Actalike{Country: "FR"}}.Validate()
 	require.Error(t, err)
-	for _, field := range []string{"id ", "cohort_id", "destination", "mode", "tag_id"} {
-		assert.Contains(t, err.Error(), field)
+	lines := strings.Split(err.Error(), "\n")
+	for i, field := range []string{"id ", "cohort_id", "destination", "mode", "retention_days: 541", "retention_days: only",
+		"actalike.country", "actalike.percentage", "tag_id"} {
+		require.Less(t, i, len(lines), err)
+		assert.True(t, strings.HasPrefix(lines[i], field), "line %d %q should start with %q", i, lines[i], field)
 	}
-	assert.Len(t, strings.Split(err.Error(), "\n"), 5)
+	assert.Len(t, lines, 9)
+}
+
+func TestRetentionDefaultsTo180Days(t *testing.T) {
+	assert.Equal(t, 180, Activation{}.Retention())
+	assert.Equal(t, 30, Activation{RetentionDays: 30}.Retention())
+}
+
+func TestAnActivationWithoutTheNewFieldsMarshalsAsBefore(t *testing.T) {
+	a, err := DecodeActivation([]byte(goodActivation))
+	require.NoError(t, err)
+	b, err := json.Marshal(a)
+	require.NoError(t, err)
+	assert.JSONEq(t, goodActivation, string(b))
+
+	a.RetentionDays, a.Actalike = 7, &Actalike{Country: "CA", Percentage: 3}
+	b, err = json.Marshal(a)
+	require.NoError(t, err)
+	back, err := DecodeActivation(b)
+	require.NoError(t, err)
+	assert.Equal(t, a, back)
+	assert.Contains(t, string(b), `"retention_days":7,"actalike":{"country":"CA","percentage":3}`)
 }
 
 func TestValidateNeedsAnExplicitMode(t *testing.T) {
@@ -123,14 +209,14 @@ func TestResolveTag(t *testing.T) {
 
 func FuzzDecodeActivation(f *testing.F) {
 	for _, s := range []string{goodActivation, `{"id":"a","cohort_id":"c","destination":"pinterest"}`,
-		`{"tagid":"1"}`, `null`, `[]`, goodActivation + ` {}`, `{"id":".a"}`} {
+		`{"tagid":"1"}`, `null`, `{"id":"a","cohort_id":"c","destination":"pinterest","mode":"customer_list","actalike":{"country":"US","percentage":1}}`, `[]`, goodActivation + ` {}`, `{"id":".a"}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		a, err := DecodeActivation(data)
 		if err == nil {
 			require.NoError(t, a.Validate())
-			require.Equal(t, ModeEvents, a.Mode)
+			require.Contains(t, []Mode{ModeEvents, ModeCustomerList}, a.Mode)
 		}
 	})
 }

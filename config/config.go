@@ -16,13 +16,19 @@
 //   - reads only the process environment, where LoadEnv takes any.
 //
 // Per-account variables are CONNECTOR_ACCOUNT_<NAME>_AD_ACCOUNT_ID,
-// CONNECTOR_ACCOUNT_<NAME>_TOKEN and CONNECTOR_ACCOUNT_<NAME>_TAG_IDS, one
-// set for each name listed in CONNECTOR_ACCOUNTS, NAME in upper case.
+// CONNECTOR_ACCOUNT_<NAME>_TAG_IDS, the conversion token
+// CONNECTOR_ACCOUNT_<NAME>_TOKEN and the OAuth app
+// CONNECTOR_ACCOUNT_<NAME>_APP_ID, CONNECTOR_ACCOUNT_<NAME>_APP_SECRET and
+// CONNECTOR_ACCOUNT_<NAME>_REFRESH_TOKEN (all three or none; an account
+// needs the token, OAuth, or both), one set for each name listed in
+// CONNECTOR_ACCOUNTS, NAME in upper case. Secrets (type [Secret]) never
+// print: not in errors, not in the startup log object.
 // Any other CONNECTOR_* variable is an error: a typo must fail at startup,
 // not fall back to a default.
 package config
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"os"
@@ -44,7 +50,15 @@ const (
 	suffixAdAccountID = "_AD_ACCOUNT_ID"
 	suffixToken       = "_TOKEN"
 	suffixTagIDs      = "_TAG_IDS"
+	suffixAppID       = "_APP_ID"
+	suffixAppSecret   = "_APP_SECRET"
+	suffixRefresh     = "_REFRESH_TOKEN"
 )
+
+// accountSuffixes lists every per-account suffix, longer ones before the
+// suffixes they end with (_REFRESH_TOKEN before _TOKEN), so that the first
+// match is the right one.
+var accountSuffixes = []string{suffixAdAccountID, suffixTagIDs, suffixAppID, suffixAppSecret, suffixRefresh, suffixToken}
 
 // Account is one Pinterest ad account and the Tag IDs that route to it.
 type Account struct {
@@ -53,11 +67,28 @@ type Account struct {
 	// AdAccountID from CONNECTOR_ACCOUNT_<NAME>_AD_ACCOUNT_ID: digits, at
 	// most 18 (Pinterest: ^\d+$, maxLength 18).
 	AdAccountID string
-	// Token from CONNECTOR_ACCOUNT_<NAME>_TOKEN: the Bearer token.
+	// Token from CONNECTOR_ACCOUNT_<NAME>_TOKEN: the Bearer token of the
+	// conversion API. Optional when the account has OAuth ([HasOAuth]).
 	Token Secret
+	// AppID from CONNECTOR_ACCOUNT_<NAME>_APP_ID: the Pinterest app (OAuth
+	// client id), digits. AppID, AppSecret and RefreshToken are all set or
+	// all empty.
+	AppID string
+	// AppSecret from CONNECTOR_ACCOUNT_<NAME>_APP_SECRET: that app's secret.
+	AppSecret Secret
+	// RefreshToken from CONNECTOR_ACCOUNT_<NAME>_REFRESH_TOKEN: the first
+	// refresh token; the daemon keeps the ones it is given later
+	// (encrypted with CONNECTOR_SECRETS_KEY) in CONNECTOR_STATE_BUCKET.
+	RefreshToken Secret
 	// TagIDs from CONNECTOR_ACCOUNT_<NAME>_TAG_IDS, comma separated: digits,
 	// at most 32 each, each listed under exactly one account.
 	TagIDs []string
+}
+
+// HasOAuth reports whether the account has an OAuth app and refresh token,
+// which the audience API needs.
+func (a Account) HasOAuth() bool {
+	return a.AppID != "" && a.AppSecret != "" && a.RefreshToken != ""
 }
 
 func accountVar(name, suffix string) string {
@@ -86,6 +117,7 @@ type Config struct {
 	ParkingStream     string        `envconfig:"PARKING_STREAM" default:"COHORTS_PARKED" desc:"stream where a failing ad account's messages wait (subject <CONNECTOR_PARKING_SUBJECT>.<ad_account_id>), so they never hold up the other accounts"`
 	ParkingSubject    string        `envconfig:"PARKING_SUBJECT" default:"cohorts.parked" desc:"subject prefix of parked messages, no wildcards; must not be matched by CONNECTOR_SUBJECTS"`
 	OrderBucket       string        `envconfig:"ORDER_BUCKET" default:"COHORT_CONNECTOR_ORDER" desc:"JetStream KV bucket recording changes that wait for redelivery, so that per-user order survives a restart"`
+	StateBucket       string        `envconfig:"STATE_BUCKET" default:"COHORT_CONNECTOR_STATE" desc:"JetStream KV bucket where the daemon keeps what it learns: audience ids, encrypted refresh tokens, the last change applied per user to customer lists, match-rate sketches, backfill progress"`
 	DLQStream         string        `envconfig:"DLQ_STREAM" default:"COHORTS_DLQ" desc:"stream of dead letters; it stores <CONNECTOR_DLQ_SUBJECT>.>"`
 	DLQSubject        string        `envconfig:"DLQ_SUBJECT" default:"cohorts.dlq" desc:"subject prefix of dead letters, no wildcards; must not be matched by CONNECTOR_SUBJECTS"`
 	AckWait           time.Duration `envconfig:"ACK_WAIT" default:"60s" desc:"consumer AckWait: how long a delivered message may stay unsettled before it is redelivered"`
@@ -95,6 +127,9 @@ type Config struct {
 	DefaultTagID string    `envconfig:"DEFAULT_TAG_ID" required:"true" desc:"Tag ID used by activations with a blank tag_id; must be listed by one account"`
 	Accounts     []string  `envconfig:"ACCOUNTS" required:"true" desc:"account names, comma separated (letters, digits, _); each needs its CONNECTOR_ACCOUNT_<NAME>_* variables"`
 	AccountList  []Account `ignored:"true"` // built by Load from Accounts; what the program uses
+
+	SecretsKeyBase64     Secret        `envconfig:"SECRETS_KEY" desc:"32 random bytes, base64, encrypting the refresh tokens kept in CONNECTOR_STATE_BUCKET; required when an account has OAuth (make one: openssl rand -base64 32); never logged"`
+	AudiencePollInterval time.Duration `envconfig:"AUDIENCE_POLL_INTERVAL" default:"1h" desc:"how often audiences are read back from Pinterest (size, status), at least 1s"`
 
 	PinterestBaseURL string        `envconfig:"PINTEREST_BASE_URL" default:"https://api.pinterest.com/v5" desc:"Pinterest API base URL, stored without trailing /; https, or http on a loopback host (simulator)"`
 	BatchSize        int           `envconfig:"BATCH_SIZE" default:"1000" desc:"events per Pinterest request, 1..1000"`
@@ -262,6 +297,9 @@ func finish(c Config, env map[string]string) (Config, []error) {
 			a.AdAccountID = strings.TrimSpace(env[accountVar(a.Name, suffixAdAccountID)])
 			a.Token = Secret(strings.TrimSpace(env[accountVar(a.Name, suffixToken)]))
 			a.TagIDs = splitList(env[accountVar(a.Name, suffixTagIDs)])
+			a.AppID = strings.TrimSpace(env[accountVar(a.Name, suffixAppID)])
+			a.AppSecret = Secret(strings.TrimSpace(env[accountVar(a.Name, suffixAppSecret)]))
+			a.RefreshToken = Secret(strings.TrimSpace(env[accountVar(a.Name, suffixRefresh)]))
 		}
 		c.AccountList = append(c.AccountList, a)
 	}
@@ -327,7 +365,7 @@ func unknownVars(env map[string]string, accounts []Account) []error {
 	}
 	for _, a := range accounts {
 		if validAccountName(a.Name) {
-			for _, s := range []string{suffixAdAccountID, suffixToken, suffixTagIDs} {
+			for _, s := range accountSuffixes {
 				known[accountVar(a.Name, s)] = true
 			}
 		}
@@ -362,7 +400,7 @@ func accountOf(k string) (string, bool) {
 		return "", false
 	}
 	rest := k[len(accountVarPrefix):]
-	for _, s := range []string{suffixAdAccountID, suffixToken, suffixTagIDs} {
+	for _, s := range accountSuffixes {
 		if name, ok := strings.CutSuffix(rest, s); ok && name != "" {
 			return strings.ToLower(name), true
 		}
@@ -414,11 +452,48 @@ func (c Config) TagAccounts() map[string]string {
 	return m
 }
 
-// Tokens maps each ad account id to its token.
+// Tokens maps each ad account id to its conversion token (empty for an
+// account with OAuth only).
 func (c Config) Tokens() map[string]Secret {
 	m := make(map[string]Secret, len(c.AccountList))
 	for _, a := range c.AccountList {
 		m[a.AdAccountID] = a.Token
 	}
 	return m
+}
+
+// Length of CONNECTOR_SECRETS_KEY once decoded, and how to make one.
+const (
+	secretsKeyLen   = 32
+	secretsKeyHowTo = "make one with `openssl rand -base64 32` or `head -c32 /dev/urandom | base64`"
+)
+
+// SecretsKey returns CONNECTOR_SECRETS_KEY decoded: 32 bytes, or nil when
+// it is not set (Validate requires it when an account has OAuth). The error
+// names the variable but never shows the value.
+func (c Config) SecretsKey() ([]byte, error) {
+	if c.SecretsKeyBase64 == "" {
+		return nil, nil
+	}
+	key, err := decodeSecretsKey(c.SecretsKeyBase64.Reveal())
+	if err != nil {
+		return nil, fmt.Errorf("%sSECRETS_KEY: %w", Prefix, err)
+	}
+	return key, nil
+}
+
+// decodeSecretsKey decodes base64, standard or URL alphabet, padded or not,
+// and wants 32 bytes. Its errors never include s.
+func decodeSecretsKey(s string) ([]byte, error) {
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
+		key, err := enc.DecodeString(s)
+		if err != nil {
+			continue
+		}
+		if len(key) != secretsKeyLen {
+			return nil, fmt.Errorf("must be %d random bytes in base64, decodes to %d bytes (value not shown); %s", secretsKeyLen, len(key), secretsKeyHowTo)
+		}
+		return key, nil
+	}
+	return nil, fmt.Errorf("not valid base64 (value not shown); must be %d random bytes in base64, %s", secretsKeyLen, secretsKeyHowTo)
 }

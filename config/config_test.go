@@ -2,11 +2,13 @@ package config
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -18,9 +20,40 @@ import (
 )
 
 const (
-	tokenA = "pina_tokenAAAAsecret"
-	tokenB = "pina_tokenBBBBsecret"
+	tokenA     = "pina_tokenAAAAsecret"
+	tokenB     = "pina_tokenBBBBsecret"
+	appIDA     = "1484362"
+	appSecretA = "appsecretAAAAvalue"
+	refreshA   = "pinr_refreshAAAAvalue"
 )
+
+// secretsKey is CONNECTOR_SECRETS_KEY for the tests: bytes 100..131 in
+// standard base64.
+var (
+	secretsKeyBytes = func() []byte {
+		b := make([]byte, 32)
+		for i := range b {
+			b[i] = byte(100 + i)
+		}
+		return b
+	}()
+	secretsKey = base64.StdEncoding.EncodeToString(secretsKeyBytes)
+)
+
+// oauthEnv is minimalEnv with OAuth for brand_a (besides its token) and
+// the secrets key.
+func oauthEnv() map[string]string {
+	env := minimalEnv()
+	env["CONNECTOR_ACCOUNT_BRAND_A_APP_ID"] = appIDA
+	env["CONNECTOR_ACCOUNT_BRAND_A_APP_SECRET"] = appSecretA
+	env["CONNECTOR_ACCOUNT_BRAND_A_REFRESH_TOKEN"] = refreshA
+	env["CONNECTOR_SECRETS_KEY"] = secretsKey
+	return env
+}
+
+// secretValues are the values of the test secrets, none of which may be
+// printed anywhere.
+var secretValues = []string{tokenA, tokenB, appSecretA, refreshA, secretsKey}
 
 // minimalEnv is the smallest valid configuration: two accounts.
 func minimalEnv() map[string]string {
@@ -79,6 +112,12 @@ func TestLoadMinimalConfigurationUsesDefaults(t *testing.T) {
 	assert.Equal(t, "https://api.pinterest.com/v5", got.PinterestBaseURL)
 	assert.Equal(t, 100*time.Millisecond, got.BatchPeriod)
 	assert.Equal(t, 15*time.Minute, got.RetryDelayMax)
+	assert.Equal(t, "COHORT_CONNECTOR_STATE", got.StateBucket)
+	assert.Equal(t, time.Hour, got.AudiencePollInterval)
+	assert.False(t, got.AccountList[0].HasOAuth())
+	key, err := got.SecretsKey()
+	require.NoError(t, err)
+	assert.Nil(t, key, "no key when CONNECTOR_SECRETS_KEY is unset")
 }
 
 func TestDefaultIsDerivedFromTheTags(t *testing.T) {
@@ -125,7 +164,7 @@ func TestLoadAgreesWithEnvconfig(t *testing.T) {
 			"HTTP_RETRY_WAIT_MIN": "1s", "HTTP_RETRY_WAIT_MAX": "2s", "HTTP_CALL_TIMEOUT": "20s",
 			"RETRY_DELAY_MIN": "1s", "RETRY_DELAY_MAX": "1h", "AUTH_RETRY_DELAY": "10m",
 			"LOG_LEVEL": "debug", "LOG_FORMAT": "console", "LISTEN_ADDR": ":9000",
-			"SHUTDOWN_TIMEOUT": "1m",
+			"SHUTDOWN_TIMEOUT": "1m", "STATE_BUCKET": "ST", "AUDIENCE_POLL_INTERVAL": "90s", "SECRETS_KEY": secretsKey,
 		} {
 			env[Prefix+k] = v
 		}
@@ -182,6 +221,7 @@ func TestLoadRejectsBadConfiguration(t *testing.T) {
 		name   string
 		change map[string]string // "" deletes the variable
 		want   []string          // all must appear in one problem line
+		absent []string          // none may appear anywhere
 	}{
 		{
 			name:   "a missing default Tag ID is reported as required",
@@ -277,6 +317,133 @@ func TestLoadRejectsBadConfiguration(t *testing.T) {
 			name:   "a missing account token is reported as required",
 			change: map[string]string{"CONNECTOR_ACCOUNT_BRAND_B_TOKEN": ""},
 			want:   []string{"CONNECTOR_ACCOUNT_BRAND_B_TOKEN: required"},
+		},
+		{
+			name:   "an account with neither a token nor OAuth is told both options",
+			change: map[string]string{"CONNECTOR_ACCOUNT_BRAND_B_TOKEN": ""},
+			want: []string{"CONNECTOR_ACCOUNT_BRAND_B_TOKEN: required: the Pinterest API token of account brand_b, unless the account has OAuth",
+				"CONNECTOR_ACCOUNT_BRAND_B_APP_ID, CONNECTOR_ACCOUNT_BRAND_B_APP_SECRET and CONNECTOR_ACCOUNT_BRAND_B_REFRESH_TOKEN"},
+		},
+		{
+			name:   "an app id without the app secret is rejected naming the missing variable",
+			change: map[string]string{"CONNECTOR_ACCOUNT_BRAND_B_APP_ID": appIDA, "CONNECTOR_ACCOUNT_BRAND_B_REFRESH_TOKEN": refreshA, "CONNECTOR_SECRETS_KEY": secretsKey},
+			want:   []string{"CONNECTOR_ACCOUNT_BRAND_B_APP_SECRET: required when CONNECTOR_ACCOUNT_BRAND_B_APP_ID is set: OAuth needs the app secret of account brand_b"},
+		},
+		{
+			name:   "a refresh token alone is rejected naming the app id",
+			change: map[string]string{"CONNECTOR_ACCOUNT_BRAND_B_REFRESH_TOKEN": refreshA, "CONNECTOR_SECRETS_KEY": secretsKey},
+			want:   []string{"CONNECTOR_ACCOUNT_BRAND_B_APP_ID: required when CONNECTOR_ACCOUNT_BRAND_B_REFRESH_TOKEN is set"},
+		},
+		{
+			name:   "an app id and secret without a refresh token are rejected naming it",
+			change: map[string]string{"CONNECTOR_ACCOUNT_BRAND_B_APP_ID": appIDA, "CONNECTOR_ACCOUNT_BRAND_B_APP_SECRET": appSecretA, "CONNECTOR_SECRETS_KEY": secretsKey},
+			want:   []string{"CONNECTOR_ACCOUNT_BRAND_B_REFRESH_TOKEN: required when CONNECTOR_ACCOUNT_BRAND_B_APP_ID is set: OAuth needs the first refresh token"},
+		},
+		{
+			name:   "partial OAuth without a token does not also ask for the token",
+			change: map[string]string{"CONNECTOR_ACCOUNT_BRAND_B_TOKEN": "", "CONNECTOR_ACCOUNT_BRAND_B_APP_SECRET": appSecretA, "CONNECTOR_SECRETS_KEY": secretsKey},
+			want:   []string{"CONNECTOR_ACCOUNT_BRAND_B_APP_ID: required when CONNECTOR_ACCOUNT_BRAND_B_APP_SECRET is set"},
+			absent: []string{"CONNECTOR_ACCOUNT_BRAND_B_TOKEN:"},
+		},
+		{
+			name: "an app id with letters is rejected",
+			change: map[string]string{"CONNECTOR_ACCOUNT_BRAND_B_APP_ID": "app-1", "CONNECTOR_ACCOUNT_BRAND_B_APP_SECRET": appSecretA,
+				"CONNECTOR_ACCOUNT_BRAND_B_REFRESH_TOKEN": refreshA, "CONNECTOR_SECRETS_KEY": secretsKey},
+			want: []string{`CONNECTOR_ACCOUNT_BRAND_B_APP_ID: must be digits only, got "app-1"`},
+		},
+		{
+			name: "an app secret with a newline inside is rejected without printing it",
+			change: map[string]string{"CONNECTOR_ACCOUNT_BRAND_B_APP_ID": appIDA, "CONNECTOR_ACCOUNT_BRAND_B_APP_SECRET": appSecretA[:9] + "\n" + appSecretA[9:],
+				"CONNECTOR_ACCOUNT_BRAND_B_REFRESH_TOKEN": refreshA, "CONNECTOR_SECRETS_KEY": secretsKey},
+			want: []string{"CONNECTOR_ACCOUNT_BRAND_B_APP_SECRET: must be printable ASCII without white space", "U+000A", "(value not shown)"},
+		},
+		{
+			name: "a refresh token with a space inside is rejected without printing it",
+			change: map[string]string{"CONNECTOR_ACCOUNT_BRAND_B_APP_ID": appIDA, "CONNECTOR_ACCOUNT_BRAND_B_APP_SECRET": appSecretA,
+				"CONNECTOR_ACCOUNT_BRAND_B_REFRESH_TOKEN": "Bearer " + refreshA, "CONNECTOR_SECRETS_KEY": secretsKey},
+			want: []string{"CONNECTOR_ACCOUNT_BRAND_B_REFRESH_TOKEN: must be printable ASCII without white space", "U+0020"},
+		},
+		{
+			name: "OAuth without the secrets key is rejected, saying how to make one",
+			change: map[string]string{"CONNECTOR_ACCOUNT_BRAND_B_APP_ID": appIDA, "CONNECTOR_ACCOUNT_BRAND_B_APP_SECRET": appSecretA,
+				"CONNECTOR_ACCOUNT_BRAND_B_REFRESH_TOKEN": refreshA},
+			want: []string{"CONNECTOR_SECRETS_KEY: required when an account has OAuth (brand_b)", "CONNECTOR_STATE_BUCKET",
+				"openssl rand -base64 32", "head -c32 /dev/urandom | base64"},
+		},
+		{
+			name:   "a secrets key of 16 bytes is rejected with its length, not its value",
+			change: map[string]string{"CONNECTOR_SECRETS_KEY": base64.StdEncoding.EncodeToString(secretsKeyBytes[:16])},
+			want:   []string{"CONNECTOR_SECRETS_KEY: must be 32 random bytes in base64, decodes to 16 bytes (value not shown)", "openssl rand -base64 32"},
+		},
+		{
+			name:   "a secrets key of 33 bytes is rejected",
+			change: map[string]string{"CONNECTOR_SECRETS_KEY": base64.StdEncoding.EncodeToString(append(secretsKeyBytes, 1))},
+			want:   []string{"CONNECTOR_SECRETS_KEY: must be 32 random bytes in base64, decodes to 33 bytes"},
+		},
+		{
+			name:   "a secrets key that is not base64 is rejected without printing it",
+			change: map[string]string{"CONNECTOR_SECRETS_KEY": "not*base64*" + secretsKey},
+			want:   []string{"CONNECTOR_SECRETS_KEY: not valid base64 (value not shown)", "openssl rand -base64 32"},
+		},
+		{
+			name:   "an audience poll interval below 1s is rejected",
+			change: map[string]string{"CONNECTOR_AUDIENCE_POLL_INTERVAL": "500ms"},
+			want:   []string{"CONNECTOR_AUDIENCE_POLL_INTERVAL: must be at least 1s, got 500ms"},
+		},
+		{
+			name:   "a negative audience poll interval is rejected",
+			change: map[string]string{"CONNECTOR_AUDIENCE_POLL_INTERVAL": "-1h"},
+			want:   []string{"CONNECTOR_AUDIENCE_POLL_INTERVAL: must be at least 1s, got -1h0m0s"},
+		},
+		{
+			name:   "an audience poll interval without a unit is rejected",
+			change: map[string]string{"CONNECTOR_AUDIENCE_POLL_INTERVAL": "3600"},
+			want:   []string{`CONNECTOR_AUDIENCE_POLL_INTERVAL: not a duration such as 500ms, 30s or 15m: "3600"`},
+		},
+		{
+			name:   "a state bucket name with a dot is rejected",
+			change: map[string]string{"CONNECTOR_STATE_BUCKET": "state.v1"},
+			want:   []string{`CONNECTOR_STATE_BUCKET: must match`, `got "state.v1"`},
+		},
+		{
+			name:   "an empty state bucket name is rejected",
+			change: map[string]string{"CONNECTOR_STATE_BUCKET": " "},
+			want:   []string{`CONNECTOR_STATE_BUCKET: must match`},
+		},
+		{
+			name:   "a state bucket equal to the order bucket is rejected",
+			change: map[string]string{"CONNECTOR_STATE_BUCKET": "COHORT_CONNECTOR_ORDER"},
+			want:   []string{`CONNECTOR_STATE_BUCKET: must differ from CONNECTOR_ORDER_BUCKET, both are "COHORT_CONNECTOR_ORDER"`},
+		},
+		{
+			name:   "a state bucket equal to the activations bucket is rejected",
+			change: map[string]string{"CONNECTOR_STATE_BUCKET": "COHORT_ACTIVATIONS"},
+			want:   []string{`CONNECTOR_STATE_BUCKET: must differ from CONNECTOR_ACTIVATIONS_BUCKET`},
+		},
+		{
+			name:   "input subjects overlapping the state bucket are rejected",
+			change: map[string]string{"CONNECTOR_SUBJECTS": "$KV.COHORT_CONNECTOR_STATE.*"},
+			want:   []string{`CONNECTOR_SUBJECTS: "$KV.COHORT_CONNECTOR_STATE.*" overlaps the subjects of CONNECTOR_STATE_BUCKET`},
+		},
+		{
+			name:   "account names whose variables clash are rejected",
+			change: map[string]string{"CONNECTOR_ACCOUNTS": "brand_a,brand_b,brand_a_refresh"},
+			want:   []string{`CONNECTOR_ACCOUNTS: accounts "brand_a" and "brand_a_refresh" clash: CONNECTOR_ACCOUNT_BRAND_A_REFRESH_TOKEN would belong to both`},
+		},
+		{
+			name:   "a refresh token of an account that is not listed is unknown under the right account name",
+			change: map[string]string{"CONNECTOR_ACCOUNT_BRAND_C_REFRESH_TOKEN": "x"},
+			want:   []string{`CONNECTOR_ACCOUNT_BRAND_C_REFRESH_TOKEN: unknown variable (account "brand_c" is not listed in CONNECTOR_ACCOUNTS)`},
+		},
+		{
+			name:   "a misspelt app secret variable gets a suggestion",
+			change: map[string]string{"CONNECTOR_ACCOUNT_BRAND_A_APP_SECRT": "x"},
+			want:   []string{"CONNECTOR_ACCOUNT_BRAND_A_APP_SECRT: unknown variable", "did you mean CONNECTOR_ACCOUNT_BRAND_A_APP_SECRET?"},
+		},
+		{
+			name:   "a misspelt secrets key variable gets a suggestion",
+			change: map[string]string{"CONNECTOR_SECRET_KEY": "x"},
+			want:   []string{"CONNECTOR_SECRET_KEY: unknown variable (typo?), did you mean CONNECTOR_SECRETS_KEY?"},
 		},
 		{
 			name:   "an account token with a newline inside is rejected without printing it",
@@ -469,10 +636,14 @@ func TestLoadRejectsBadConfiguration(t *testing.T) {
 			require.Error(t, err)
 			assert.Equal(t, Config{}, got)
 			assertProblem(t, err, tt.want...)
-			assert.NotContains(t, err.Error(), tokenA)
-			assert.NotContains(t, err.Error(), tokenB)
+			for _, a := range tt.absent {
+				assert.NotContains(t, err.Error(), a)
+			}
+			for _, secret := range secretValues {
+				assert.NotContains(t, err.Error(), secret)
+			}
 			for k, v := range tt.change {
-				if !strings.HasSuffix(k, "_TOKEN") {
+				if !isSecretVar(k) {
 					continue
 				}
 				// No piece of a rejected token is printed either.
@@ -484,6 +655,25 @@ func TestLoadRejectsBadConfiguration(t *testing.T) {
 			}
 		})
 	}
+}
+
+// isSecretVar reports whether k holds a secret.
+func isSecretVar(k string) bool {
+	for _, suffix := range []string{"_TOKEN", "_APP_SECRET", "_SECRETS_KEY", "_PASSWORD"} {
+		if strings.HasSuffix(k, suffix) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestSecretsKeyOfAConfigBuiltInCodeNamesTheVariableNotTheValue(t *testing.T) {
+	c := Config{SecretsKeyBase64: Secret(base64.StdEncoding.EncodeToString(secretsKeyBytes[:31]))}
+	key, err := c.SecretsKey()
+	assert.Nil(t, key)
+	require.EqualError(t, err, "CONNECTOR_SECRETS_KEY: must be 32 random bytes in base64, decodes to 31 bytes (value not shown); "+
+		"make one with `openssl rand -base64 32` or `head -c32 /dev/urandom | base64`")
+	assert.NotContains(t, err.Error(), c.SecretsKeyBase64.Reveal())
 }
 
 func TestValidateRejectsATokenWithSurroundingWhiteSpace(t *testing.T) {
@@ -572,10 +762,73 @@ func TestLoadAcceptsGoodVariations(t *testing.T) {
 			name:   "an embedded server on a random loopback port is accepted",
 			change: map[string]string{"CONNECTOR_EMBEDDED_NATS_LISTEN": "localhost:0"},
 		},
+		{
+			name:   "an account with a token and OAuth is accepted",
+			change: oauthEnv(),
+			check: func(t *testing.T, c Config) {
+				a := c.AccountList[0]
+				assert.True(t, a.HasOAuth())
+				assert.Equal(t, appIDA, a.AppID)
+				assert.Equal(t, appSecretA, a.AppSecret.Reveal())
+				assert.Equal(t, refreshA, a.RefreshToken.Reveal())
+				assert.Equal(t, tokenA, a.Token.Reveal())
+				assert.False(t, c.AccountList[1].HasOAuth())
+				key, err := c.SecretsKey()
+				require.NoError(t, err)
+				assert.Equal(t, secretsKeyBytes, key)
+			},
+		},
+		{
+			name: "an account with OAuth and no token is accepted",
+			change: map[string]string{
+				"CONNECTOR_ACCOUNT_BRAND_B_TOKEN":         "",
+				"CONNECTOR_ACCOUNT_BRAND_B_APP_ID":        " " + appIDA + " ",
+				"CONNECTOR_ACCOUNT_BRAND_B_APP_SECRET":    appSecretA + "\n",
+				"CONNECTOR_ACCOUNT_BRAND_B_REFRESH_TOKEN": refreshA + "\n",
+				"CONNECTOR_SECRETS_KEY":                   secretsKey + "\n",
+			},
+			check: func(t *testing.T, c Config) {
+				b := c.AccountList[1]
+				assert.True(t, b.HasOAuth())
+				assert.Empty(t, b.Token)
+				assert.Equal(t, appIDA, b.AppID)
+				assert.Equal(t, appSecretA, b.AppSecret.Reveal())
+				assert.Equal(t, refreshA, b.RefreshToken.Reveal())
+				assert.Empty(t, c.Tokens()["549755885176"])
+			},
+		},
+		{
+			name:   "a secrets key in URL-safe base64 without padding is accepted",
+			change: map[string]string{"CONNECTOR_SECRETS_KEY": base64.RawURLEncoding.EncodeToString(secretsKeyBytes)},
+			check: func(t *testing.T, c Config) {
+				key, err := c.SecretsKey()
+				require.NoError(t, err)
+				assert.Equal(t, secretsKeyBytes, key)
+			},
+		},
+		{
+			name:   "a secrets key without OAuth is accepted",
+			change: map[string]string{"CONNECTOR_SECRETS_KEY": secretsKey},
+		},
+		{
+			name:   "an audience poll interval of 1s and another state bucket are accepted",
+			change: map[string]string{"CONNECTOR_AUDIENCE_POLL_INTERVAL": "1s", "CONNECTOR_STATE_BUCKET": "my-state_1"},
+			check: func(t *testing.T, c Config) {
+				assert.Equal(t, time.Second, c.AudiencePollInterval)
+				assert.Equal(t, "my-state_1", c.StateBucket)
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := requireLoads(t, minimalEnv(), tt.change)
+			env := minimalEnv()
+			for k, v := range tt.change {
+				if v == "" && k != "CONNECTOR_LISTEN_ADDR" {
+					delete(env, k)
+					delete(tt.change, k)
+				}
+			}
+			c := requireLoads(t, env, tt.change)
 			if tt.check != nil {
 				tt.check(t, c)
 			}
@@ -620,17 +873,19 @@ func TestLoadReportsEveryProblemAtOnce(t *testing.T) {
 }
 
 func TestSecretNeverPrints(t *testing.T) {
-	setEnv(t, minimalEnv())
+	setEnv(t, oauthEnv())
 	c, err := Load()
 	require.NoError(t, err)
 	s := c.AccountList[0].Token
 
 	t.Run("fmt shows the mask for every verb", func(t *testing.T) {
 		for _, format := range []string{"%v", "%s", "%+v", "%#v", "%q", "%x", "%X", "%d", "%10s", "%-12v|"} {
-			for _, v := range []any{s, c, &c, c.AccountList, c.AccountList[0]} {
+			for _, v := range []any{s, c, &c, c.AccountList, c.AccountList[0], c.AccountList[0].AppSecret, c.AccountList[0].RefreshToken, c.SecretsKeyBase64} {
 				out := fmt.Sprintf(format, v)
-				assert.NotContains(t, out, tokenA, format)
-				assert.NotContains(t, out, fmt.Sprintf("%x", tokenA), format)
+				for _, secret := range secretValues {
+					assert.NotContains(t, out, secret, format)
+					assert.NotContains(t, out, fmt.Sprintf("%x", secret), format)
+				}
 			}
 		}
 		assert.Equal(t, "[REDACTED]", fmt.Sprintf("%v", s))
@@ -654,7 +909,13 @@ func TestSecretNeverPrints(t *testing.T) {
 		require.NoError(t, err)
 		assert.NotContains(t, string(b), tokenA)
 		assert.NotContains(t, string(b), tokenB)
+		for _, secret := range secretValues {
+			assert.NotContains(t, string(b), secret)
+		}
 		assert.Contains(t, string(b), `"Token":"[REDACTED]"`)
+		assert.Contains(t, string(b), `"AppSecret":"[REDACTED]"`)
+		assert.Contains(t, string(b), `"RefreshToken":"[REDACTED]"`)
+		assert.Contains(t, string(b), `"SecretsKeyBase64":"[REDACTED]"`)
 		txt, err := s.MarshalText()
 		require.NoError(t, err)
 		assert.Equal(t, "[REDACTED]", string(txt))
@@ -666,12 +927,20 @@ func TestSecretNeverPrints(t *testing.T) {
 		log.Info().Object("config", c).Msg("starting")
 		log.Info().Interface("any", c).Stringer("s", s).Interface("i", s).Msg("again")
 		out := buf.String()
-		assert.NotContains(t, out, tokenA)
-		assert.NotContains(t, out, tokenB)
+		for _, secret := range secretValues {
+			assert.NotContains(t, out, secret)
+		}
 
 		var line struct{ Config map[string]any }
 		require.NoError(t, json.Unmarshal([]byte(strings.SplitN(out, "\n", 2)[0]), &line))
 		assert.Equal(t, "[REDACTED]", line.Config["CONNECTOR_ACCOUNT_BRAND_A_TOKEN"])
+		assert.Equal(t, "[REDACTED]", line.Config["CONNECTOR_ACCOUNT_BRAND_A_APP_SECRET"])
+		assert.Equal(t, "[REDACTED]", line.Config["CONNECTOR_ACCOUNT_BRAND_A_REFRESH_TOKEN"])
+		assert.Equal(t, appIDA, line.Config["CONNECTOR_ACCOUNT_BRAND_A_APP_ID"])
+		assert.Equal(t, "", line.Config["CONNECTOR_ACCOUNT_BRAND_B_APP_SECRET"], "an unset secret shows as empty")
+		assert.Equal(t, "[REDACTED]", line.Config["CONNECTOR_SECRETS_KEY"])
+		assert.Equal(t, "COHORT_CONNECTOR_STATE", line.Config["CONNECTOR_STATE_BUCKET"])
+		assert.Equal(t, "1h0m0s", line.Config["CONNECTOR_AUDIENCE_POLL_INTERVAL"])
 		assert.Equal(t, "549755885175", line.Config["CONNECTOR_ACCOUNT_BRAND_A_AD_ACCOUNT_ID"])
 		assert.Equal(t, "2612345678901,2612345678902", line.Config["CONNECTOR_ACCOUNT_BRAND_A_TAG_IDS"])
 		assert.Equal(t, "1m0s", line.Config["CONNECTOR_ACK_WAIT"])
@@ -726,9 +995,13 @@ func TestUsageListsEveryVariable(t *testing.T) {
 		}
 		assert.Contains(t, line, sv.desc)
 	}
-	for _, v := range []string{"CONNECTOR_ACCOUNT_<NAME>_AD_ACCOUNT_ID", "CONNECTOR_ACCOUNT_<NAME>_TOKEN", "CONNECTOR_ACCOUNT_<NAME>_TAG_IDS"} {
-		assert.Contains(t, out, v)
+	for _, v := range []string{"CONNECTOR_ACCOUNT_<NAME>_AD_ACCOUNT_ID", "CONNECTOR_ACCOUNT_<NAME>_TOKEN", "CONNECTOR_ACCOUNT_<NAME>_TAG_IDS",
+		"CONNECTOR_ACCOUNT_<NAME>_APP_ID", "CONNECTOR_ACCOUNT_<NAME>_APP_SECRET", "CONNECTOR_ACCOUNT_<NAME>_REFRESH_TOKEN"} {
+		assert.Regexp(t, "(?m)^"+regexp.QuoteMeta(v)+" ", out)
 	}
+	assert.Regexp(t, `(?m)^CONNECTOR_STATE_BUCKET +COHORT_CONNECTOR_STATE +no `, out)
+	assert.Regexp(t, `(?m)^CONNECTOR_AUDIENCE_POLL_INTERVAL +1h +no `, out)
+	assert.Regexp(t, `(?m)^CONNECTOR_SECRETS_KEY +\(empty\) +no .*openssl rand -base64 32`, out)
 	assert.Regexp(t, `(?m)^CONNECTOR_DEFAULT_TAG_ID +- +yes `, out)
 	assert.Regexp(t, `(?m)^CONNECTOR_NATS_URL +\(empty\) +no `, out)
 

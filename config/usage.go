@@ -35,13 +35,19 @@ func Usage(w io.Writer) error {
 	_ = tw.Flush()
 
 	b.WriteString("\nFor each account name in " + Prefix + "ACCOUNTS (NAME in upper case, e.g. brand_a\n" +
-		"gives " + accountVar("brand_a", suffixToken) + "), all required:\n\n")
+		"gives " + accountVar("brand_a", suffixToken) + "). " + suffixAdAccountID[1:] + " and " + suffixTagIDs[1:] + " are required;\n" +
+		suffixToken[1:] + " (conversion events) or OAuth (" + suffixAppID[1:] + ", " + suffixAppSecret[1:] + " and " + suffixRefresh[1:] + ",\n" +
+		"all three; needed by audiences) or both; secrets are never logged:\n\n")
 	tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	const name = "<NAME>"
 	fmt.Fprintf(tw, "%s\tPinterest ad account id, digits, at most %d\n", accountVar(name, suffixAdAccountID), maxAdAccountLen)
-	fmt.Fprintf(tw, "%s\tPinterest API token (Bearer) of that ad account; never logged\n", accountVar(name, suffixToken))
 	fmt.Fprintf(tw, "%s\tTag IDs routed to that ad account, comma separated, digits, at most %d each;\n", accountVar(name, suffixTagIDs), maxTagIDLen)
 	fmt.Fprintf(tw, "\ta Tag ID belongs to one account, and %sDEFAULT_TAG_ID must be one of them\n", Prefix)
+	fmt.Fprintf(tw, "%s\tPinterest conversion token (Bearer) of that ad account; optional with OAuth\n", accountVar(name, suffixToken))
+	fmt.Fprintf(tw, "%s\tPinterest app id (OAuth client id), digits\n", accountVar(name, suffixAppID))
+	fmt.Fprintf(tw, "%s\tthat app's secret\n", accountVar(name, suffixAppSecret))
+	fmt.Fprintf(tw, "%s\tthe first OAuth refresh token; later ones are kept encrypted (%sSECRETS_KEY)\n", accountVar(name, suffixRefresh), Prefix)
+	fmt.Fprintf(tw, "\tin %sSTATE_BUCKET\n", Prefix)
 	_ = tw.Flush()
 
 	_, err := w.Write(b.Bytes())
@@ -53,8 +59,9 @@ func Usage(w io.Writer) error {
 //
 //	log.Info().Object("config", cfg).Msg("starting")
 //
-// Secrets (account tokens, CONNECTOR_NATS_PASSWORD, CONNECTOR_NATS_TOKEN)
-// are masked, and so is the user info of NATS URLs (it may hold a password
+// Secrets (account tokens, app secrets and refresh tokens,
+// CONNECTOR_NATS_PASSWORD, CONNECTOR_NATS_TOKEN, CONNECTOR_SECRETS_KEY) are
+// masked: "[REDACTED]" when set, "" when not, and so is the user info of NATS URLs (it may hold a password
 // or a token). File variables show the path only. Durations and lists are
 // written as they would be set.
 func (c Config) MarshalZerologObject(e *zerolog.Event) {
@@ -83,5 +90,8 @@ func (c Config) MarshalZerologObject(e *zerolog.Event) {
 		e.Str(accountVar(a.Name, suffixAdAccountID), a.AdAccountID)
 		e.Str(accountVar(a.Name, suffixToken), a.Token.String())
 		e.Str(accountVar(a.Name, suffixTagIDs), strings.Join(a.TagIDs, ","))
+		e.Str(accountVar(a.Name, suffixAppID), a.AppID)
+		e.Str(accountVar(a.Name, suffixAppSecret), a.AppSecret.String())
+		e.Str(accountVar(a.Name, suffixRefresh), a.RefreshToken.String())
 	}
 }

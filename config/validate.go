@@ -45,6 +45,7 @@ func (c Config) problems() []error {
 	c.checkAccounts(&p)
 	c.checkHTTP(&p)
 	c.checkRest(&p)
+	c.checkAudiences(&p)
 	return p
 }
 
@@ -82,6 +83,14 @@ func (c Config) checkNATS(p *problems) {
 	} else if c.OrderBucket == c.ActivationsBucket {
 		p.add("ORDER_BUCKET", "must differ from %sACTIVATIONS_BUCKET, both are %q", Prefix, c.OrderBucket)
 	}
+	switch {
+	case !bucketRe.MatchString(c.StateBucket):
+		p.add("STATE_BUCKET", "must match %s, got %q", bucketRe, c.StateBucket)
+	case c.StateBucket == c.ActivationsBucket:
+		p.add("STATE_BUCKET", "must differ from %sACTIVATIONS_BUCKET, both are %q", Prefix, c.StateBucket)
+	case c.StateBucket == c.OrderBucket:
+		p.add("STATE_BUCKET", "must differ from %sORDER_BUCKET, both are %q", Prefix, c.StateBucket)
+	}
 
 	if len(c.Subjects) == 0 {
 		p.add("SUBJECTS", "required: at least one subject")
@@ -103,7 +112,7 @@ func (c Config) checkNATS(p *problems) {
 
 	// The KV bucket is a stream of its own on $KV.<bucket>.>; JetStream
 	// refuses streams whose subjects overlap.
-	for variable, bucket := range map[string]string{"ACTIVATIONS_BUCKET": c.ActivationsBucket, "ORDER_BUCKET": c.OrderBucket} {
+	for variable, bucket := range map[string]string{"ACTIVATIONS_BUCKET": c.ActivationsBucket, "ORDER_BUCKET": c.OrderBucket, "STATE_BUCKET": c.StateBucket} {
 		if !bucketRe.MatchString(bucket) {
 			continue
 		}
@@ -281,6 +290,7 @@ func (c Config) checkAccounts(p *problems) {
 		p.add("ACCOUNTS", "required: at least one account name, comma separated")
 	}
 	names := make(map[string]bool)
+	varAccount := make(map[string]string)   // per-account variable → its account
 	adAccountVar := make(map[string]string) // ad account id → its variable
 	tagVar := make(map[string]string)       // Tag ID → the variable listing it
 	for _, a := range c.AccountList {
@@ -293,6 +303,15 @@ func (c Config) checkAccounts(p *problems) {
 			continue
 		}
 		names[a.Name] = true
+		// brand and brand_refresh would share CONNECTOR_ACCOUNT_BRAND_REFRESH_TOKEN.
+		for _, suffix := range accountSuffixes {
+			v := accountVar(a.Name, suffix)
+			if other := varAccount[v]; other != "" {
+				p.add("ACCOUNTS", "accounts %q and %q clash: %s would belong to both; rename one", other, a.Name, v)
+			} else {
+				varAccount[v] = a.Name
+			}
+		}
 
 		adVar := accountVar(a.Name, suffixAdAccountID)
 		switch {
@@ -306,16 +325,7 @@ func (c Config) checkAccounts(p *problems) {
 			adAccountVar[a.AdAccountID] = adVar
 		}
 
-		if a.Token == "" {
-			*p = append(*p, fmt.Errorf("%s: required: the Pinterest API token of account %s", accountVar(a.Name, suffixToken), a.Name))
-		} else if i, r, ok := badTokenRune(string(a.Token)); ok {
-			// Such a token could never be sent (net/http refuses a header
-			// with a control character) or never be right, and every call
-			// would fail as a transient error for hours. Name the
-			// character and where it is, never the value.
-			*p = append(*p, fmt.Errorf("%s: must be printable ASCII without white space or control characters, found %U at character %d (value not shown)",
-				accountVar(a.Name, suffixToken), r, i))
-		}
+		checkAccountCredentials(p, a)
 
 		tv := accountVar(a.Name, suffixTagIDs)
 		if len(a.TagIDs) == 0 {
@@ -342,6 +352,83 @@ func (c Config) checkAccounts(p *problems) {
 		p.add("DEFAULT_TAG_ID", "must be digits only, at most %d, got %q", maxTagIDLen, c.DefaultTagID)
 	case tagVar[c.DefaultTagID] == "":
 		p.add("DEFAULT_TAG_ID", "Tag ID %s is not listed in any %s<NAME>%s", c.DefaultTagID, accountVarPrefix, suffixTagIDs)
+	}
+}
+
+// checkAccountCredentials checks the conversion token and the OAuth
+// variables of one account: the token, OAuth (app id, app secret and
+// refresh token, all three), or both. Secrets are named, never shown.
+func checkAccountCredentials(p *problems, a Account) {
+	tokenVar := accountVar(a.Name, suffixToken)
+	oauth := []struct {
+		variable, what string
+		set            bool
+	}{
+		{accountVar(a.Name, suffixAppID), "the Pinterest app id", a.AppID != ""},
+		{accountVar(a.Name, suffixAppSecret), "the app secret", a.AppSecret != ""},
+		{accountVar(a.Name, suffixRefresh), "the first refresh token", a.RefreshToken != ""},
+	}
+	var setVar string // an OAuth variable that is set, if any
+	for _, v := range oauth {
+		if v.set {
+			setVar = v.variable
+			break
+		}
+	}
+
+	if a.Token == "" && setVar == "" {
+		*p = append(*p, fmt.Errorf("%s: required: the Pinterest API token of account %s, unless the account has OAuth (%s, %s and %s); set either or both",
+			tokenVar, a.Name, oauth[0].variable, oauth[1].variable, oauth[2].variable))
+	}
+	if setVar != "" {
+		for _, v := range oauth {
+			if !v.set {
+				*p = append(*p, fmt.Errorf("%s: required when %s is set: OAuth needs %s of account %s, with %s, %s and %s all set",
+					v.variable, setVar, v.what, a.Name, oauth[0].variable, oauth[1].variable, oauth[2].variable))
+			}
+		}
+	}
+	if a.AppID != "" && !digitsRe.MatchString(a.AppID) {
+		*p = append(*p, fmt.Errorf("%s: must be digits only, got %q", oauth[0].variable, a.AppID))
+	}
+	checkSecretChars(p, tokenVar, a.Token)
+	checkSecretChars(p, oauth[1].variable, a.AppSecret)
+	checkSecretChars(p, oauth[2].variable, a.RefreshToken)
+}
+
+// checkSecretChars reports a token or secret that is not printable ASCII
+// without white space. Such a token could never be sent (net/http refuses a
+// header with a control character) or never be right, and every call would
+// fail as a transient error for hours. The message names the character and
+// where it is, never the value.
+func checkSecretChars(p *problems, variable string, s Secret) {
+	if i, r, ok := badTokenRune(s.Reveal()); ok {
+		*p = append(*p, fmt.Errorf("%s: must be printable ASCII without white space or control characters, found %U at character %d (value not shown)",
+			variable, r, i))
+	}
+}
+
+// checkAudiences checks what the audience API needs: the poll interval,
+// and the key that encrypts the refresh tokens of accounts with OAuth.
+func (c Config) checkAudiences(p *problems) {
+	if c.AudiencePollInterval < time.Second {
+		p.add("AUDIENCE_POLL_INTERVAL", "must be at least 1s, got %s", c.AudiencePollInterval)
+	}
+	var oauth []string // accounts with any OAuth variable
+	for _, a := range c.AccountList {
+		if validAccountName(a.Name) && (a.AppID != "" || a.AppSecret != "" || a.RefreshToken != "") {
+			oauth = append(oauth, a.Name)
+		}
+	}
+	if c.SecretsKeyBase64 == "" {
+		if len(oauth) > 0 {
+			p.add("SECRETS_KEY", "required when an account has OAuth (%s): the key that encrypts the refresh tokens kept in %sSTATE_BUCKET, %d random bytes in base64; %s",
+				strings.Join(oauth, ", "), Prefix, secretsKeyLen, secretsKeyHowTo)
+		}
+		return
+	}
+	if _, err := decodeSecretsKey(c.SecretsKeyBase64.Reveal()); err != nil {
+		p.add("SECRETS_KEY", "%v", err)
 	}
 }
 

@@ -35,8 +35,11 @@ Commands:
                              and ad account, and any problem
   get ID                     one activation as JSON
   put JSON | put -f FILE     create or replace an activation (JSON as in the README)
-  put -id ID -cohort C [-tag T] [-disabled]
-                             the same from flags (mode events, destination pinterest)
+  put -id ID -cohort C [-tag T] [-disabled] [-mode events|customer_list]
+      [-retention-days N] [-actalike-country US|CA|GB -actalike-percentage P]
+                             the same from flags (destination pinterest; mode
+                             events by default; retention in days 1-540, events
+                             only, default 180; actalike percentage 1-10)
   enable ID | disable ID     toggle an activation
   delete ID                  remove an activation
 
@@ -156,8 +159,15 @@ func parsePut(args []string) (cohorts.Activation, error) {
 	cohort := fs.String("cohort", "", "cohort id")
 	tag := fs.String("tag", "", "Tag ID override (blank: the default Tag ID)")
 	disabled := fs.Bool("disabled", false, "write it disabled")
+	mode := fs.String("mode", string(cohorts.ModeEvents), "`MODE`: events or customer_list")
+	retention := fs.Int("retention-days", 0, "retention of the visitor audience in `DAYS`, 1-540, events mode only (0: the default, 180)")
+	actalikeCountry := fs.String("actalike-country", "", "`COUNTRY` of an actalike audience: US, CA or GB")
+	actalikePercentage := fs.Int("actalike-percentage", 0, "`PERCENT` of that country's users in the actalike audience, 1-10")
 	if err := fs.Parse(args); err != nil {
 		return cohorts.Activation{}, fmt.Errorf("activations put: %w", err)
+	}
+	if fs.NArg() > 0 {
+		return cohorts.Activation{}, fmt.Errorf("activations put: unexpected argument %q", fs.Arg(0))
 	}
 	if *file != "" {
 		var data []byte
@@ -173,7 +183,11 @@ func parsePut(args []string) (cohorts.Activation, error) {
 		return cohorts.DecodeActivation(data)
 	}
 	a := cohorts.Activation{ID: *id, CohortID: *cohort, Destination: cohorts.DestinationPinterest,
-		Enabled: !*disabled, TagID: *tag, Mode: cohorts.ModeEvents}
+		Enabled: !*disabled, TagID: *tag, Mode: cohorts.Mode(*mode), RetentionDays: *retention}
+	// Either actalike flag asks for an actalike; Validate names a missing half.
+	if *actalikeCountry != "" || *actalikePercentage != 0 {
+		a.Actalike = &cohorts.Actalike{Country: *actalikeCountry, Percentage: *actalikePercentage}
+	}
 	return a, a.Validate()
 }
 

@@ -38,6 +38,8 @@ func TestHelpListsEveryVariableWithItsDefault(t *testing.T) {
 		"CONNECTOR_SUBJECTS", "cohorts.membership.>", "CONNECTOR_DURABLE", "CONNECTOR_ACTIVATIONS_BUCKET",
 		"COHORT_ACTIVATIONS", "CONNECTOR_DEFAULT_TAG_ID", "CONNECTOR_ACCOUNTS",
 		"CONNECTOR_ACCOUNT_<NAME>_AD_ACCOUNT_ID", "CONNECTOR_ACCOUNT_<NAME>_TOKEN", "CONNECTOR_ACCOUNT_<NAME>_TAG_IDS",
+		"CONNECTOR_ACCOUNT_<NAME>_APP_ID", "CONNECTOR_ACCOUNT_<NAME>_APP_SECRET", "CONNECTOR_ACCOUNT_<NAME>_REFRESH_TOKEN",
+		"CONNECTOR_SECRETS_KEY", "CONNECTOR_AUDIENCE_POLL_INTERVAL", "CONNECTOR_STATE_BUCKET", "COHORT_CONNECTOR_STATE",
 		"CONNECTOR_PINTEREST_BASE_URL", "https://api.pinterest.com/v5", "CONNECTOR_BATCH_SIZE", "1000",
 		"CONNECTOR_BATCH_PERIOD", "100ms", "CONNECTOR_LOG_LEVEL", "CONNECTOR_LOG_FORMAT",
 		"CONNECTOR_LISTEN_ADDR", "127.0.0.1:9464", "CONNECTOR_SHUTDOWN_TIMEOUT",
@@ -121,6 +123,8 @@ func TestActivationsCLIRefusesBadInputBeforeWriting(t *testing.T) {
 		{"malformed JSON is refused", []string{"activations", "put", `{"id":"x",`}, "nothing written"},
 		{"an unknown field is refused", []string{"activations", "put", `{"id":"x","cohort_id":"c","destination":"pinterest","enabled":true,"tagid":"5","mode":"events"}`}, "tagid"},
 		{"a bad key is refused", []string{"activations", "put", "-id", "a b", "-cohort", "c1"}, "id"},
+		{"a retention with customer_list is refused", []string{"activations", "put", "-id", "x", "-cohort", "c1", "-mode", "customer_list", "-retention-days", "7"}, `retention_days: only for mode "events"`},
+		{"an actalike in another country is refused", []string{"activations", "put", "-id", "x", "-cohort", "c1", "-actalike-country", "DE", "-actalike-percentage", "3"}, `actalike.country "DE"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -50,9 +50,6 @@ type Actalike struct {
 	Percentage int    `json:"percentage"`
 }
 
-// ModeCustomerList mirrors membership into a customer list.
-const ModeCustomerList Mode = "customer_list"
-
 // DestinationPinterest is the only destination so far.
 const DestinationPinterest = "pinterest"
 

@@ -27,6 +27,7 @@ func TestDeployDefinitionsMatchWhatTheDaemonCreates(t *testing.T) {
 		"consumer.json":       topo.ConsumerConfig(),
 		"kv.json":             topo.KeyValueConfig(),
 		"order-kv.json":       topo.OrderBucketConfig(),
+		"state-kv.json":       topo.StateBucketConfig(),
 		"parking-stream.json": topo.ParkingStreamConfig(),
 	}
 	for name, v := range files {

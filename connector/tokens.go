@@ -57,6 +57,9 @@ const (
 	tokenRenewSpacing = time.Hour
 	tokenValueVersion = byte(1) // first byte of a stored value
 	tokenRaceRead     = 50 * time.Millisecond
+	// tokenRefreshTimeout bounds one refresh call, which a shutdown does
+	// not cancel (see refresh).
+	tokenRefreshTimeout = 30 * time.Second
 )
 
 // TokenKeeperOptions configure a TokenKeeper.
@@ -545,7 +548,7 @@ func (k *TokenKeeper) sync(ctx context.Context) {
 		k.fail(errors.New("no refresh token: none is stored and none is set in the environment"), string(destinations.ReasonAuth), false)
 		return
 	}
-	g, err := k.o.Refresher.RefreshToken(ctx, k.o.AppID, k.o.AppSecret, used)
+	g, err := k.refresh(ctx, used)
 	if err != nil && destinations.ReasonOf(err) == destinations.ReasonAuth && ctx.Err() == nil {
 		// Another replica may have rotated the token we sent: wait for
 		// its value, then use it or retry once with its refresh token.
@@ -562,7 +565,7 @@ func (k *TokenKeeper) sync(ctx context.Context) {
 				return
 			}
 			used, base = t.RefreshToken, rev
-			g, err = k.o.Refresher.RefreshToken(ctx, k.o.AppID, k.o.AppSecret, used)
+			g, err = k.refresh(ctx, used)
 		}
 	}
 	if err != nil {
@@ -595,7 +598,18 @@ func (k *TokenKeeper) sync(ctx context.Context) {
 	}
 	k.o.Logger.Info().Time("access_expires_at", nt.AccessExpiresAt).Time("refresh_expires_at", nt.RefreshExpiresAt).
 		Msg("oauth token refreshed")
-	k.store(ctx)
+	// Not cancelled by a shutdown either: the grant exists only here.
+	k.store(context.WithoutCancel(ctx))
+}
+
+// refresh sends the refresh token. The call is not cancelled with ctx (a
+// shutdown, or a caller giving up): once sent, Pinterest may have rotated
+// the token, and only a completed answer tells the new one. It is bounded
+// by tokenRefreshTimeout instead.
+func (k *TokenKeeper) refresh(ctx context.Context, refreshToken string) (destinations.TokenGrant, error) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), tokenRefreshTimeout)
+	defer cancel()
+	return k.o.Refresher.RefreshToken(rctx, k.o.AppID, k.o.AppSecret, refreshToken)
 }
 
 // awaitOther polls the bucket for up to RaceWait for a stored token whose

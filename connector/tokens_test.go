@@ -151,6 +151,12 @@ func (r *rotatingRefresher) accessValid(tok string) bool {
 	return ok && r.clock.Now().Before(exp)
 }
 
+func (r *rotatingRefresher) waiting() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.arrived
+}
+
 func (r *rotatingRefresher) callCount() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -603,4 +609,30 @@ func TestTokenKeeperRejectsABadKeyLength(t *testing.T) {
 	_, err := k.Token(t.Context())
 	require.ErrorContains(t, err, connector.SecretsKeyEnv)
 	assert.Equal(t, connector.CheckFail, k.Check().State)
+}
+
+func TestTokenKeeperStoresARefreshInFlightWhenItsCallerGivesUp(t *testing.T) {
+	// The caller's context ends while the refresh is at Pinterest: the
+	// answer carries the only live refresh token, so it is awaited and
+	// stored all the same.
+	e := newTokenEnv(t)
+	k := connector.NewTokenKeeper(e.options())
+	e.pin.holdUntil(2)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = k.Token(ctx)
+	}()
+	require.Eventually(t, func() bool { return e.pin.waiting() == 1 }, waitFor, tick)
+	cancel()
+	// Release the gate with a second (refused) call.
+	_, err := e.pin.RefreshToken(t.Context(), "app", "secret", "nope")
+	require.Error(t, err)
+	<-done
+	e.stored(0)
+	assert.Equal(t, []string{"rt-" + tokenMark + "-1"}, e.pin.validRefreshTokens())
+	r := connector.NewTokenKeeper(e.options())
+	assert.Equal(t, "at-"+tokenMark+"-1", token(t, r), "a restart finds the grant")
+	assert.Equal(t, 2, e.pin.callCount())
 }

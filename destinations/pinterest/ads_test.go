@@ -26,7 +26,7 @@ func TestCreateAudienceWireFormat(t *testing.T) {
 				Rule: destinations.AudienceRule{VisitorSourceID: "2612345678901", RetentionDays: 30, Event: "custom",
 					EventData: map[string]any{"content_name": "cohort_enter"}, IngestionSource: []string{"conversions_api"}}},
 			map[string]any{"visitor_source_id": "2612345678901", "retention_days": float64(30), "event": "custom",
-				"event_data": map[string]any{"content_name": "cohort_enter"},
+				"event_data":       map[string]any{"content_name": "cohort_enter"},
 				"ingestion_source": map[string]any{"=": []any{"conversions_api"}}}},
 		{"a CUSTOMER_LIST rule has the list id as a string",
 			destinations.Audience{Name: "list", Type: destinations.AudienceCustomerList,

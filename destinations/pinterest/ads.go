@@ -24,15 +24,7 @@ const maxPages = 400
 // ListAudiences returns every audience of the ad account, following the
 // bookmarks (GET /ad_accounts/{id}/audiences).
 func (c *Client) ListAudiences(ctx context.Context, adAccountID string) ([]destinations.Audience, error) {
-	ws, err := listAll[AudienceWire](ctx, c, adAccountID, "audiences")
-	if err != nil {
-		return nil, err
-	}
-	out := make([]destinations.Audience, len(ws))
-	for i, w := range ws {
-		out[i] = audienceFromWire(w)
-	}
-	return out, nil
+	return listAll(ctx, c, adAccountID, "audiences", audienceFromWire)
 }
 
 // CreateAudience creates a (POST /ad_accounts/{id}/audiences); a.ID,
@@ -59,15 +51,7 @@ func (c *Client) GetAudience(ctx context.Context, adAccountID, audienceID string
 // ListCustomerLists returns every customer list of the ad account,
 // following the bookmarks (GET /ad_accounts/{id}/customer_lists).
 func (c *Client) ListCustomerLists(ctx context.Context, adAccountID string) ([]destinations.CustomerList, error) {
-	ws, err := listAll[CustomerListWire](ctx, c, adAccountID, "customer_lists")
-	if err != nil {
-		return nil, err
-	}
-	out := make([]destinations.CustomerList, len(ws))
-	for i, w := range ws {
-		out[i] = customerListFromWire(w)
-	}
-	return out, nil
+	return listAll(ctx, c, adAccountID, "customer_lists", customerListFromWire)
 }
 
 // CreateCustomerList creates an empty customer list (POST
@@ -152,8 +136,9 @@ func (c *Client) adsRequest(ctx context.Context, adAccountID string, cred creden
 }
 
 // listAll reads every page of GET /ad_accounts/{id}/{path}, PageSize items
-// a page, following the bookmark until an answer has none.
-func listAll[T any](ctx context.Context, c *Client, adAccountID, path string) ([]T, error) {
+// a page, following the bookmark until an answer has none, and converts
+// each item with conv.
+func listAll[W, T any](ctx context.Context, c *Client, adAccountID, path string, conv func(W) T) ([]T, error) {
 	cred, err := c.adsCredential(ctx, adAccountID)
 	if err != nil {
 		return nil, err
@@ -167,11 +152,13 @@ func listAll[T any](ctx context.Context, c *Client, adAccountID, path string) ([
 		if bookmark != "" {
 			q.Set("bookmark", bookmark)
 		}
-		var p Page[T]
+		var p Page[W]
 		if err := c.adsRequest(ctx, adAccountID, cred, http.MethodGet, q, nil, &p, path); err != nil {
 			return nil, err
 		}
-		all = append(all, p.Items...)
+		for _, w := range p.Items {
+			all = append(all, conv(w))
+		}
 		if p.Bookmark == nil || *p.Bookmark == "" {
 			return all, nil
 		}

@@ -13,6 +13,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -33,9 +35,19 @@ import (
 type Config struct {
 	// BaseURL is the API root, e.g. "https://api.pinterest.com/v5".
 	BaseURL string
-	// Tokens maps ad account id → bearer token. A batch for an ad account
-	// with no token is rejected with ReasonAuth before any request is made.
+	// Tokens maps ad account id → static conversion token, used for events.
 	Tokens map[string]string
+	// TokenSources maps ad account id → the source of its events token,
+	// used when Tokens has none for the account. A batch with events for
+	// an account in neither map is rejected with ReasonAuth before any
+	// request is made.
+	TokenSources map[string]destinations.TokenSource
+	// AdsTokens maps ad account id → the source of its OAuth access token
+	// (ads:read/ads:write), the only kind the audiences and customer-list
+	// endpoints accept: every AudienceAPI call and every customer-list
+	// operation of Send uses it. An account without one is rejected with
+	// ReasonAuth before any request is made.
+	AdsTokens map[string]destinations.TokenSource
 	// AttemptTimeout bounds one HTTP attempt (default 10s).
 	AttemptTimeout time.Duration
 	// CallTimeout bounds one Send, all retries and waits included
@@ -68,6 +80,8 @@ type Config struct {
 	Logger zerolog.Logger
 	// OnAttempt, if set, is called after every HTTP attempt with the ad
 	// account, the status code (0 when no answer) and the attempt's duration.
+	// Calls to the OAuth endpoint, which belong to no ad account, are not
+	// reported.
 	OnAttempt func(adAccountID string, status int, d time.Duration)
 }
 
@@ -94,16 +108,22 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// Client sends conversion events to Pinterest. It is safe for concurrent use.
+// Client sends conversion events and customer-list operations to Pinterest,
+// manages audiences (destinations.AudienceAPI) and refreshes OAuth tokens
+// (destinations.TokenRefresher). It is safe for concurrent use.
 type Client struct {
 	cfg     Config
 	base    *url.URL
 	http    *retryablehttp.Client
 	budgets map[string]*budget // per ad account; nil when disabled
-	secrets redactor           // scrubs the tokens from what answers echo
+	secrets redactor           // scrubs the static tokens from what answers echo
 }
 
-var _ destinations.Destination = (*Client)(nil)
+var (
+	_ destinations.Destination    = (*Client)(nil)
+	_ destinations.AudienceAPI    = (*Client)(nil)
+	_ destinations.TokenRefresher = (*Client)(nil)
+)
 
 // New returns a Client for cfg.
 func New(cfg Config) (*Client, error) {
@@ -140,9 +160,18 @@ func New(cfg Config) (*Client, error) {
 	c := &Client{cfg: cfg, base: base, http: rc, secrets: newRedactor(cfg.Tokens)}
 	if cfg.CallsPerMinute >= 0 {
 		c.budgets = make(map[string]*budget, len(cfg.Tokens))
-		for id := range cfg.Tokens {
-			c.budgets[id] = newBudget(cmp.Or(cfg.CallsPerMinute, DefaultCallsPerMinute), cfg.MaxRetryAfter)
+		newBudgets := func(ids iter.Seq[string]) {
+			for id := range ids {
+				if c.budgets[id] == nil {
+					c.budgets[id] = newBudget(cmp.Or(cfg.CallsPerMinute, DefaultCallsPerMinute), cfg.MaxRetryAfter)
+				}
+			}
 		}
+		// One budget per account, whichever token its calls carry: the
+		// limit is Pinterest's per ad account.
+		newBudgets(maps.Keys(cfg.Tokens))
+		newBudgets(maps.Keys(cfg.TokenSources))
+		newBudgets(maps.Keys(cfg.AdsTokens))
 	}
 	rc.CheckRetry = c.checkRetry
 	// A retry is a call like any other: it waits for the account's budget.
@@ -205,52 +234,100 @@ func NewEvent(it destinations.Item) Event {
 	return ev
 }
 
-// Send posts b to /ad_accounts/{id}/events in calls of at most
-// MaxEventsPerRequest events. See destinations.Destination for the meaning
-// of the result. A 400/422 answer for several events is bisected until the
-// bad events are isolated, so one bad event does not condemn its batch.
+// Send delivers b: a conversion event per item (except ListsOnly items)
+// to /ad_accounts/{id}/events in calls of at most MaxEventsPerRequest, then
+// the customer-list operations of the items (see sendLists). See
+// destinations.Destination for the meaning of the result. A 400/422 answer
+// for several events or records is bisected until the bad ones are
+// isolated, so one bad item does not condemn its batch. An item is
+// processed only when its event (if any) and every list operation of it
+// succeeded.
 func (c *Client) Send(ctx context.Context, b destinations.Batch) (destinations.Result, error) {
-	token, ok := c.cfg.Tokens[b.AdAccountID]
-	if !ok || token == "" {
-		return destinations.Result{}, &destinations.Error{Reason: destinations.ReasonAuth,
-			Message: "no token configured for ad account " + b.AdAccountID}
-	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
 	defer cancel()
-
-	events := make([]Event, len(b.Items))
-	for i := range b.Items {
-		events[i] = NewEvent(b.Items[i])
-	}
-	res := destinations.Result{Items: make([]destinations.ItemResult, len(events))}
-	for start := 0; start < len(events); start += MaxEventsPerRequest {
-		end := min(start+MaxEventsPerRequest, len(events))
-		if err := c.sendSplitting(ctx, b.AdAccountID, token, events[start:end], res.Items[start:end]); err != nil {
-			// Earlier chunks were accepted, but a Result is all or nothing:
-			// the whole batch is retried and Pinterest deduplicates on event_id.
+	plan := planBatch(b.Items)
+	var evCred, listCred credential
+	var err error
+	// Both credentials are had before any request: a missing one fails the
+	// batch without sending half of it.
+	if len(plan.events) > 0 {
+		if evCred, err = c.eventsCredential(ctx, b.AdAccountID); err != nil {
 			return destinations.Result{}, err
 		}
 	}
+	if len(plan.runs) > 0 {
+		if listCred, err = c.adsCredential(ctx, b.AdAccountID); err != nil {
+			return destinations.Result{}, err
+		}
+	}
+	res := destinations.Result{Items: make([]destinations.ItemResult, len(b.Items))}
+	// A Result is all or nothing: when a call fails, earlier calls were
+	// accepted, but the whole batch is retried (Pinterest deduplicates
+	// events on event_id; an ADD or REMOVE repeated changes no membership).
+	if err := c.sendEvents(ctx, b.AdAccountID, evCred, b.Items, plan.events, res.Items); err != nil {
+		return destinations.Result{}, err
+	}
+	listErrs, err := c.sendLists(ctx, b.AdAccountID, listCred, b.Items, plan.runs)
+	if err != nil {
+		return destinations.Result{}, err
+	}
+	plan.settle(res.Items, listErrs)
 	return res, nil
 }
 
-// sendSplitting posts events and fills out; on a whole-request bad-input
-// answer it splits the request in two and tries each half.
-func (c *Client) sendSplitting(ctx context.Context, adAccountID, token string, events []Event, out []destinations.ItemResult) error {
-	err := c.post(ctx, adAccountID, token, events, out)
-	var de *destinations.Error
-	if err == nil || !errors.As(err, &de) || de.Reason != destinations.ReasonBadInput {
-		return err
+// sendEvents sends the events of items[idx...] and writes each verdict to
+// out at the item's index.
+func (c *Client) sendEvents(ctx context.Context, adAccountID string, cred credential, items []destinations.Item, idx []int, out []destinations.ItemResult) error {
+	events := make([]Event, len(idx))
+	for k, i := range idx {
+		events[k] = NewEvent(items[i])
 	}
-	if len(events) == 1 {
-		out[0] = destinations.ItemResult{Error: de.Error()}
+	verdicts := make([]destinations.ItemResult, len(events))
+	for start := 0; start < len(events); start += MaxEventsPerRequest {
+		end := min(start+MaxEventsPerRequest, len(events))
+		evs, vs := events[start:end], verdicts[start:end]
+		err := bisect(len(evs), func(lo, hi int) error {
+			return c.postEvents(ctx, adAccountID, cred, evs[lo:hi], vs[lo:hi])
+		}, func(k int, de *destinations.Error) {
+			vs[k] = destinations.ItemResult{Error: de.Error()}
+		})
+		if err != nil {
+			return err
+		}
+	}
+	for k, i := range idx {
+		out[i] = verdicts[k]
+	}
+	return nil
+}
+
+// bisect calls send(0, n); on a whole-request bad-input answer it splits
+// the range in two and tries each half, in order, until the bad units are
+// isolated: reject is then called with each one's index and error. Any
+// other error ends it. Events and customer-list records are both sent this
+// way.
+func bisect(n int, send func(lo, hi int) error, reject func(i int, de *destinations.Error)) error {
+	var run func(lo, hi int) error
+	run = func(lo, hi int) error {
+		err := send(lo, hi)
+		var de *destinations.Error
+		if err == nil || !errors.As(err, &de) || de.Reason != destinations.ReasonBadInput {
+			return err
+		}
+		if hi-lo == 1 {
+			reject(lo, de)
+			return nil
+		}
+		mid := lo + (hi-lo)/2
+		if err := run(lo, mid); err != nil {
+			return err
+		}
+		return run(mid, hi)
+	}
+	if n == 0 {
 		return nil
 	}
-	half := len(events) / 2
-	if err := c.sendSplitting(ctx, adAccountID, token, events[:half], out[:half]); err != nil {
-		return err
-	}
-	return c.sendSplitting(ctx, adAccountID, token, events[half:], out[half:])
+	return run(0, n)
 }
 
 // callState is what checkRetry learns about one call; it travels in the
@@ -267,7 +344,69 @@ type callState struct {
 
 type callStateKey struct{}
 
-func (c *Client) post(ctx context.Context, adAccountID, token string, events []Event, out []destinations.ItemResult) error {
+// credential is the Authorization header of one call and the redactor
+// that scrubs everything the answer echoes, this call's secret included.
+type credential struct {
+	auth    string
+	secrets redactor
+}
+
+// apiCall is one request to Pinterest, sent by Client.do.
+type apiCall struct {
+	// adAccountID selects the call budget and labels OnAttempt; "" (the
+	// OAuth endpoint) has no budget and is not reported to OnAttempt.
+	adAccountID string
+	method      string
+	url         *url.URL
+	cred        credential
+	contentType string // of body; "" when there is none
+	body        []byte
+}
+
+// do is the one HTTP path to Pinterest: it sends call with retries, under
+// the account's call budget, never following a redirect, and decodes a 2xx
+// JSON answer into out (when out is not nil). It returns the final status
+// (0 when no answer) and a classified *destinations.Error for any other
+// outcome, scrubbed by call.cred.secrets.
+func (c *Client) do(ctx context.Context, call apiCall, out any) (int, error) {
+	st := &callState{adAccountID: call.adAccountID, budget: c.budgets[call.adAccountID]}
+	req, err := retryablehttp.NewRequestWithContext(context.WithValue(ctx, callStateKey{}, st), call.method, call.url.String(), call.body)
+	if err != nil {
+		return 0, &destinations.Error{Reason: destinations.ReasonBadInput, Err: fmt.Errorf("building request: %w", err)}
+	}
+	req.Header.Set("Authorization", call.cred.auth)
+	if call.contentType != "" {
+		req.Header.Set("Content-Type", call.contentType)
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "cohort-connector")
+	if st.budget != nil {
+		if err := st.budget.wait(ctx); err != nil {
+			return 0, c.transportError(ctx, st, err)
+		}
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, c.transportError(ctx, st, err)
+	}
+	defer func() {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+	}()
+	if resp.StatusCode < 200 || resp.StatusCode >= 300 {
+		return resp.StatusCode, c.classifyStatus(resp, call.cred.secrets)
+	}
+	if out != nil {
+		if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(out); err != nil {
+			return resp.StatusCode, &destinations.Error{Reason: destinations.ReasonServer, StatusCode: resp.StatusCode,
+				Err: fmt.Errorf("decoding answer: %w", err)}
+		}
+	}
+	return resp.StatusCode, nil
+}
+
+// postEvents posts events and fills out with Pinterest's verdict on each.
+func (c *Client) postEvents(ctx context.Context, adAccountID string, cred credential, events []Event, out []destinations.ItemResult) error {
 	body, err := json.Marshal(EventsRequest{Data: events})
 	if err != nil {
 		return &destinations.Error{Reason: destinations.ReasonBadInput, Err: fmt.Errorf("encoding events: %w", err)}
@@ -276,48 +415,25 @@ func (c *Client) post(ctx context.Context, adAccountID, token string, events []E
 	if c.cfg.Test {
 		u.RawQuery = "test=true"
 	}
-	st := &callState{adAccountID: adAccountID, budget: c.budgets[adAccountID]}
-	req, err := retryablehttp.NewRequestWithContext(context.WithValue(ctx, callStateKey{}, st), http.MethodPost, u.String(), body)
+	var er EventsResponse
+	status, err := c.do(ctx, apiCall{adAccountID: adAccountID, method: http.MethodPost, url: u,
+		cred: cred, contentType: "application/json", body: body}, &er)
 	if err != nil {
-		return &destinations.Error{Reason: destinations.ReasonBadInput, Err: fmt.Errorf("building request: %w", err)}
+		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", "cohort-connector")
-	if st.budget != nil {
-		if err := st.budget.wait(ctx); err != nil {
-			return c.transportError(ctx, st, err)
+	if len(er.Events) != len(events) {
+		return &destinations.Error{Reason: destinations.ReasonServer, StatusCode: status,
+			Message: fmt.Sprintf("answer lists %d events for %d sent", len(er.Events), len(events))}
+	}
+	red := cred.secrets
+	for i, e := range er.Events {
+		out[i] = destinations.ItemResult{Processed: e.Status == StatusProcessed,
+			Error: red.redact(e.ErrorMessage), Warning: red.redact(e.WarningMessage)}
+		if !out[i].Processed && out[i].Error == "" {
+			out[i].Error = "status " + strconv.Quote(red.redact(e.Status))
 		}
 	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return c.transportError(ctx, st, err)
-	}
-	defer func() {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-		resp.Body.Close()
-	}()
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		var er EventsResponse
-		if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&er); err != nil {
-			return &destinations.Error{Reason: destinations.ReasonServer, StatusCode: resp.StatusCode,
-				Err: fmt.Errorf("decoding answer: %w", err)}
-		}
-		if len(er.Events) != len(events) {
-			return &destinations.Error{Reason: destinations.ReasonServer, StatusCode: resp.StatusCode,
-				Message: fmt.Sprintf("answer lists %d events for %d sent", len(er.Events), len(events))}
-		}
-		for i, e := range er.Events {
-			out[i] = destinations.ItemResult{Processed: e.Status == StatusProcessed,
-				Error: c.secrets.redact(e.ErrorMessage), Warning: c.secrets.redact(e.WarningMessage)}
-			if !out[i].Processed && out[i].Error == "" {
-				out[i].Error = "status " + strconv.Quote(c.secrets.redact(e.Status))
-			}
-		}
-		return nil
-	}
-	return c.classifyStatus(resp)
+	return nil
 }
 
 // transportError classifies a call that ended without a usable answer.
@@ -370,14 +486,14 @@ func reasonForStatus(code int) destinations.Reason {
 
 // classifyStatus turns a final non-2xx answer into a *destinations.Error
 // carrying the status, Pinterest's message and any Retry-After (capped).
-func (c *Client) classifyStatus(resp *http.Response) error {
+func (c *Client) classifyStatus(resp *http.Response, secrets redactor) error {
 	de := &destinations.Error{Reason: reasonForStatus(resp.StatusCode), StatusCode: resp.StatusCode}
 	if d, ok := c.retryAfter(resp); ok {
 		de.RetryAfter = d
 	}
 	if de.Reason == destinations.ReasonRedirect {
 		de.Message = "redirect not followed (it would carry the token elsewhere); check the base URL and any proxy"
-		if loc := truncate(c.secrets.redact(redirectTarget(resp)), 200); loc != "" {
+		if loc := truncate(secrets.redact(redirectTarget(resp)), 200); loc != "" {
 			de.Message = "redirect to " + loc + " not followed (it would carry the token elsewhere); check the base URL and any proxy"
 		}
 		return de
@@ -385,13 +501,13 @@ func (c *Client) classifyStatus(resp *http.Response) error {
 	var er ErrorResponse
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if json.Unmarshal(raw, &er) == nil && er.Message != "" {
-		de.Message = c.secrets.redact(er.Message)
+		de.Message = secrets.redact(er.Message)
 		if er.Code != 0 {
 			de.Message = fmt.Sprintf("%s (code %d)", de.Message, er.Code)
 		}
 	} else if s := strings.TrimSpace(string(raw)); s != "" {
 		// Redacted before it is cut, so that no part of a token survives.
-		de.Message = truncate(c.secrets.redact(s), 200)
+		de.Message = truncate(secrets.redact(s), 200)
 	}
 	return de
 }
@@ -457,7 +573,7 @@ func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error)
 	if resp != nil {
 		status = resp.StatusCode
 	}
-	if c.cfg.OnAttempt != nil {
+	if c.cfg.OnAttempt != nil && st.adAccountID != "" {
 		c.cfg.OnAttempt(st.adAccountID, status, time.Duration(time.Now().UnixNano()-st.started.Load()))
 	}
 	if ctx.Err() != nil {

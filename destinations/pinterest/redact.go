@@ -3,6 +3,7 @@ package pinterest
 import (
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -17,8 +18,15 @@ const minFragment = 8
 
 // bearerRe matches "Bearer <credential>" (RFC 6750 b64token), whatever the
 // credential: an echoed Authorization header is a secret even when it is
-// not one of ours or is cut short.
+// not one of ours or is cut short. ("Basic" is not matched the same way: it
+// is an ordinary word too. The OAuth call adds its exact Basic credential
+// to its redactor instead.)
 var bearerRe = regexp.MustCompile(`(?i)\b(bearer\s+)[A-Za-z0-9\-._~+/]+=*`)
+
+// pinaRe matches a Pinterest token ("pina_" and at least minFragment
+// characters in all) that is none of the ones the redactor knows: a token
+// that rotated since, or another account's.
+var pinaRe = regexp.MustCompile(`pina_[A-Za-z0-9\-._~+/]{` + strconv.Itoa(minFragment-len("pina_")) + `,}=*`)
 
 // redactor holds the secrets that must never leave the client in a message.
 type redactor struct {
@@ -36,6 +44,20 @@ func newRedactor(tokens map[string]string) redactor {
 	return r
 }
 
+// with returns a redactor that also scrubs secrets: the token of one
+// request (a TokenSource's, which rotates and is unknown at New), an OAuth
+// secret. r itself is not changed.
+func (r redactor) with(secrets ...string) redactor {
+	n := redactor{tokens: slices.Clone(r.tokens)}
+	for _, s := range secrets {
+		if s != "" && !slices.Contains(n.tokens, s) {
+			n.tokens = append(n.tokens, s)
+		}
+	}
+	slices.SortFunc(n.tokens, func(a, b string) int { return len(b) - len(a) })
+	return n
+}
+
 // redact is the one function every string taken from a response body goes
 // through before it leaves the client (an error Message, ItemResult.Error or
 // ItemResult.Warning, which end up in logs and in dead letters' Dlq-Detail).
@@ -43,7 +65,9 @@ func newRedactor(tokens map[string]string) redactor {
 //   - every configured token, of any ad account (a proxy may echo any);
 //   - any run of at least minFragment characters that starts a token (an
 //     echo cut short), or the whole token when it is shorter than that;
-//   - the credential of any "Bearer <credential>".
+//   - the credential of any "Bearer <credential>";
+//   - any "pina_" run of at least minFragment characters (a Pinterest
+//     token, known or not).
 func (r redactor) redact(s string) string {
 	if s == "" { // every processed event's error_message: nothing to scan
 		return s
@@ -53,6 +77,9 @@ func (r redactor) redact(s string) string {
 	}
 	if strings.Contains(strings.ToLower(s), "bearer") {
 		s = bearerRe.ReplaceAllString(s, "${1}"+redacted)
+	}
+	if strings.Contains(s, "pina_") {
+		s = pinaRe.ReplaceAllString(s, redacted)
 	}
 	return s
 }

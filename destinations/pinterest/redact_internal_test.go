@@ -39,3 +39,22 @@ func FuzzRedact(f *testing.F) {
 		assert.NotContains(t, r.redact(s), tok[:minFragment])
 	})
 }
+
+func TestRedactorWithScrubsTheTokenOfOneCall(t *testing.T) {
+	base := newRedactor(map[string]string{"1": "pina_STATICtoken000"})
+	r := base.with("rotatedXYZ123456", "")
+	assert.Equal(t, "[REDACTED] [REDACTED]", r.redact("pina_STATICtoken000 rotatedXYZ123456"))
+	assert.Equal(t, "rotatedXYZ123456", base.redact("rotatedXYZ123456"), "with leaves the base redactor alone")
+}
+
+func TestRedactScrubsAnyPinterestToken(t *testing.T) {
+	r := newRedactor(nil)
+	for in, want := range map[string]string{
+		"token pina_UNKNOWNtoken.value== expired": "token [REDACTED] expired",
+		"pina_abc is 8 characters":                "[REDACTED] is 8 characters",
+		"pina_ab is shorter than a fragment":      "pina_ab is shorter than a fragment",
+		"no token here":                           "no token here",
+	} {
+		assert.Equal(t, want, r.redact(in), in)
+	}
+}

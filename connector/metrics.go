@@ -25,8 +25,11 @@ const (
 	// reasonAudiencePending: a customer_list activation whose list is not
 	// created yet; redelivered.
 	reasonAudiencePending = "audience_pending"
-	reasonMaxDeliveries   = "max_deliveries"
-	reasonDLQFailed       = "dlq_publish_failed"
+	// reasonNoListIdentifiers: a customer_list target of a user with no
+	// email or mobile ad id (what a customer list takes); not sent.
+	reasonNoListIdentifiers = "no_list_identifiers"
+	reasonMaxDeliveries     = "max_deliveries"
+	reasonDLQFailed         = "dlq_publish_failed"
 	// An earlier change of the same user and cohort is not settled yet.
 	reasonWaitingForEarlier = "waiting_for_earlier"
 	// A target was parked (see parking.go), the others accepted.
@@ -37,7 +40,7 @@ const (
 
 func settleReasons() []string {
 	r := []string{reasonOK, reasonNotActivated, reasonNoIdentifiers, reasonRejected, reasonUnknownTag,
-		reasonAudiencePending, reasonMaxDeliveries, reasonDLQFailed, reasonWaitingForEarlier, reasonParked, reasonParkingFailed}
+		reasonAudiencePending, reasonNoListIdentifiers, reasonMaxDeliveries, reasonDLQFailed, reasonWaitingForEarlier, reasonParked, reasonParkingFailed}
 	for _, d := range cohorts.DecodeReasons {
 		r = append(r, string(d))
 	}

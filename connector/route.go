@@ -114,7 +114,14 @@ func (c *Connector) targets(d *delivery, m cohorts.Membership) []routed {
 			continue
 		}
 		list, ok := c.customerList(tg.Activation)
-		if !ok {
+		switch {
+		case ok && list != "" && hashed.Em == "" && hashed.HashedMAID == "":
+			// A customer list takes emails and mobile ad ids only: a user
+			// known by IP and user agent cannot be in it. Counted
+			// (coverage), not sent, and not an error of the message.
+			d.outcome = d.outcome.merge(outcome{kind: kindDone, reason: reasonNoListIdentifiers})
+			continue
+		case !ok:
 			ctrs.held.Add(1)
 			d.outcome = d.outcome.merge(outcome{kind: kindRetry, reason: reasonAudiencePending,
 				delay:  c.backoff(d.meta.NumDelivered, 0),

@@ -76,6 +76,7 @@ type daemon struct {
 	objs     *connector.Objects
 	resolver *cohorts.Resolver
 	client   *pinterest.Client
+	creds    credentials // conversion tokens and OAuth token keepers
 	conn     *connector.Connector
 	stats    *connector.Stats
 	metrics  *connector.Metrics
@@ -176,10 +177,8 @@ func startDaemon(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ 
 	d.watcher = connector.NewActivationsWatcher(d.objs.Activations, d.resolver, log, 0)
 	d.stats = connector.NewStats()
 	accounts := make(map[string][]string)
-	tokens := make(map[string]string)
 	for _, a := range cfg.AccountList {
 		accounts[a.AdAccountID] = a.TagIDs
-		tokens[a.AdAccountID] = a.Token.Reveal()
 	}
 	ids := make([]string, 0, len(accounts))
 	for id := range accounts {
@@ -188,9 +187,14 @@ func startDaemon(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ 
 	d.metrics = connector.NewMetrics(d.reg, d.stats, ids)
 	metrics := d.metrics
 	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if d.creds, err = newCredentials(cfg, d); err != nil {
+		return nil, err
+	}
 	d.client, err = pinterest.New(pinterest.Config{
 		BaseURL:        cfg.PinterestBaseURL,
-		Tokens:         tokens,
+		Tokens:         d.creds.static,
+		TokenSources:   d.creds.eventSources(),
+		AdsTokens:      d.creds.adsSources(),
 		AttemptTimeout: cfg.HTTPTimeout,
 		CallTimeout:    cfg.HTTPCallTimeout,
 		RetryMax:       retryMax(cfg.HTTPRetryMax),
@@ -290,6 +294,15 @@ func (d *daemon) run(ctx context.Context) error {
 		defer wg.Done()
 		watchErr <- d.watcher.Run(watchCtx)
 	}()
+	for id, k := range d.creds.keepers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := k.Run(watchCtx); err != nil && watchCtx.Err() == nil {
+				d.log.Error().Err(err).Str("ad_account_id", id).Msg("OAuth token keeper stopped: the access token is no longer refreshed")
+			}
+		}()
+	}
 	// Before consuming: advisories are not stored, one sent before the
 	// subscription exists is gone.
 	go func() {
@@ -396,6 +409,7 @@ func (d *daemon) readinessChecks() []connector.Check {
 		natsCheck.State, natsCheck.Detail = connector.CheckFail, "not connected"
 	}
 	checks := append([]connector.Check{natsCheck}, d.watcher.Checks()...)
+	checks = append(checks, d.creds.checks()...)
 	return append(checks, d.conn.Checks()...)
 }
 

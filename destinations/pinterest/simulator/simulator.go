@@ -45,6 +45,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"net"
 	"net/http"
@@ -84,9 +85,18 @@ type Options struct {
 	RateLimitPerMinute int
 	// Addr is where Start listens (default "127.0.0.1:0", a free port).
 	Addr string
-	// Now is the clock for rate limiting and event_time validation
-	// (default time.Now). Injected latency always uses real time.
+	// Now is the clock for rate limiting, event_time validation, token
+	// expiry, audience sizes and the Event Quality Score (default
+	// time.Now). Injected latency always uses real time.
 	Now func() time.Time
+	// AccessTokenTTL and RefreshTokenTTL are the lifetimes of the OAuth
+	// tokens POST /v5/oauth/token issues (defaults 30 and 60 days).
+	AccessTokenTTL, RefreshTokenTTL time.Duration
+	// AudienceDelay is Pinterest's processing delay: an audience or
+	// customer list is INITIALIZING (PROCESSING) for this long after its
+	// creation, and its size is a snapshot refreshed at most this often
+	// (default 0: always current).
+	AudienceDelay time.Duration
 }
 
 // Fault is an injected failure or delay, see SetFault.
@@ -139,6 +149,14 @@ type Simulator struct {
 	threshold uint32 // identifier known iff first two hash bytes < threshold
 	limit     int
 
+	accessTTL, refreshTTL, audienceDelay time.Duration
+	lastID                               atomic.Int64 // ids of lists and audiences
+
+	authMu        sync.Mutex // guards the OAuth maps
+	apps          map[string]*app
+	refreshTokens map[string]*grant
+	accessTokens  map[string]*grant
+
 	mu       sync.RWMutex
 	accounts map[string]*account
 
@@ -170,13 +188,22 @@ type account struct {
 	requests, accepted, unauthorized, rateLimited, badRequest, injected atomic.Int64
 	events, processed, failed, testEvents, listUpdates                  atomic.Int64
 
-	eventsWindow, listsWindow window
+	// Windows of the spec's rate-limit categories ads_conversions,
+	// ads_read and ads_write.
+	eventsWindow, readsWindow, writesWindow window
 
-	mu       sync.Mutex // guards the fields below
-	received []Received
-	eventIDs map[string]idTally
-	arrivals int64 // events tallied in eventIDs so far, duplicates included
-	lists    map[string]*customerList
+	mu        sync.Mutex // guards the fields below
+	received  []Received
+	eventIDs  map[string]idTally
+	arrivals  int64 // events tallied in eventIDs so far, duplicates included
+	lists     map[string]*customerList
+	audiences map[string]*audience
+	tags      []string
+	visitors  map[visitorKey]map[string]int64 // known user → latest event_time
+	quality   map[qualityKey]*qualityTally
+	// qualityHour is the hour of the last quality tally (older ones are
+	// pruned when it changes).
+	qualityHour int64
 }
 
 // idTally is what the simulator keeps per event id: how often it was
@@ -186,11 +213,6 @@ type idTally struct {
 	first int64
 }
 
-type customerList struct {
-	added, removed, batches int
-	created, updated        int64
-}
-
 // New returns a Simulator that serves through ServeHTTP.
 func New(opts Options) *Simulator {
 	s := &Simulator{
@@ -198,7 +220,15 @@ func New(opts Options) *Simulator {
 		accounts: make(map[string]*account, len(opts.Accounts)),
 		faults:   make(map[string]*faultState),
 		closing:  make(chan struct{}),
+
+		accessTTL:     orDefault(opts.AccessTokenTTL, DefaultAccessTokenTTL),
+		refreshTTL:    orDefault(opts.RefreshTokenTTL, DefaultRefreshTokenTTL),
+		audienceDelay: opts.AudienceDelay,
+		apps:          make(map[string]*app),
+		refreshTokens: make(map[string]*grant),
+		accessTokens:  make(map[string]*grant),
 	}
+	s.lastID.Store(firstID - 1)
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -222,6 +252,13 @@ func New(opts Options) *Simulator {
 		s.SetToken(id, tok)
 	}
 	return s
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
 }
 
 // Start listens on opts.Addr (default 127.0.0.1:0) and serves until Close.
@@ -277,20 +314,29 @@ func (s *Simulator) Close() error {
 // SetToken sets the bearer token an ad account accepts, adding the account
 // if it is new.
 func (s *Simulator) SetToken(adAccountID, token string) {
+	s.ensureAccount(adAccountID).token.Store(&token)
+}
+
+// ensureAccount returns the ad account, adding it if it is new.
+func (s *Simulator) ensureAccount(adAccountID string) *account {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	a := s.accounts[adAccountID]
 	if a == nil {
 		a = &account{
-			id:       adAccountID,
-			eventIDs: make(map[string]idTally),
-			lists:    make(map[string]*customerList),
+			id:        adAccountID,
+			eventIDs:  make(map[string]idTally),
+			lists:     make(map[string]*customerList),
+			audiences: make(map[string]*audience),
+			visitors:  make(map[visitorKey]map[string]int64),
+			quality:   make(map[qualityKey]*qualityTally),
 		}
 		a.eventsWindow.limit = s.limit
-		a.listsWindow.limit = s.limit
+		a.readsWindow.limit = s.limit
+		a.writesWindow.limit = s.limit
 		s.accounts[adAccountID] = a
 	}
-	s.mu.Unlock()
-	a.token.Store(&token)
+	return a
 }
 
 // SetFault injects f for one ad account, or for all with "". An account's
@@ -315,17 +361,17 @@ func (s *Simulator) ClearFaults() {
 	s.faultsCount.Store(0)
 }
 
-// takeFault returns the fault that applies to the next request of the
-// account, consuming one of its Times.
-func (s *Simulator) takeFault(adAccountID string) (Fault, bool) {
+// takeFault returns the fault that applies to the next request of key (an
+// ad account, or OAuthFaultKey), consuming one of its Times; the global
+// fault applies when key has none and fallback is set.
+func (s *Simulator) takeFault(key string, fallback bool) (Fault, bool) {
 	if s.faultsCount.Load() == 0 {
 		return Fault{}, false
 	}
 	s.faultMu.Lock()
 	defer s.faultMu.Unlock()
-	key := adAccountID
 	fs := s.faults[key]
-	if fs == nil {
+	if fs == nil && fallback {
 		key = ""
 		fs = s.faults[key]
 	}
@@ -363,6 +409,12 @@ func (s *Simulator) Known(identifier string) bool {
 		sum = sha256.Sum256([]byte(identifier))
 	}
 	return uint32(binary.BigEndian.Uint16(sum[:2])) < s.threshold
+}
+
+// sha256Hex is the lowercase hex SHA-256 of v.
+func sha256Hex(v string) string {
+	sum := sha256.Sum256([]byte(v))
+	return hex.EncodeToString(sum[:])
 }
 
 func (s *Simulator) account(id string) *account {
@@ -460,21 +512,6 @@ func (s *Simulator) Stats(adAccountID string) Stats {
 		st.ListUpdates += a.listUpdates.Load()
 	}
 	return st
-}
-
-// CustomerListRecords returns the records added and removed so far through
-// PATCH on one customer list (each comma-separated non-empty value counts).
-func (s *Simulator) CustomerListRecords(adAccountID, listID string) (added, removed int) {
-	a := s.account(adAccountID)
-	if a == nil {
-		return 0, 0
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if l := a.lists[listID]; l != nil {
-		return l.added, l.removed
-	}
-	return 0, 0
 }
 
 // InFlight is the number of requests being handled right now.

@@ -185,7 +185,9 @@ func TestAVisitorAudienceCountsKnownUsersOfItsCohortsEnterEventsWithinRetention(
 	s.SetTags(acct, tagID)
 	s.SetRecord(false)
 	now := clk.Now()
-	isKnown := func(u int) bool { return known(simulator.DefaultKnownUserShare, sha(fmt.Sprintf("user%d@example.com", u))) }
+	isKnown := func(u int) bool {
+		return known(simulator.DefaultKnownUserShare, sha(fmt.Sprintf("user%d@example.com", u)))
+	}
 	var evs []pinterest.Event
 	want, wantLater := 0, 0
 	for u := 0; u < 200; u++ {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -279,4 +280,31 @@ func TestAudiencesAreListedPaginatedAndPatched(t *testing.T) {
 	assert.Len(t, s.Audiences(acct), 4)
 	assert.Equal(t, 404, do(t, s, http.MethodGet, audiencesPath()+"/643", tok, "", nil).status)
 	assert.Equal(t, 400, do(t, s, http.MethodGet, audiencesPath()+"/x1", tok, "", nil).status)
+}
+
+func TestTheAudienceSideIsRaceFree(t *testing.T) {
+	s, clk, tok := adsSim(t, simulator.Options{RateLimitPerMinute: -1, AudienceDelay: time.Minute})
+	s.SetTags(acct, tagID)
+	l := createList(t, s, tok, "")
+	au := createAudience(t, s, tok, cohortRule("c1", 30))
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 20; i++ {
+				u := g*100 + i
+				_ = postEvents(t, s, body(t, []pinterest.Event{cohortEvent(u, "c1", pinterest.ContentNameEnter, clk.Now(), 0)}))
+				_ = patchList(t, s, tok, l.ID, "ADD", []string{sha(fmt.Sprint(u))})
+				_ = do(t, s, http.MethodGet, audiencesPath()+"/"+au.ID, tok, "", nil)
+				_ = do(t, s, http.MethodGet, "/v5/ad_accounts/"+acct+"/conversion_eqs?lookback_period=1d", tok, "", nil)
+				_ = s.ListMembers(acct, l.ID)
+				_ = s.Audiences(acct)
+				clk.Advance(time.Second)
+			}
+		}()
+	}
+	wg.Wait()
+	assert.Len(t, s.ListMembers(acct, l.ID), 80)
+	assert.Equal(t, int64(80), s.Stats(acct).ListUpdates)
 }

@@ -35,6 +35,7 @@ const (
 	CodeInvalidParameter = 1
 	CodeAuthFailed       = 2
 	CodeAccountNotFound  = 2
+	CodeObjectNotFound   = 2
 	CodeMethodNotAllowed = 5
 	CodeRateLimited      = 8
 	CodeForbidden        = 29
@@ -56,34 +57,29 @@ var eventNames = map[string]bool{
 
 var jsonContentType = []string{"application/json"}
 
-// ServeHTTP routes /v5/ad_accounts/{id}/events (POST) and
-// /v5/ad_accounts/{id}/customer_lists/{list_id} (PATCH).
+// ServeHTTP routes /v5/oauth/token and the ad account endpoints of routes.
 func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.inFlight.Add(1)
 	defer s.inFlight.Add(-1)
 
+	if r.URL.Path == "/v5/oauth/token" {
+		s.serveOAuth(w, r)
+		return
+	}
 	rest, ok := strings.CutPrefix(r.URL.Path, "/v5/ad_accounts/")
 	if !ok {
 		writeError(w, http.StatusNotFound, CodeNotFound, "Resource not found.")
 		return
 	}
 	id, rest, _ := strings.Cut(rest, "/")
-	var listID string
-	isList := false
-	switch {
-	case rest == "events":
-		if r.Method != http.MethodPost {
-			methodNotAllowed(w, http.MethodPost)
-			return
-		}
-	case strings.HasPrefix(rest, "customer_lists/") && !strings.Contains(rest[len("customer_lists/"):], "/"):
-		listID, isList = rest[len("customer_lists/"):], true
-		if r.Method != http.MethodPatch {
-			methodNotAllowed(w, http.MethodPatch)
-			return
-		}
-	default:
+	res, sub := findResource(rest)
+	if res == nil {
 		writeError(w, http.StatusNotFound, CodeNotFound, "Resource not found.")
+		return
+	}
+	op, ok := res.ops[r.Method]
+	if !ok {
+		methodNotAllowed(w, res.allow)
 		return
 	}
 
@@ -98,68 +94,72 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.requests.Add(1)
-	if isList && !validID(listID) {
+	if res.subName != "" && !validID(sub) {
 		a.badRequest.Add(1)
 		writeError(w, http.StatusBadRequest, CodeInvalidParameter,
-			"'customer_list_id' value '"+listID+"' must match the pattern: ^\\d+$ and be at most 18 characters")
+			"'"+res.subName+"' value '"+sub+"' must match the pattern: ^\\d+$ and be at most 18 characters")
 		return
 	}
 
-	f, faulted := s.takeFault(id)
-	if faulted {
-		if f.Latency > 0 {
-			// net/http notices a client hanging up only once the body has
-			// been read to EOF, so buffer it before waiting.
-			if r.Body != nil {
-				b, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
-				if err != nil {
-					return
-				}
-				r.Body = io.NopCloser(bytes.NewReader(b))
-			}
-			t := time.NewTimer(f.Latency)
-			select {
-			case <-t.C:
-			case <-r.Context().Done():
-				t.Stop()
-				return
-			case <-s.closing:
-				t.Stop()
-				return
-			}
-		}
+	f, answered := s.applyFault(w, r, id, true)
+	if answered {
 		if f.Status != 0 {
 			a.injected.Add(1)
-			if f.RetryAfter > 0 {
-				setRetryAfter(w, f.RetryAfter)
-			}
-			writeError(w, f.Status, faultCode(f.Status), faultMessage(f.Status))
-			return
 		}
+		return
 	}
-
-	if !s.authorized(a, r.Header.Get("Authorization")) {
+	if !s.allowed(a, r.Header.Get("Authorization"), op.access) {
 		a.unauthorized.Add(1)
 		writeError(w, http.StatusUnauthorized, CodeAuthFailed, "Authentication failed.")
 		return
 	}
-
-	win := &a.eventsWindow
-	if isList {
-		win = &a.listsWindow
-	}
-	if ok, wait := win.allow(s.now()); !ok {
+	if ok, wait := a.window(op.access).allow(s.now()); !ok {
 		a.rateLimited.Add(1)
 		setRetryAfter(w, wait)
 		writeError(w, http.StatusTooManyRequests, CodeRateLimited, rateLimitMessage)
 		return
 	}
+	op.serve(s, w, r, a, sub, f)
+}
 
-	if isList {
-		s.serveCustomerList(w, r, a, listID)
-		return
+// applyFault applies the fault of key (falling back to the global one when
+// fallback is set): it waits its Latency and answers its Status. answered
+// reports that the request is done (answered, or abandoned during the
+// wait); f.Status != 0 then tells that the fault answered it.
+func (s *Simulator) applyFault(w http.ResponseWriter, r *http.Request, key string, fallback bool) (f Fault, answered bool) {
+	f, faulted := s.takeFault(key, fallback)
+	if !faulted {
+		return Fault{}, false
 	}
-	s.serveEvents(w, r, a, f.RejectEvents)
+	if f.Latency > 0 {
+		// net/http notices a client hanging up only once the body has
+		// been read to EOF, so buffer it before waiting.
+		if r.Body != nil {
+			b, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+			if err != nil {
+				return Fault{}, true
+			}
+			r.Body = io.NopCloser(bytes.NewReader(b))
+		}
+		t := time.NewTimer(f.Latency)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return Fault{}, true
+		case <-s.closing:
+			t.Stop()
+			return Fault{}, true
+		}
+	}
+	if f.Status == 0 {
+		return f, false
+	}
+	if f.RetryAfter > 0 {
+		setRetryAfter(w, f.RetryAfter)
+	}
+	writeError(w, f.Status, faultCode(f.Status), faultMessage(f.Status))
+	return f, true
 }
 
 // validID reports whether id matches the spec's ^\d+$ with maxLength 18.
@@ -173,15 +173,6 @@ func validID(id string) bool {
 		}
 	}
 	return true
-}
-
-func (s *Simulator) authorized(a *account, header string) bool {
-	const scheme = "Bearer "
-	if len(header) <= len(scheme) || !strings.EqualFold(header[:len(scheme)], scheme) {
-		return false
-	}
-	tok := a.token.Load()
-	return tok != nil && *tok != "" && header[len(scheme):] == *tok
 }
 
 // decodeBody checks the content type and decodes the body strictly into v,
@@ -224,7 +215,8 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &
 
 // serveEvents answers an events request; reject, when not empty, fails
 // every valid event with that message (Fault.RejectEvents).
-func (s *Simulator) serveEvents(w http.ResponseWriter, r *http.Request, a *account, reject string) {
+func (s *Simulator) serveEvents(w http.ResponseWriter, r *http.Request, a *account, _ string, f Fault) {
+	reject := f.RejectEvents
 	test := false
 	if q := r.URL.RawQuery; q != "" {
 		if v := r.URL.Query()["test"]; len(v) > 0 {
@@ -277,11 +269,16 @@ func (s *Simulator) serveEvents(w http.ResponseWriter, r *http.Request, a *accou
 	}
 	req.msgs = msgs
 
-	if record, recordIDs := s.record.Load(), s.recordIDs.Load() && !test; record || recordIDs {
-		at := s.now()
+	at := s.now()
+	record, recordIDs := s.record.Load(), s.recordIDs.Load() && !test
+	if record || recordIDs || !test && processed > 0 {
 		a.mu.Lock()
 		for i := range req.Data {
 			we, msg := &req.Data[i], msgs[i]
+			if !test && msg == "" {
+				s.tallyVisitor(a, we)
+				a.tallyQuality(we, at)
+			}
 			if recordIDs {
 				t := a.eventIDs[we.EventID]
 				if t.n == 0 {
@@ -403,84 +400,6 @@ func allSHA256Hex(vs []string) bool {
 		}
 	}
 	return true
-}
-
-// customerListUpdate is CustomerListUpdateRequest.
-type customerListUpdate struct {
-	OperationType *string `json:"operation_type"`
-	Records       *string `json:"records"`
-}
-
-// customerListAnswer is the spec's CustomerList, the 200 answer.
-type customerListAnswer struct {
-	AdAccountID           string         `json:"ad_account_id"`
-	CreatedTime           int64          `json:"created_time"`
-	Exceptions            map[string]any `json:"exceptions"`
-	ID                    string         `json:"id"`
-	Name                  string         `json:"name"`
-	NumBatches            int            `json:"num_batches"`
-	NumRemovedUserRecords int            `json:"num_removed_user_records"`
-	NumUploadedRecords    int            `json:"num_uploaded_user_records"`
-	Status                string         `json:"status"`
-	Type                  string         `json:"type"`
-	UpdatedTime           int64          `json:"updated_time"`
-}
-
-// serveCustomerList appends or removes records. Any well-formed list id is
-// accepted: a list is created on its first update (counting as one batch,
-// as list creation does at Pinterest).
-func (s *Simulator) serveCustomerList(w http.ResponseWriter, r *http.Request, a *account, listID string) {
-	var req customerListUpdate
-	if !decodeBody(w, r, a, &req) {
-		return
-	}
-	bad := func(msg string) {
-		a.badRequest.Add(1)
-		writeError(w, http.StatusBadRequest, CodeInvalidRequest, "The request was invalid. "+msg)
-	}
-	if req.OperationType == nil || req.Records == nil {
-		bad("operation_type and records are required.")
-		return
-	}
-	op := *req.OperationType
-	if op != "ADD" && op != "REMOVE" {
-		bad("operation_type must be ADD or REMOVE.")
-		return
-	}
-	count := 0
-	for _, rec := range strings.Split(*req.Records, ",") {
-		if strings.TrimSpace(rec) != "" {
-			count++
-		}
-	}
-	if count == 0 {
-		bad("records must not be empty.")
-		return
-	}
-	now := s.now().Unix()
-	a.mu.Lock()
-	l := a.lists[listID]
-	if l == nil {
-		l = &customerList{batches: 1, created: now}
-		a.lists[listID] = l
-	}
-	if op == "ADD" {
-		l.added += count
-	} else {
-		l.removed += count
-	}
-	l.batches++
-	l.updated = now
-	ans := customerListAnswer{
-		AdAccountID: a.id, CreatedTime: l.created, Exceptions: map[string]any{},
-		ID: listID, Name: "Customer list " + listID, NumBatches: l.batches,
-		NumRemovedUserRecords: l.removed, NumUploadedRecords: l.added,
-		Status: "PROCESSING", Type: "customerlist", UpdatedTime: l.updated,
-	}
-	a.mu.Unlock()
-	a.accepted.Add(1)
-	a.listUpdates.Add(1)
-	writeJSON(w, http.StatusOK, ans)
 }
 
 func methodNotAllowed(w http.ResponseWriter, allow string) {

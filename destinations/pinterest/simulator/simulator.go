@@ -1,12 +1,22 @@
-// Package simulator is a loopback stand-in for the two Pinterest API v5
+// Package simulator is a loopback stand-in for the Pinterest API v5
 // endpoints the connector uses, for tests, the demo command and benchmarks:
 //
-//	POST  /v5/ad_accounts/{ad_account_id}/events
-//	PATCH /v5/ad_accounts/{ad_account_id}/customer_lists/{customer_list_id}
+//	POST       /v5/oauth/token                       (grant_type=refresh_token)
+//	POST       /v5/ad_accounts/{ad_account_id}/events
+//	GET, POST  /v5/ad_accounts/{ad_account_id}/customer_lists
+//	GET, PATCH /v5/ad_accounts/{ad_account_id}/customer_lists/{customer_list_id}
+//	GET, POST  /v5/ad_accounts/{ad_account_id}/audiences
+//	GET, PATCH /v5/ad_accounts/{ad_account_id}/audiences/{audience_id}
+//	GET        /v5/ad_accounts/{ad_account_id}/conversion_eqs
+//	GET        /v5/ad_accounts/{ad_account_id}/conversion_tags
 //
 // Request and answer shapes follow shared/pinterest/openapi.json
-// (ConversionEvents, ConversionApiResponse, CustomerListUpdateRequest,
-// CustomerList, Error) through the wire types of package pinterest.
+// (ConversionEvents, ConversionApiResponse, OauthAccessTokenRequestRefresh,
+// OauthAccessTokenResponseRefresh, CustomerListRequest,
+// CustomerListUpdateRequest, CustomerList, AudienceCreateRequest,
+// AudienceUpdateRequest, AudienceRule, Audience, Paginated,
+// EventQualityScore, ConversionTag, Error): the events endpoint through the
+// wire types of package pinterest, the others through private types here.
 //
 // Decisions where the spec is silent (all deterministic):
 //
@@ -24,27 +34,120 @@
 //     RateLimitPerMinute calls were accepted in the preceding 60 s. A refused
 //     call gets 429 {"code":8} with Retry-After = seconds (rounded up, ≥1)
 //     until the oldest call in the window leaves it; refused calls do not
-//     count. The events endpoint (x-ratelimit-category ads_conversions) and
-//     the customer list endpoint (ads_write) have separate windows of the
-//     same size.
-//   - Error codes: malformed ad account / customer list id → 400 code 1
-//     (the spec's "must match the pattern" example); unknown ad account →
-//     404 code 2 "AdAccount not found." (spec's Pinterest.Lib.Error example);
-//     bad token → 401 code 2; rate limited → 429 code 8; invalid body → 400
-//     code 4196; body over 8 MiB → 413 code 4196; unknown route → 404 code
-//     404; wrong method → 405 code 5 (spec's MethodNotAllowed example).
-//     Injected faults use 400→4196, 401→2, 403→29, 429→8, 503→4197 and the
-//     status itself as code otherwise.
+//     count. Each of the spec's x-ratelimit-category values has its own
+//     window of that size per ad account: ads_conversions (events), ads_read
+//     (every GET) and ads_write (POST and PATCH of customer lists and
+//     audiences). The token endpoint (org_read) is not rate limited.
+//   - Credentials. The events endpoint takes the account's conversion token
+//     (SetToken) or an OAuth access token with ads:write; every other ad
+//     account endpoint takes only an OAuth access token (pinterest_oauth2),
+//     with ads:read for GET and ads:write for POST/PATCH, of an app
+//     registered for that ad account (AddApp). An expired access token is
+//     401. POST /v5/oauth/token takes the app id and secret as Basic auth
+//     (else 401 code 2) and a url-encoded form with only grant_type,
+//     refresh_token, scope and continuous_refresh, each once (else 400 code
+//     4196). Only grant_type=refresh_token is modelled (others: 400 code
+//     4196). The refresh token is rotated on every use: the answer carries a
+//     new one and the used one stops working at once (the strict reading of
+//     "continuous refresh"); an unknown, used, expired or other app's refresh
+//     token is 400 code 1 "Invalid refresh token.". Access tokens are
+//     "pina_" + 48 hex digits, valid for AccessTokenTTL; refreshing does not
+//     revoke earlier access tokens. scope, when sent, must be a subset of
+//     ads:read,ads:write (comma or space separated) and narrows the access
+//     token only. SetFault(OAuthFaultKey, f) injects faults into the token
+//     endpoint; the global fault does not apply to it.
+//   - Customer lists. A list exists only once created by POST (PATCH or GET
+//     of another id is 404 code 2). records is required but may be the empty
+//     string on creation (the spec only says required), not in a PATCH.
+//     Records are split at commas, trimmed of spaces, empty ones skipped; each
+//     must be lowercase SHA-256, SHA1 or MD5 hex (64/40/32 digits) or a plain
+//     lowercase email, else 400 naming it; at most MaxRecordsPerRequest
+//     (100,000, an assumption: the spec gives no maximum) per request. A list
+//     keeps its current member set, records as sent: ADD inserts, REMOVE
+//     deletes; num_uploaded_user_records and num_removed_user_records count
+//     every record sent (repeats and absent ones too, as the spec says),
+//     num_batches counts creation and every PATCH. A hex record is a known
+//     user iff Known(record); a plain email iff Known(sha256 hex of it), so
+//     that it is the same user as an event's em. list_type is checked
+//     against UserListType but does not restrict the records. A list is
+//     PROCESSING for AudienceDelay after each change, then READY with at
+//     least MinAudienceSize (100) known members, else TOO_SMALL.
+//   - Audiences. audience_type VISITOR, CUSTOMER_LIST and ACTALIKE are
+//     modelled; ENGAGEMENT and PERSONA (in the spec's enum) are refused with
+//     400. A rule property of another audience type is refused (400), and so
+//     are unknown ones. VISITOR: visitor_source_id (a string of digits, the
+//     spec's type; its description's array example is not followed) must be
+//     a tag of the ad account (SetTags); retention_days is an integer 1–540,
+//     default 180 (filled in the answer); event_data requires event (the
+//     spec's "must"); event_source and ingestion_source are {"=": [...]}
+//     with the spec's values. CUSTOMER_LIST: customer_list_id must be a list
+//     of the account. ACTALIKE: seed_id must name VISITOR or CUSTOMER_LIST
+//     audiences of the account, country US, CA or GB, percentage 1–10. ids of
+//     lists and audiences are numeric strings from one counter.
+//   - Audience size and status. An audience is INITIALIZING, with size null,
+//     for AudienceDelay after its creation; then its size is a snapshot
+//     taken at a GET and refreshed once it is AudienceDelay old (0: always
+//     current), and it is READY at MinAudienceSize or more, else TOO_SMALL.
+//     CUSTOMER_LIST: the list's known members. VISITOR: the distinct known
+//     users (each event's user being its first known em, else hashed_maids
+//     value, else ip|ua) of processed, non-test events of the ad account
+//     (all tags alike: events name no tag) whose event_time is within
+//     retention_days of now (and, with prefill false, not before the
+//     audience's creation), whose event_name equals rule.event when set
+//     (underscores ignored: add_to_cart = addtocart), whose action_source
+//     matches event_source when set (app_* = mobile), when ingestion_source
+//     is absent or includes conversions_api, and whose custom_data matches
+//     rule.event_data: each key names a custom_data field and its value is a
+//     string, an array of strings (any of) or {"=": [strings]}; content_ids
+//     matches if any of the event's ids does; a field the simulator does not
+//     keep (anything but content_ids and content_name) matches nothing, and
+//     so does a rule with url (event_source_url is not kept). Exits do not
+//     remove a visitor: only retention does. The tally keeps, per event name,
+//     source, content_name and content id, each known user's latest
+//     event_time, whether or not events are recorded (SetRecord). ACTALIKE:
+//     percentage × ActalikeUsersPerPercent (100,000, invented) once every
+//     seed is READY, else 0. PATCH replaces name, description and a rule
+//     (validated whole for the audience's type); operation_type REMOVE
+//     deletes the audience. ownership_type=RECEIVED lists nothing.
+//   - Paging. GET audiences and customer_lists answer Paginated pages by
+//     ascending id (order=DESCENDING reverses), page_size 1–250 (default
+//     25); the bookmark is opaque (base64 of the next page's first id).
+//     Unknown query parameters are ignored everywhere.
+//   - Event Quality Score. lookback_period (1d, 14d) is required;
+//     source_platform and ingestion_source filter. The answer has one
+//     EventQualityScore per source platform (action_source offline →
+//     OFFLINE, web → WEB, app_android → MOBILE_ANDROID, app_ios →
+//     MOBILE_IOS) with processed non-test events that arrived (Options.Now,
+//     whole hours) in the last 24 or 336 hours, ingestion_source
+//     CONVERSIONS_API; none without events. quality_components give per
+//     event_name the share in percent (one decimal) of events with em
+//     (hashed_email), hashed_maids (hashed_maid), client_ip_address
+//     (ip_address), client_user_agent (user_agent), external_id
+//     (advertiser_external_id), event_id (external_event_id, always 100) and
+//     content_ids (product_id). overall_status (invented thresholds) is GOOD
+//     when at least EQSGoodShare (80%) of the events have em, FAIR from
+//     EQSFairShare (50%), else NEEDS_IMPROVEMENT.
+//   - Conversion tags are those of SetTags, all ACTIVE, named "Tag <id>".
+//   - Error codes: malformed ad account / customer list / audience id → 400
+//     code 1 (the spec's "must match the pattern" example); unknown ad
+//     account → 404 code 2 "AdAccount not found." (spec's Pinterest.Lib.Error
+//     example), unknown customer list or audience → 404 code 2; bad token →
+//     401 code 2; rate limited → 429 code 8; invalid body → 400 code 4196;
+//     invalid query parameter → 400 code 1; body over 8 MiB → 413 code 4196;
+//     unknown route → 404 code 404; wrong method → 405 code 5 (spec's
+//     MethodNotAllowed example). Injected faults use 400→4196, 401→2,
+//     403→29, 429→8, 503→4197 and the status itself as code otherwise.
 //   - Strict decoding. Unknown fields are rejected everywhere (400), also in
-//     user_data and at the top level. Spec fields the connector does not
-//     model (app_id, device_info, ph, value, ...) are accepted as any JSON
-//     value and not type-checked.
+//     user_data, in an audience rule and at the top level. Spec fields the
+//     connector does not model (app_id, device_info, ph, value, ...) are
+//     accepted as any JSON value and not type-checked.
 package simulator
 
 import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"net"
 	"net/http"
@@ -84,9 +187,18 @@ type Options struct {
 	RateLimitPerMinute int
 	// Addr is where Start listens (default "127.0.0.1:0", a free port).
 	Addr string
-	// Now is the clock for rate limiting and event_time validation
-	// (default time.Now). Injected latency always uses real time.
+	// Now is the clock for rate limiting, event_time validation, token
+	// expiry, audience sizes and the Event Quality Score (default
+	// time.Now). Injected latency always uses real time.
 	Now func() time.Time
+	// AccessTokenTTL and RefreshTokenTTL are the lifetimes of the OAuth
+	// tokens POST /v5/oauth/token issues (defaults 30 and 60 days).
+	AccessTokenTTL, RefreshTokenTTL time.Duration
+	// AudienceDelay is Pinterest's processing delay: an audience or
+	// customer list is INITIALIZING (PROCESSING) for this long after its
+	// creation, and its size is a snapshot refreshed at most this often
+	// (default 0: always current).
+	AudienceDelay time.Duration
 }
 
 // Fault is an injected failure or delay, see SetFault.
@@ -120,12 +232,13 @@ type Received struct {
 }
 
 // Stats are per-account counters. Requests counts every request routed to
-// a known account on either endpoint; the next five split them by answer
-// (Injected = answered with a fault's Status; latency-only faults are not
-// counted). Events counts events in 200 answers of the events endpoint,
-// test ones included; Processed and Failed count non-test events by status;
-// TestEvents counts ?test=true events. ListUpdates counts 200 answers of
-// the customer list endpoint.
+// a known account on any ad account endpoint; the next five split them by
+// answer (Injected = answered with a fault's Status; latency-only faults
+// are not counted; a 404 for an unknown customer list or audience is in
+// none of them). Events counts events in 200 answers of the events
+// endpoint, test ones included; Processed and Failed count non-test events
+// by status; TestEvents counts ?test=true events. ListUpdates counts 200
+// answers of PATCH on a customer list.
 type Stats struct {
 	Requests, Accepted200, Unauthorized, RateLimited, BadRequest, Injected int64
 	Events, Processed, Failed, TestEvents                                  int64
@@ -138,6 +251,14 @@ type Simulator struct {
 	now       func() time.Time
 	threshold uint32 // identifier known iff first two hash bytes < threshold
 	limit     int
+
+	accessTTL, refreshTTL, audienceDelay time.Duration
+	lastID                               atomic.Int64 // ids of lists and audiences
+
+	authMu        sync.Mutex // guards the OAuth maps
+	apps          map[string]*app
+	refreshTokens map[string]*grant
+	accessTokens  map[string]*grant
 
 	mu       sync.RWMutex
 	accounts map[string]*account
@@ -170,13 +291,22 @@ type account struct {
 	requests, accepted, unauthorized, rateLimited, badRequest, injected atomic.Int64
 	events, processed, failed, testEvents, listUpdates                  atomic.Int64
 
-	eventsWindow, listsWindow window
+	// Windows of the spec's rate-limit categories ads_conversions,
+	// ads_read and ads_write.
+	eventsWindow, readsWindow, writesWindow window
 
-	mu       sync.Mutex // guards the fields below
-	received []Received
-	eventIDs map[string]idTally
-	arrivals int64 // events tallied in eventIDs so far, duplicates included
-	lists    map[string]*customerList
+	mu        sync.Mutex // guards the fields below
+	received  []Received
+	eventIDs  map[string]idTally
+	arrivals  int64 // events tallied in eventIDs so far, duplicates included
+	lists     map[string]*customerList
+	audiences map[string]*audience
+	tags      []string
+	visitors  map[visitorKey]map[string]int64 // known user → latest event_time
+	quality   map[qualityKey]*qualityTally
+	// qualityHour is the hour of the last quality tally (older ones are
+	// pruned when it changes).
+	qualityHour int64
 }
 
 // idTally is what the simulator keeps per event id: how often it was
@@ -186,11 +316,6 @@ type idTally struct {
 	first int64
 }
 
-type customerList struct {
-	added, removed, batches int
-	created, updated        int64
-}
-
 // New returns a Simulator that serves through ServeHTTP.
 func New(opts Options) *Simulator {
 	s := &Simulator{
@@ -198,7 +323,15 @@ func New(opts Options) *Simulator {
 		accounts: make(map[string]*account, len(opts.Accounts)),
 		faults:   make(map[string]*faultState),
 		closing:  make(chan struct{}),
+
+		accessTTL:     orDefault(opts.AccessTokenTTL, DefaultAccessTokenTTL),
+		refreshTTL:    orDefault(opts.RefreshTokenTTL, DefaultRefreshTokenTTL),
+		audienceDelay: opts.AudienceDelay,
+		apps:          make(map[string]*app),
+		refreshTokens: make(map[string]*grant),
+		accessTokens:  make(map[string]*grant),
 	}
+	s.lastID.Store(firstID - 1)
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -222,6 +355,13 @@ func New(opts Options) *Simulator {
 		s.SetToken(id, tok)
 	}
 	return s
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
 }
 
 // Start listens on opts.Addr (default 127.0.0.1:0) and serves until Close.
@@ -277,20 +417,29 @@ func (s *Simulator) Close() error {
 // SetToken sets the bearer token an ad account accepts, adding the account
 // if it is new.
 func (s *Simulator) SetToken(adAccountID, token string) {
+	s.ensureAccount(adAccountID).token.Store(&token)
+}
+
+// ensureAccount returns the ad account, adding it if it is new.
+func (s *Simulator) ensureAccount(adAccountID string) *account {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	a := s.accounts[adAccountID]
 	if a == nil {
 		a = &account{
-			id:       adAccountID,
-			eventIDs: make(map[string]idTally),
-			lists:    make(map[string]*customerList),
+			id:        adAccountID,
+			eventIDs:  make(map[string]idTally),
+			lists:     make(map[string]*customerList),
+			audiences: make(map[string]*audience),
+			visitors:  make(map[visitorKey]map[string]int64),
+			quality:   make(map[qualityKey]*qualityTally),
 		}
 		a.eventsWindow.limit = s.limit
-		a.listsWindow.limit = s.limit
+		a.readsWindow.limit = s.limit
+		a.writesWindow.limit = s.limit
 		s.accounts[adAccountID] = a
 	}
-	s.mu.Unlock()
-	a.token.Store(&token)
+	return a
 }
 
 // SetFault injects f for one ad account, or for all with "". An account's
@@ -315,17 +464,17 @@ func (s *Simulator) ClearFaults() {
 	s.faultsCount.Store(0)
 }
 
-// takeFault returns the fault that applies to the next request of the
-// account, consuming one of its Times.
-func (s *Simulator) takeFault(adAccountID string) (Fault, bool) {
+// takeFault returns the fault that applies to the next request of key (an
+// ad account, or OAuthFaultKey), consuming one of its Times; the global
+// fault applies when key has none and fallback is set.
+func (s *Simulator) takeFault(key string, fallback bool) (Fault, bool) {
 	if s.faultsCount.Load() == 0 {
 		return Fault{}, false
 	}
 	s.faultMu.Lock()
 	defer s.faultMu.Unlock()
-	key := adAccountID
 	fs := s.faults[key]
-	if fs == nil {
+	if fs == nil && fallback {
 		key = ""
 		fs = s.faults[key]
 	}
@@ -363,6 +512,12 @@ func (s *Simulator) Known(identifier string) bool {
 		sum = sha256.Sum256([]byte(identifier))
 	}
 	return uint32(binary.BigEndian.Uint16(sum[:2])) < s.threshold
+}
+
+// sha256Hex is the lowercase hex SHA-256 of v.
+func sha256Hex(v string) string {
+	sum := sha256.Sum256([]byte(v))
+	return hex.EncodeToString(sum[:])
 }
 
 func (s *Simulator) account(id string) *account {
@@ -460,21 +615,6 @@ func (s *Simulator) Stats(adAccountID string) Stats {
 		st.ListUpdates += a.listUpdates.Load()
 	}
 	return st
-}
-
-// CustomerListRecords returns the records added and removed so far through
-// PATCH on one customer list (each comma-separated non-empty value counts).
-func (s *Simulator) CustomerListRecords(adAccountID, listID string) (added, removed int) {
-	a := s.account(adAccountID)
-	if a == nil {
-		return 0, 0
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if l := a.lists[listID]; l != nil {
-		return l.added, l.removed
-	}
-	return 0, 0
 }
 
 // InFlight is the number of requests being handled right now.

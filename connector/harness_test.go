@@ -65,6 +65,9 @@ type harnessConfig struct {
 	orderBucket bool
 	// parking turns parking on (stream COHORTS_PARKED, cohorts.parked.>).
 	parking bool
+	// stateBucket creates the state bucket and hands it to the connector
+	// (Options.Applied: customer lists' last applied changes).
+	stateBucket bool
 }
 
 // harness is one complete pipeline on loopback: an embedded JetStream
@@ -175,6 +178,9 @@ func newHarness(t testing.TB, cfg harnessConfig) *harness {
 	if cfg.parking {
 		h.topo.ParkingStream, h.topo.ParkingSubject = "COHORTS_PARKED", "cohorts.parked"
 	}
+	if cfg.stateBucket {
+		h.topo.StateBucket = "COHORT_CONNECTOR_STATE"
+	}
 	h.objs, err = connector.Ensure(ctx, h.js, h.topo)
 	require.NoError(t, err)
 
@@ -215,6 +221,7 @@ func newHarness(t testing.TB, cfg harnessConfig) *harness {
 		Metrics:        h.metrics,
 		Stats:          h.stats,
 		OrderRecords:   h.objs.Order,
+		Applied:        h.objs.State,
 	}
 	if cfg.options != nil {
 		cfg.options(&h.opts)

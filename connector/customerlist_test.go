@@ -1,0 +1,115 @@
+package connector_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/cohort-connector/cohort-connector/cohorts"
+	"github.com/cohort-connector/cohort-connector/connector"
+	"github.com/cohort-connector/cohort-connector/destinations"
+	"github.com/cohort-connector/cohort-connector/destinations/pinterest"
+	"github.com/cohort-connector/cohort-connector/destinations/pinterest/simulator"
+)
+
+// lateToken is a TokenSource whose token is set once the simulator has
+// issued one (after the harness, and so the client, exist).
+type lateToken struct{ v atomic.Pointer[string] }
+
+func (l *lateToken) Token(context.Context) (string, error) {
+	if p := l.v.Load(); p != nil {
+		return *p, nil
+	}
+	return "", errors.New("no access token yet")
+}
+
+// listHarness is a harness with one customer_list activation "list-a" of
+// cohort "c-list" at account A, its list created in the simulator through
+// the OAuth flow.
+func listHarness(t *testing.T, cfg harnessConfig) (*harness, string) {
+	tok := &lateToken{}
+	var listID atomic.Pointer[string]
+	a := activation("list-a", "c-list", "")
+	a.Mode = cohorts.ModeCustomerList
+	cfg.activations = append(cfg.activations, a)
+	cfg.stateBucket = true
+	cfg.client = func(c *pinterest.Config) { c.AdsTokens = map[string]destinations.TokenSource{acctA: tok} }
+	options := cfg.options
+	cfg.options = func(o *connector.Options) {
+		o.CustomerLists = func(id string) string {
+			if p := listID.Load(); p != nil && id == "list-a" {
+				return *p
+			}
+			return ""
+		}
+		if options != nil {
+			options(o)
+		}
+	}
+	h := newHarness(t, cfg)
+	h.sim.AddApp("9001", "app-secret", "refresh-1", acctA)
+	grant, err := h.client.RefreshToken(t.Context(), "9001", "app-secret", "refresh-1")
+	require.NoError(t, err)
+	tok.v.Store(&grant.AccessToken)
+	list, err := h.client.CreateCustomerList(t.Context(), acctA, "cohort-connector · list-a · cohort c-list")
+	require.NoError(t, err)
+	listID.Store(&list.ID)
+	return h, list.ID
+}
+
+// TestCustomerListHoldsExactlyTheCurrentMembers: after rounds of random
+// enters and exits of 400 users, with older changes published again late
+// (out of order) and Pinterest failing calls now and then, the customer
+// list holds exactly the users whose latest change is an enter, and nothing
+// valid was dead-lettered. Each round is settled before the next is
+// published: a user changes a few times a round, as users do, not dozens
+// of times in a second (a chain that long exhausts MaxDeliver while each
+// change waits for the one before it; see the README's per-user order).
+func TestCustomerListHoldsExactlyTheCurrentMembers(t *testing.T) {
+	h, listID := listHarness(t, harnessConfig{orderBucket: true, maxDeliver: 50, quiet: true,
+		options: func(o *connector.Options) { o.RetryDelayMax, o.OrderWait = 500*time.Millisecond, 50*time.Millisecond }})
+	rng := rand.New(rand.NewPCG(7, 8))
+	t0 := time.Now().Add(-2 * time.Hour).Truncate(time.Second)
+	latest := map[int]cohorts.Membership{}
+	var history []cohorts.Membership
+	published := 0
+	for round := range 6 {
+		if round%2 == 1 {
+			h.sim.SetFault(acctA, simulator.Fault{Status: 503, Times: 3})
+		}
+		for _, u := range rng.Perm(400)[:200] {
+			m := cohorts.Membership{UserID: fmt.Sprintf("u%03d", u), CohortID: "c-list", Action: cohorts.ActionEnter,
+				TS: t0.Add(time.Duration(published) * time.Second), Identifiers: cohorts.Identifiers{Email: fmt.Sprintf("u%03d@example.com", u)}}
+			if prev, ok := latest[u]; ok && prev.Action == cohorts.ActionEnter {
+				m.Action = cohorts.ActionExit
+			}
+			latest[u] = m
+			history = append(history, m)
+			h.publishMembership(m)
+			published++
+			if published%10 == 0 { // an older change of some user, published again late
+				h.publishMembership(history[rng.IntN(len(history))])
+			}
+		}
+		require.Eventually(t, func() bool { return h.consumerPending() == 0 }, 4*waitFor, tick, "round %d", round)
+	}
+	var want []string
+	for _, m := range latest {
+		if m.Action == cohorts.ActionEnter {
+			want = append(want, m.Identifiers.Hash().Em)
+		}
+	}
+	slices.Sort(want)
+	require.Empty(t, h.dlqMessages(), "nothing valid is dead-lettered")
+	require.Equal(t, want, h.sim.ListMembers(acctA, listID), "the list holds the users whose latest change is an enter")
+	require.Positive(t, h.sim.Stats(acctA).Injected, "the injected failures happened")
+	t.Logf("%d users, %d in the list, %d changes + %d late older copies, %d injected failures",
+		len(latest), len(want), published, published/10, h.sim.Stats(acctA).Injected)
+}

@@ -18,6 +18,18 @@ type Mode string
 // default when an activation names none.
 const ModeEvents Mode = "events"
 
+// ModeCustomerList mirrors membership into a Pinterest customer list.
+const ModeCustomerList Mode = "customer_list"
+
+// DefaultRetentionDays is the retention of an activation that names none.
+const DefaultRetentionDays = 180
+
+// Actalike asks for an ACTALIKE audience seeded with the activation's own.
+type Actalike struct {
+	Country    string `json:"country"`
+	Percentage int    `json:"percentage"`
+}
+
 // DestinationPinterest is the only destination so far.
 const DestinationPinterest = "pinterest"
 
@@ -37,6 +49,19 @@ type Activation struct {
 	TagID string `json:"tag_id"`
 	// Mode defaults to [ModeEvents] when absent from the JSON.
 	Mode Mode `json:"mode"`
+	// RetentionDays is how long a user stays in the activation's audience;
+	// 0 means [DefaultRetentionDays] (see [Activation.Retention]).
+	RetentionDays int `json:"retention_days,omitempty"`
+	// Actalike, when set, adds an ACTALIKE audience.
+	Actalike *Actalike `json:"actalike,omitempty"`
+}
+
+// Retention returns RetentionDays, or [DefaultRetentionDays] when unset.
+func (a Activation) Retention() int {
+	if a.RetentionDays <= 0 {
+		return DefaultRetentionDays
+	}
+	return a.RetentionDays
 }
 
 // Limits of an activation's fields.

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/cohort-connector/cohort-connector/destinations"
 )
 
@@ -214,4 +216,22 @@ func (l lostResponse) CreateAudience(ctx context.Context, adAccountID string, au
 		return destinations.Audience{}, err
 	}
 	return destinations.Audience{}, &destinations.Error{Reason: destinations.ReasonTimeout, Message: "connection reset after the request was sent"}
+}
+
+// staleKV returns, for the first Get of key, the entry as it was before
+// meanwhile ran: a write by another replica between a read and its
+// compare-and-set.
+type staleKV struct {
+	jetstream.KeyValue
+	key       string
+	once      sync.Once
+	meanwhile func()
+}
+
+func (s *staleKV) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	e, err := s.KeyValue.Get(ctx, key)
+	if key == s.key {
+		s.once.Do(s.meanwhile)
+	}
+	return e, err
 }

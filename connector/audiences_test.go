@@ -254,3 +254,31 @@ func TestAudienceEnsure_anAccountWithoutOAuthIsAStateNotACrash(t *testing.T) {
 	creations, _ := api.counts()
 	require.Zero(t, creations)
 }
+
+func TestAudienceEnsure_aReplicaThatLosesTheCompareAndSetUsesTheWinnersAudience(t *testing.T) {
+	e := newStateEnv(t)
+	api := newFakeAudienceAPI(acctA)
+	a := eventsActivation("act-1", "c1")
+	old, err := e.replica("replica-1", api, nil).m.Ensure(t.Context(), a, acctA, tagDefault)
+	require.NoError(t, err)
+
+	// The activation moves to cohort c2: its record no longer fits. Between
+	// replica 1's read and its takeover, replica 2 replaces the record.
+	moved := a
+	moved.CohortID = "c2"
+	r2 := e.replica("replica-2", api, nil)
+	var winner connector.Record
+	stale := &staleKV{KeyValue: e.kv, key: "audience.act-1", meanwhile: func() {
+		var err error
+		winner, err = r2.m.Ensure(t.Context(), moved, acctA, tagDefault)
+		require.NoError(t, err)
+	}}
+	r1 := e.replica("replica-1", api, func(o *connector.AudienceOptions) { o.KV = stale })
+	got, err := r1.m.Ensure(t.Context(), moved, acctA, tagDefault)
+	require.NoError(t, err)
+	require.Equal(t, winner.AudienceID, got.AudienceID)
+	require.NotEqual(t, old.AudienceID, got.AudienceID)
+	require.Len(t, api.audiences(acctA), 2, "c1's, left in Pinterest, and c2's")
+	require.Len(t, r2.logs.lines("audience "+old.AudienceID+" of activation act-1 left in Pinterest"), 1)
+	require.Empty(t, r1.logs.lines("left in Pinterest"))
+}

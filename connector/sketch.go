@@ -23,16 +23,39 @@ const sketchKeyPrefix = "sketch."
 // key; each conflict means another replica flushed in between.
 const maxSketchConflicts = 20
 
-func sketchKVKey(activationID, day string) string { return sketchKeyPrefix + activationID + "." + day }
+// sketchKVKey is the key of an activation's sketch of a day (days since
+// the Unix epoch, UTC).
+func sketchKVKey(activationID string, day int64) string {
+	return sketchKeyPrefix + activationID + "." + time.Unix(day*secondsPerDay, 0).UTC().Format("20060102")
+}
 
-func sketchDay(t time.Time) string { return t.UTC().Format("20060102") }
+const secondsPerDay = 24 * 60 * 60
+
+// sketchDay is t's UTC day as days since the Unix epoch: cheap enough for
+// every Add (no formatting, no allocation).
+func sketchDay(t time.Time) int64 { return floorDiv(t.Unix(), secondsPerDay) }
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b < 0 {
+		q--
+	}
+	return q
+}
 
 // newSketch is the one sketch configuration: precision 14 (16,384
-// registers, about 0.8% standard error, at most 16 KiB a day and
-// activation). Sketches merge only with their own precision.
-func newSketch() *hyperloglog.Sketch { return hyperloglog.New14() }
+// registers, about 0.8% standard error) and dense: 16 KiB a day and
+// activation, in memory and in the bucket, whatever the count. The sparse
+// representation would be smaller for small counts but makes Add several
+// times slower (BenchmarkSketchesAdd: about 0.8 µs instead of 0.25 µs), and
+// Add runs per delivered item. Sketches merge only with their own
+// precision.
+func newSketch() *hyperloglog.Sketch { return hyperloglog.NewNoSparse() }
 
-type sketchID struct{ activation, day string }
+type sketchID struct {
+	activation string
+	day        int64
+}
 
 // Sketches estimate, per activation, the distinct users with matchable
 // identifiers put into its audience: the denominator of the match rate.
@@ -91,7 +114,7 @@ func (s *Sketches) Flush(ctx context.Context) error {
 }
 
 func compareSketchIDs(a, b sketchID) int {
-	return cmp.Or(strings.Compare(a.activation, b.activation), strings.Compare(a.day, b.day))
+	return cmp.Or(strings.Compare(a.activation, b.activation), cmp.Compare(a.day, b.day))
 }
 
 // keep puts an unflushed sketch back, merged with any added since.
@@ -158,10 +181,10 @@ func decodeSketch(key string, b []byte) (*hyperloglog.Sketch, error) {
 // this process's unflushed ones. days < 1 counts today only.
 func (s *Sketches) Distinct(ctx context.Context, activationID string, days int) (uint64, error) {
 	days = max(days, 1)
-	today := s.now().UTC()
-	window := make([]string, days)
+	today := sketchDay(s.now())
+	window := make([]int64, days)
 	for d := range days {
-		window[d] = sketchDay(today.AddDate(0, 0, -d))
+		window[d] = today - int64(d)
 	}
 	total := newSketch()
 	for _, day := range window {

@@ -32,6 +32,7 @@ func (c *testClock) set(t time.Time) {
 
 func requireWithin(t *testing.T, want float64, got uint64, rel float64) {
 	t.Helper()
+	t.Logf("estimate %d, true count %.0f (%+.2f%%)", got, want, 100*(float64(got)-want)/want)
 	require.LessOrEqual(t, math.Abs(float64(got)-want)/want, rel, "estimate %d, true count %.0f", got, want)
 }
 
@@ -112,4 +113,44 @@ func TestSketches_countOnlyTheDaysOfTheWindow(t *testing.T) {
 	keys, err := e.kv.Keys(t.Context())
 	require.NoError(t, err)
 	require.ElementsMatch(t, []string{"sketch.act-1.20261128", "sketch.act-1.20261129"}, keys)
+}
+
+func TestSketches_aConflictingFlushIsRetriedAndLosesNothing(t *testing.T) {
+	e := newStateEnv(t)
+	clock := &testClock{now: time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)}
+	addN := func(s *connector.Sketches, prefix string) {
+		for i := range 1000 {
+			s.Add("act-1", fmt.Sprintf("%s-%d", prefix, i))
+		}
+	}
+	first := connector.NewSketches(e.kv, clock.Now)
+	addN(first, "first")
+	require.NoError(t, first.Flush(t.Context()))
+
+	other := connector.NewSketches(e.kv, clock.Now)
+	addN(other, "other")
+	stale := &staleKV{KeyValue: e.kv, key: "sketch.act-1.20261130", meanwhile: func() {
+		require.NoError(t, other.Flush(t.Context()))
+	}}
+	s := connector.NewSketches(stale, clock.Now)
+	addN(s, "third")
+	require.NoError(t, s.Flush(t.Context()))
+
+	got, err := connector.NewSketches(e.kv, clock.Now).Distinct(t.Context(), "act-1", 1)
+	require.NoError(t, err)
+	requireWithin(t, 3000, got, 0.02)
+}
+
+func BenchmarkSketchesAdd(b *testing.B) {
+	s := connector.NewSketches(nil, nil)
+	keys := make([]string, 4096)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("%064x", i)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		s.Add("act-1", keys[i%len(keys)])
+		i++
+	}
 }

@@ -27,9 +27,12 @@ import (
 const (
 	DefaultAudiencePollInterval = time.Hour
 	// DefaultAudienceTakeoverAge is how long a creation lock must be seen
-	// unchanged before another replica takes it over. A creator gives up
-	// its Pinterest calls after half of it, so a live creator is never
-	// overtaken while it is still creating.
+	// unchanged before another replica takes it over. A creator's
+	// Pinterest calls are cut off half of it after it took the lock, and a
+	// waiter starts counting only once it sees the lock, so a live creator
+	// is not overtaken while it is still calling Pinterest. (A call that
+	// Pinterest completed but whose answer was cut off leaves an audience
+	// without a record: the next holder adopts it by name.)
 	DefaultAudienceTakeoverAge = 2 * time.Minute
 	DefaultAudienceLockPoll    = 250 * time.Millisecond
 )
@@ -126,7 +129,8 @@ type AudienceOptions struct {
 	// reads the record again (default 250ms).
 	LockPoll time.Duration
 	Now      func() time.Time // default time.Now
-	// Owner names this replica in creation locks. A lock found with this
+	// Owner names this replica in creation locks (the pod name, say); it
+	// must differ between replicas running at once. A lock found with this
 	// Owner is from a previous run of the replica and is taken over at once.
 	Owner string
 }

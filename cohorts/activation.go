@@ -79,6 +79,17 @@ type Activation struct {
 	Actalike *Actalike `json:"actalike,omitempty"`
 }
 
+// Equal reports whether a and b are the same activation, field by field
+// (Actalike compared by value, not by pointer).
+func (a Activation) Equal(b Activation) bool {
+	x, y := a, b
+	x.Actalike, y.Actalike = nil, nil
+	if x != y || (a.Actalike == nil) != (b.Actalike == nil) {
+		return false
+	}
+	return a.Actalike == nil || *a.Actalike == *b.Actalike
+}
+
 // Retention returns the retention of the visitor audience in days:
 // RetentionDays, or [DefaultRetentionDays] when it is 0.
 func (a Activation) Retention() int {

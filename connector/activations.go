@@ -70,6 +70,11 @@ type ActivationsWatcher struct {
 	interval time.Duration
 	ready    chan struct{}
 
+	// OnChange, if set before Run, is called on Run's goroutine after an
+	// activation changed (not during the first load). becameEnabled is
+	// set when it is enabled now and was absent or disabled before.
+	OnChange func(a cohorts.Activation, becameEnabled bool)
+
 	// Owned by Run's goroutine.
 	inForce  map[string]uint64 // activation id → revision in force
 	loaded   bool              // the bucket was loaded once
@@ -363,6 +368,10 @@ func (w *ActivationsWatcher) apply(ctx context.Context, e jetstream.KeyValueEntr
 			delete(w.inForce, key)
 			w.log.Info().Str("activation_id", key).Str("cohort_id", prev.CohortID).Uint64("revision", e.Revision()).
 				Msg("activation deleted")
+			if w.OnChange != nil {
+				prev.Enabled = false
+				w.OnChange(prev, false)
+			}
 		}
 	case st.DeletedAt != 0:
 		// Deleted, then written with an invalid value: the delete stands.
@@ -406,7 +415,7 @@ func (w *ActivationsWatcher) put(st cohorts.KeyState, prev cohorts.Activation, h
 			Msg("activation value invalid: the newest valid revision is in force")
 	}
 	first := loading && !w.loaded
-	changed := !had || prev != a
+	changed := !had || !prev.Equal(a)
 	msg, level := "activation changed", zerolog.InfoLevel
 	switch {
 	case first:
@@ -424,6 +433,9 @@ func (w *ActivationsWatcher) put(st cohorts.KeyState, prev cohorts.Activation, h
 		ev = ev.Err(putErr).Str("reason", "unknown_tag")
 	}
 	w.targetFields(ev, st.Target).Uint64("revision", st.InForce).Msg(msg)
+	if changed && !first && w.OnChange != nil {
+		w.OnChange(a, a.Enabled && !(had && prev.Enabled))
+	}
 }
 
 // targetFields adds the activation's and its target's log fields.

@@ -41,6 +41,9 @@ const (
 const (
 	recordCreating = "creating" // a creation lock: Owner is creating the audience
 	recordReady    = "ready"    // the audience exists; its ids are recorded
+	// recordLeft: the activation was disabled or deleted; its audience is
+	// left in Pinterest (and adopted again if the activation comes back).
+	recordLeft = "left"
 )
 
 // audienceKeyPrefix prefixes the state bucket's audience records:
@@ -148,6 +151,7 @@ type AudienceManager struct {
 	problems map[string]string        // activation id → why its audience is not managed
 	statuses map[string]string        // activation id → last status seen
 	eqs      map[string]string        // ad account id → last event quality error
+	lists    map[string]string        // activation id → its customer list (customer_list mode)
 }
 
 // NewAudienceManager checks the options, applies defaults and registers
@@ -166,7 +170,7 @@ func NewAudienceManager(o AudienceOptions) (*AudienceManager, error) {
 	m := &AudienceManager{
 		o: o, wake: make(chan struct{}, 1),
 		inflight: map[string]chan struct{}{}, problems: map[string]string{},
-		statuses: map[string]string{}, eqs: map[string]string{},
+		statuses: map[string]string{}, eqs: map[string]string{}, lists: map[string]string{},
 	}
 	var oauth []string
 	for acct, ok := range o.Accounts {
@@ -242,9 +246,12 @@ func (m *AudienceManager) Ensure(ctx context.Context, a cohorts.Activation, adAc
 		rec, done, err := m.ensureStep(ctx, a, tagID, want, &w)
 		if done || err != nil {
 			if err != nil {
-				err = fmt.Errorf("ensuring audience of activation %s: %w", a.ID, err)
+				return rec, fmt.Errorf("ensuring audience of activation %s: %w", a.ID, err)
 			}
-			return rec, err
+			m.mu.Lock()
+			m.lists[a.ID] = rec.CustomerListID
+			m.mu.Unlock()
+			return rec, nil
 		}
 	}
 }
@@ -538,4 +545,13 @@ func actalikeAudience(a cohorts.Activation, seedID string) destinations.Audience
 			SeedIDs: []string{seedID}, Country: a.Actalike.Country, Percentage: a.Actalike.Percentage,
 		},
 	}
+}
+
+// CustomerListID is the customer list of an activation in customer_list
+// mode, "" until Ensure has made sure it exists (its changes wait for it).
+// It is read for every change routed to such an activation: memory only.
+func (m *AudienceManager) CustomerListID(activationID string) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.lists[activationID]
 }

@@ -195,16 +195,20 @@ func (m *AudienceManager) Forget(ctx context.Context, activationID string) error
 		return fmt.Errorf("forgetting audience of activation %s: %w", activationID, err)
 	}
 	var rec Record
-	if json.Unmarshal(e.Value(), &rec) == nil && rec.State == recordCreating {
-		return nil
+	if json.Unmarshal(e.Value(), &rec) != nil || rec.State != recordReady {
+		return nil // a creation lock, or already left
 	}
-	if err := m.o.KV.Delete(ctx, key, jetstream.LastRevision(e.Revision())); err != nil && !isConflict(err) {
+	left := rec
+	left.State = recordLeft
+	b, _ := json.Marshal(left)
+	if _, err := m.o.KV.Update(ctx, key, b, e.Revision()); err != nil && !isConflict(err) {
 		return fmt.Errorf("forgetting audience of activation %s: %w", activationID, err)
 	}
 	m.metrics.forget(activationID)
 	m.mu.Lock()
 	delete(m.statuses, activationID)
 	delete(m.problems, activationID)
+	delete(m.lists, activationID)
 	m.mu.Unlock()
 	m.o.Logger.Info().Str("activation_id", activationID).Str("audience_id", rec.AudienceID).Str("ad_account_id", rec.AdAccountID).
 		Msgf("audience %s of activation %s left in Pinterest: the activation is disabled or deleted", rec.AudienceID, activationID)

@@ -99,10 +99,13 @@ func TestAudiencePoll_readsStatusAndSizeIntoRecordAndMetrics(t *testing.T) {
 
 	t.Run("a disabled activation is forgotten, its audience left in Pinterest", func(t *testing.T) {
 		r.m.Poll(t.Context(), nil)
+		r.m.Poll(t.Context(), nil) // said once, not at every poll
 		require.Len(t, r.logs.lines(fmt.Sprintf("audience %s of activation act-1 left in Pinterest", rec.AudienceID)), 1)
 		recs, err := r.m.Records(t.Context())
 		require.NoError(t, err)
-		require.Empty(t, recs)
+		require.Len(t, recs, 1, "the record stays, marked left, for the CLI")
+		require.Equal(t, "left", recs[0].State)
+		require.Equal(t, rec.AudienceID, recs[0].AudienceID)
 		_, ok := gauge(t, r.reg, "cohort_connector_audience_size", id)
 		require.False(t, ok)
 		require.Len(t, api.audiences(acctA), 1)

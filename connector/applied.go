@@ -319,18 +319,25 @@ func (s *appliedStore) ListMembers(ctx context.Context, list string) (int64, err
 	if s.kv == nil {
 		return n, nil
 	}
-	e, err := s.kv.Get(ctx, "members."+list)
+	stored, err := ReadListMembers(ctx, s.kv, list)
+	return stored + n, err
+}
+
+// ReadListMembers is the member count of a customer list as stored in the
+// state bucket kv (what every process has flushed), 0 when none is.
+func ReadListMembers(ctx context.Context, kv jetstream.KeyValue, list string) (int64, error) {
+	e, err := kv.Get(ctx, "members."+list)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return n, nil
+		return 0, nil
 	}
 	if err != nil {
 		return 0, err
 	}
-	stored, err := strconv.ParseInt(string(e.Value()), 10, 64)
+	n, err := strconv.ParseInt(string(e.Value()), 10, 64)
 	if err != nil {
 		return 0, fmt.Errorf("members.%s: %w", list, err)
 	}
-	return stored + n, nil
+	return n, nil
 }
 
 // addToCounter adds delta to the decimal counter at key, compare-and-set,

@@ -110,6 +110,14 @@ func TestCustomerListHoldsExactlyTheCurrentMembers(t *testing.T) {
 	require.Empty(t, h.dlqMessages(), "nothing valid is dead-lettered")
 	require.Equal(t, want, h.sim.ListMembers(acctA, listID), "the list holds the users whose latest change is an enter")
 	require.Positive(t, h.sim.Stats(acctA).Injected, "the injected failures happened")
+	// The connector's own member count (the match rate's denominator)
+	// agrees, once flushed to the state bucket.
+	var members int64
+	require.Eventually(t, func() bool {
+		var err error
+		members, err = connector.ReadListMembers(t.Context(), h.objs.State, listID)
+		return err == nil && members == int64(len(want))
+	}, waitFor, tick, "member count %d, want %d", members, len(want))
 	t.Logf("%d users, %d in the list, %d changes + %d late older copies, %d injected failures",
 		len(latest), len(want), published, published/10, h.sim.Stats(acctA).Injected)
 }

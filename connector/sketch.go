@@ -64,11 +64,15 @@ type sketchID struct {
 // merging the same users twice counts them once). Add collects in memory;
 // Flush merges into the bucket. Safe for concurrent use.
 type Sketches struct {
-	kv  jetstream.KeyValue
-	now func() time.Time
+	kv      jetstream.KeyValue
+	now     func() time.Time
+	flushMu sync.Mutex // one Flush at a time
 
 	mu      sync.Mutex
 	pending map[sketchID]*hyperloglog.Sketch // not flushed yet
+	// flushing are the sketches a Flush is merging into the bucket: still
+	// counted by Distinct until they are there.
+	flushing map[sketchID]*hyperloglog.Sketch
 }
 
 // NewSketches returns Sketches kept in the state bucket kv. now is the
@@ -99,16 +103,22 @@ func (s *Sketches) Add(activationID, userKey string) {
 // on the revision read; again on a conflict). A sketch that could not be
 // flushed is kept in memory for the next Flush; the errors are joined.
 func (s *Sketches) Flush(ctx context.Context) error {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
 	s.mu.Lock()
 	batch := s.pending
-	s.pending = map[sketchID]*hyperloglog.Sketch{}
+	s.pending, s.flushing = map[sketchID]*hyperloglog.Sketch{}, batch
 	s.mu.Unlock()
 	var errs []error
 	for _, id := range slices.SortedFunc(maps.Keys(batch), compareSketchIDs) {
-		if err := s.mergeInto(ctx, sketchKVKey(id.activation, id.day), batch[id]); err != nil {
+		err := s.mergeInto(ctx, sketchKVKey(id.activation, id.day), batch[id])
+		if err != nil {
 			errs = append(errs, err)
 			s.keep(id, batch[id])
 		}
+		s.mu.Lock()
+		delete(s.flushing, id)
+		s.mu.Unlock()
 	}
 	return errors.Join(errs...)
 }
@@ -206,8 +216,10 @@ func (s *Sketches) Distinct(ctx context.Context, activationID string, days int) 
 	}
 	s.mu.Lock()
 	for _, day := range window {
-		if sk := s.pending[sketchID{activationID, day}]; sk != nil {
-			_ = total.Merge(sk) // same precision: cannot fail
+		for _, m := range []map[sketchID]*hyperloglog.Sketch{s.pending, s.flushing} {
+			if sk := m[sketchID{activationID, day}]; sk != nil {
+				_ = total.Merge(sk) // same precision: cannot fail
+			}
 		}
 	}
 	s.mu.Unlock()

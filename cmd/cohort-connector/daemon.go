@@ -67,26 +67,27 @@ func newLogger(cfg config.Config, w io.Writer) (zerolog.Logger, error) {
 // objects, the resolver fed by the activations watcher, the Pinterest client
 // and the connector.
 type daemon struct {
-	cfg      config.Config
-	log      zerolog.Logger
-	srv      *server.Server // embedded server, nil when CONNECTOR_NATS_URL is set
-	nc       *nats.Conn
-	ncClosed chan struct{}
-	js       jetstream.JetStream
-	objs     *connector.Objects
-	resolver *cohorts.Resolver
-	client   *pinterest.Client
-	creds    credentials // conversion tokens and OAuth token keepers
-	conn     *connector.Connector
-	stats    *connector.Stats
-	metrics  *connector.Metrics
-	topo     connector.Topology
-	reg      *prometheus.Registry
-	watcher  *connector.ActivationsWatcher // feeds resolver; its checks are part of /readyz
-	natsURL  string
-	httpLn   net.Listener
-	httpSrv  *http.Server
-	closing  atomic.Bool // set when we close NATS ourselves
+	cfg       config.Config
+	log       zerolog.Logger
+	srv       *server.Server // embedded server, nil when CONNECTOR_NATS_URL is set
+	nc        *nats.Conn
+	ncClosed  chan struct{}
+	js        jetstream.JetStream
+	objs      *connector.Objects
+	resolver  *cohorts.Resolver
+	client    *pinterest.Client
+	creds     credentials // conversion tokens and OAuth token keepers
+	audiences audiences   // audience manager and match-rate sketches
+	conn      *connector.Connector
+	stats     *connector.Stats
+	metrics   *connector.Metrics
+	topo      connector.Topology
+	reg       *prometheus.Registry
+	watcher   *connector.ActivationsWatcher // feeds resolver; its checks are part of /readyz
+	natsURL   string
+	httpLn    net.Listener
+	httpSrv   *http.Server
+	closing   atomic.Bool // set when we close NATS ourselves
 	// onStopped, if set, runs after the connector has settled everything
 	// and before NATS is closed (the demo reads the consumer's final state).
 	onStopped func()
@@ -215,6 +216,10 @@ func startDaemon(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ 
 			ConstLabels: prometheus.Labels{"ad_account_id": id},
 		}, func() float64 { return d.client.CallsPerMinute(id) }))
 	}
+	if d.audiences, err = newAudiences(d); err != nil {
+		return nil, err
+	}
+	d.watcher.OnChange = d.audiences.changed
 	d.conn, err = connector.New(connector.Options{
 		JS:             d.js,
 		Consumer:       d.objs.Consumer,
@@ -223,6 +228,8 @@ func startDaemon(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ 
 		Destination:    d.client,
 		OrderRecords:   d.objs.Order,
 		Applied:        d.objs.State,
+		CustomerLists:  d.audiences.customerList(),
+		OnAccepted:     d.audiences.accepted(),
 		AdAccounts:     accounts,
 		BatchSize:      cfg.BatchSize,
 		BatchPeriod:    cfg.BatchPeriod,
@@ -318,6 +325,11 @@ func (d *daemon) run(ctx context.Context) error {
 	case <-d.watcher.Ready():
 		d.log.Info().Str("stream", d.cfg.Stream).Str("durable", d.cfg.Durable).Int("accounts", len(d.cfg.AccountList)).
 			Str("default_tag_id", d.cfg.DefaultTagID).Msg("consuming")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.audiences.run(watchCtx, d)
+		}()
 		runErr = d.conn.Run(ctx)
 	case err := <-watchErr:
 		runErr = fmt.Errorf("loading activations: %w", err)
@@ -410,6 +422,7 @@ func (d *daemon) readinessChecks() []connector.Check {
 	}
 	checks := append([]connector.Check{natsCheck}, d.watcher.Checks()...)
 	checks = append(checks, d.creds.checks()...)
+	checks = append(checks, d.audiences.checks()...)
 	return append(checks, d.conn.Checks()...)
 }
 

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -9,6 +11,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -21,22 +24,31 @@ import (
 	"github.com/cohort-connector/cohort-connector/destinations/pinterest/simulator"
 )
 
-// The demo's two brands: two ad accounts, each with its own token and Tags.
+// The demo's two brands: two ad accounts, each with its own conversion
+// token, Tags and OAuth app (for the audiences).
 var demoAccounts = []config.Account{
-	{Name: "brand_a", AdAccountID: "549755885175", Token: "demo-token-brand-a", TagIDs: []string{"2612345678901", "2612345678902"}},
-	{Name: "brand_b", AdAccountID: "549755885176", Token: "demo-token-brand-b", TagIDs: []string{"2619876543210"}},
+	{Name: "brand_a", AdAccountID: "549755885175", Token: "demo-token-brand-a", TagIDs: []string{"2612345678901", "2612345678902"},
+		AppID: "1484960", AppSecret: "demo-app-secret-a", RefreshToken: "pinr.demo-refresh-a"},
+	{Name: "brand_b", AdAccountID: "549755885176", Token: "demo-token-brand-b", TagIDs: []string{"2619876543210"},
+		AppID: "1484961", AppSecret: "demo-app-secret-b", RefreshToken: "pinr.demo-refresh-b"},
 }
 
 const demoDefaultTag = "2612345678901"
 
 // demoActivations show a default Tag ID, overrides, a fan-out of one cohort
-// to two ad accounts and a disabled activation; cohort "cooking" has none.
+// to two ad accounts, a disabled activation, an actalike and a customer
+// list; cohort "news" has none.
 var demoActivations = []cohorts.Activation{
-	{ID: "sports-brand-a", CohortID: "sports", Destination: "pinterest", Enabled: true, TagID: "", Mode: cohorts.ModeEvents},
+	{ID: "sports-brand-a", CohortID: "sports", Destination: "pinterest", Enabled: true, TagID: "", Mode: cohorts.ModeEvents,
+		Actalike: &cohorts.Actalike{Country: "US", Percentage: 5}},
 	{ID: "sports-brand-b", CohortID: "sports", Destination: "pinterest", Enabled: true, TagID: "2619876543210", Mode: cohorts.ModeEvents},
-	{ID: "travel-brand-a", CohortID: "travel", Destination: "pinterest", Enabled: true, TagID: "2612345678902", Mode: cohorts.ModeEvents},
+	{ID: "travel-brand-a", CohortID: "travel", Destination: "pinterest", Enabled: true, TagID: "2612345678902", Mode: cohorts.ModeEvents, RetentionDays: 30},
 	{ID: "travel-brand-b", CohortID: "travel", Destination: "pinterest", Enabled: false, TagID: "2619876543210", Mode: cohorts.ModeEvents},
+	{ID: "cooking-list-brand-a", CohortID: "cooking", Destination: "pinterest", Enabled: true, TagID: "", Mode: cohorts.ModeCustomerList},
 }
+
+// demoCohorts are the cohorts the demo publishes to.
+var demoCohorts = []string{"sports", "travel", "cooking", "news"}
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
@@ -44,6 +56,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	duration := fs.Duration("duration", 0, "stop after this long (0: run until Ctrl-C)")
 	rate := fs.Int("rate", 500, "memberships published per second")
 	interval := fs.Duration("interval", 3*time.Second, "how often to print the table")
+	audienceDelay := fs.Duration("audience-delay", 2*time.Minute, "the simulator's audience processing delay (Pinterest: 24-48h): audiences stay INITIALIZING this long, and their sizes lag by it")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -56,13 +69,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		defer cancel()
 	}
 
-	tokens := map[string]string{}
-	for _, a := range demoAccounts {
-		tokens[a.AdAccountID] = a.Token.Reveal()
-	}
-	sim, err := simulator.Start(simulator.Options{Accounts: tokens, KnownUserShare: 0.7})
+	sim, err := startDemoSimulator(*audienceDelay)
 	if err != nil {
-		return fmt.Errorf("starting Pinterest simulator: %w", err)
+		return err
 	}
 	defer sim.Close()
 
@@ -83,6 +92,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		cfg.Accounts = append(cfg.Accounts, a.Name)
 	}
 	cfg.ShutdownTimeout = 10 * time.Second
+	cfg.SecretsKeyBase64 = config.Secret(base64.StdEncoding.EncodeToString(randomKey()))
+	cfg.AudiencePollInterval = 10 * time.Second
 	cfg.LogFormat = "console"
 	cfg.LogLevel = "warn"
 	if err := cfg.Validate(); err != nil {
@@ -108,7 +119,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintf(stdout, "cohort-connector demo: embedded NATS %s, Pinterest simulator %s, metrics http://%s/metrics\n",
 		d.natsURL, sim.URL(), d.httpAddr())
-	fmt.Fprintf(stdout, "publishing %d memberships/s to %s (cohorts sports, travel, cooking); Ctrl-C stops\n\n", *rate, cfg.Subjects[0])
+	fmt.Fprintf(stdout, "publishing %d memberships/s to %s (cohorts %s); Ctrl-C stops\n", *rate, cfg.Subjects[0], strings.Join(demoCohorts, ", "))
+	fmt.Fprintf(stdout, "audiences are INITIALIZING for %s (-audience-delay), then sized with that lag; cohort cooking (a customer list) shrinks every other %s\n\n",
+		*audienceDelay, cookingPhase(*audienceDelay))
 
 	var published publishedCount
 	var final string
@@ -122,7 +135,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		publishSynthetic(ctx, d.js, *rate, &published, log)
+		publishSynthetic(ctx, d.js, *rate, cookingPhase(*audienceDelay), &published, log)
 	}()
 
 	tick := time.NewTicker(*interval)
@@ -144,7 +157,7 @@ loop:
 	cancel()
 	stopDaemon()
 	err = <-runErr
-	printActivations(stdout, d)
+	printActivations(context.Background(), stdout, d)
 	fmt.Fprintf(stdout, "%s\nstopped cleanly\n", final)
 	return err
 }
@@ -157,10 +170,11 @@ type publishedCount struct {
 // publishSynthetic publishes a stream of enters and exits for 10,000
 // synthetic users: most with an email (some already hashed, some mixed
 // case), some with a MAID or IP + user agent, some with no identifier.
-func publishSynthetic(ctx context.Context, js jetstream.JetStream, rate int, n *publishedCount, log zerolog.Logger) {
-	cohortIDs := []string{"sports", "travel", "cooking"}
+// Every other phase, cohort cooking loses members.
+func publishSynthetic(ctx context.Context, js jetstream.JetStream, rate int, phase time.Duration, n *publishedCount, log zerolog.Logger) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	inCohort := map[[2]int]bool{}
+	start := time.Now()
 	per := time.Second / 20 // publish in 20 bursts a second
 	burst := max(rate/20, 1)
 	t := time.NewTicker(per)
@@ -171,27 +185,9 @@ func publishSynthetic(ctx context.Context, js jetstream.JetStream, rate int, n *
 			return
 		case <-t.C:
 		}
+		shrinking := int(time.Since(start)/phase)%2 == 1
 		for range burst {
-			u, c := rng.IntN(10000), rng.IntN(len(cohortIDs))
-			action := cohorts.ActionEnter
-			if inCohort[[2]int{u, c}] {
-				action = cohorts.ActionExit
-			}
-			inCohort[[2]int{u, c}] = action == cohorts.ActionEnter
-			m := cohorts.Membership{
-				UserID: fmt.Sprintf("u%05d", u), CohortID: cohortIDs[c], Action: action,
-				TS: time.Now().UTC(),
-			}
-			switch k := u % 20; {
-			case k < 16:
-				m.Identifiers.Email = fmt.Sprintf("User%05d@Example.com", u)
-			case k == 16:
-				m.Identifiers.MAID = fmt.Sprintf("6D92078A-8246-4BA4-AE5B-76104861E%03d", u%1000)
-			case k == 17:
-				m.Identifiers.IP, m.Identifiers.UserAgent = fmt.Sprintf("203.0.113.%d", u%250), "Mozilla/5.0 (demo)"
-			default: // no identifier: counted, not sent
-				m.Identifiers.ExternalID = m.UserID
-			}
+			m := nextChange(rng, inCohort, shrinking)
 			data, _ := json.Marshal(m)
 			if _, err := js.PublishAsync("cohorts.membership."+m.CohortID, data); err != nil {
 				log.Warn().Err(err).Msg("demo publish failed")
@@ -202,6 +198,45 @@ func publishSynthetic(ctx context.Context, js jetstream.JetStream, rate int, n *
 			n.mu.Unlock()
 		}
 	}
+}
+
+// cookingPhase is how long cooking grows, then shrinks: long enough for
+// the simulator's audience size, which lags by the audience delay, to
+// follow.
+func cookingPhase(audienceDelay time.Duration) time.Duration {
+	return max(30*time.Second, 3*audienceDelay)
+}
+
+// nextChange flips a random user's membership of a random cohort; while
+// shrinking, half of cohort cooking's changes are exits of members, so its
+// customer list audience visibly shrinks.
+func nextChange(rng *rand.Rand, in map[[2]int]bool, shrinking bool) cohorts.Membership {
+	u, c := rng.IntN(10000), rng.IntN(len(demoCohorts))
+	if shrinking && demoCohorts[c] == "cooking" && rng.IntN(2) == 0 {
+		for range 50 {
+			if in[[2]int{u, c}] {
+				break
+			}
+			u = rng.IntN(10000)
+		}
+	}
+	action := cohorts.ActionEnter
+	if in[[2]int{u, c}] {
+		action = cohorts.ActionExit
+	}
+	in[[2]int{u, c}] = action == cohorts.ActionEnter
+	m := cohorts.Membership{UserID: fmt.Sprintf("u%05d", u), CohortID: demoCohorts[c], Action: action, TS: time.Now().UTC()}
+	switch k := u % 20; {
+	case k < 16:
+		m.Identifiers.Email = fmt.Sprintf("User%05d@Example.com", u)
+	case k == 16:
+		m.Identifiers.MAID = fmt.Sprintf("6D92078A-8246-4BA4-AE5B-76104861E%03d", u%1000)
+	case k == 17:
+		m.Identifiers.IP, m.Identifiers.UserAgent = fmt.Sprintf("203.0.113.%d", u%250), "Mozilla/5.0 (demo)"
+	default: // no identifier: counted, not sent
+		m.Identifiers.ExternalID = m.UserID
+	}
+	return m
 }
 
 // waitDrained polls until the consumer has nothing pending or ctx ends.
@@ -220,24 +255,32 @@ func waitDrained(ctx context.Context, d *daemon) {
 }
 
 func printTable(ctx context.Context, w io.Writer, d *daemon, published *publishedCount) {
-	printActivations(w, d)
+	printActivations(ctx, w, d)
 	fmt.Fprintf(w, "%s\n\n", pipelineLine(ctx, d, published))
 }
 
-// printActivations prints one row per activation: where it goes and what
-// Pinterest made of it.
-func printActivations(w io.Writer, d *daemon) {
+// printActivations prints one row per activation: where it goes, what
+// Pinterest accepted, and its audience with the match rate.
+func printActivations(ctx context.Context, w io.Writer, d *daemon) {
 	snap := d.stats.Snapshot()
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "ACTIVATION\tCOHORT\tTAG\tSOURCE\tAD ACCOUNT\tENABLED\tRECEIVED\tWITH IDS\tSENT\tPROCESSED\tFAILED\tACCEPTANCE\tCOVERAGE\t")
 	list := d.resolver.List()
 	sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
+	views, err := readAudienceViews(ctx, d.objs.State, d.audiences.sketches, list)
+	if err != nil {
+		fmt.Fprintf(w, "audiences not readable: %v\n", err)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "ACTIVATION\tMODE\tTAG\tSOURCE\tAD ACCOUNT\tON\tRECEIVED\tSENT\tACCEPTANCE\tCOVERAGE\tAUDIENCE\tSTATUS\tSIZE\tUSERS\tMATCH RATE\t")
 	for _, a := range list {
 		t := d.resolver.Target(a)
-		s := snap[a.ID]
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%t\t%d\t%d\t%d\t%d\t%d\t%.1f%%\t%.1f%%\t\n",
-			a.ID, a.CohortID, t.TagID, t.TagSource, t.AdAccountID, a.Enabled,
-			s.Received, s.WithIdentifiers, s.Sent, s.Processed, s.Failed, 100*s.Acceptance(), 100*s.Coverage())
+		s, v := snap[a.ID], views[a.ID]
+		users := "-"
+		if v.known {
+			users = fmt.Sprint(v.users)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%t\t%d\t%d\t%.1f%%\t%.1f%%\t%s\t%s\t%s\t%s\t%s\t\n",
+			a.ID, a.Mode, t.TagID, t.TagSource, t.AdAccountID, a.Enabled, s.Received, s.Sent,
+			100*s.Acceptance(), 100*s.Coverage(), v.id(), v.status(), v.size(), users, v.matchRate())
 	}
 	tw.Flush()
 }
@@ -257,4 +300,29 @@ func pipelineLine(ctx context.Context, d *daemon, published *publishedCount) str
 		line += fmt.Sprintf(", dead letters %d (messages set aside as invalid)", si.State.Msgs)
 	}
 	return line
+}
+
+// startDemoSimulator starts the simulator with the demo's accounts, their
+// conversion tokens, OAuth apps and Tags.
+func startDemoSimulator(audienceDelay time.Duration) (*simulator.Simulator, error) {
+	tokens := map[string]string{}
+	for _, a := range demoAccounts {
+		tokens[a.AdAccountID] = a.Token.Reveal()
+	}
+	sim, err := simulator.Start(simulator.Options{Accounts: tokens, KnownUserShare: 0.7, AudienceDelay: audienceDelay})
+	if err != nil {
+		return nil, fmt.Errorf("starting Pinterest simulator: %w", err)
+	}
+	for _, a := range demoAccounts {
+		sim.AddApp(a.AppID, a.AppSecret.Reveal(), a.RefreshToken.Reveal(), a.AdAccountID)
+		sim.SetTags(a.AdAccountID, a.TagIDs...)
+	}
+	return sim, nil
+}
+
+// randomKey is a fresh CONNECTOR_SECRETS_KEY for one demo run.
+func randomKey() []byte {
+	k := make([]byte, 32)
+	_, _ = crand.Read(k) // never fails (crypto/rand)
+	return k
 }

@@ -5,7 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -30,26 +31,53 @@ func runSimulator(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		accounts[id] = tok
 		return nil
 	})
+	delay := fs.Duration("audience-delay", 0, "how long an audience stays INITIALIZING and how stale its size may be (Pinterest: 24-48h)")
+	var apps []simApp
+	fs.Func("app", "`APP_ID:APP_SECRET:REFRESH_TOKEN:AD_ACCOUNT_ID[,AD_ACCOUNT_ID...]`: an OAuth app, its first refresh token and the ad accounts it may act on (repeatable)", func(v string) error {
+		f := strings.SplitN(v, ":", 4)
+		if len(f) != 4 || f[0] == "" || f[1] == "" || f[2] == "" || f[3] == "" {
+			return fmt.Errorf("want APP_ID:APP_SECRET:REFRESH_TOKEN:AD_ACCOUNT_ID[,...], got %d fields", len(f))
+		}
+		apps = append(apps, simApp{id: f[0], secret: f[1], refresh: f[2], accounts: strings.Split(f[3], ",")})
+		return nil
+	})
+	tags := map[string][]string{}
+	fs.Func("tags", "`AD_ACCOUNT_ID=TAG[,TAG...]`: the conversion tags an ad account owns (repeatable)", func(v string) error {
+		id, list, ok := strings.Cut(v, "=")
+		if !ok || id == "" || list == "" {
+			return fmt.Errorf("want AD_ACCOUNT_ID=TAG[,TAG...], got %q", v)
+		}
+		tags[id] = append(tags[id], strings.Split(list, ",")...)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if len(accounts) == 0 {
-		return fmt.Errorf("simulator: at least one -account AD_ACCOUNT_ID=TOKEN is required")
+	if fs.NArg() > 0 {
+		return fmt.Errorf("simulator: unexpected argument %q", fs.Arg(0))
 	}
-	sim, err := simulator.Start(simulator.Options{Accounts: accounts, KnownUserShare: *share, Addr: *listen})
+	if len(accounts) == 0 && len(apps) == 0 {
+		return fmt.Errorf("simulator: at least one -account AD_ACCOUNT_ID=TOKEN or -app is required")
+	}
+	sim, err := simulator.Start(simulator.Options{Accounts: accounts, KnownUserShare: *share, Addr: *listen, AudienceDelay: *delay})
 	if err != nil {
 		return fmt.Errorf("simulator: %w", err)
 	}
 	defer sim.Close()
+	ids := slices.Collect(maps.Keys(accounts))
+	for _, a := range apps {
+		sim.AddApp(a.id, a.secret, a.refresh, a.accounts...)
+		ids = append(ids, a.accounts...)
+	}
+	for id, t := range tags {
+		sim.SetTags(id, t...)
+	}
 	if *latency > 0 {
 		sim.SetFault("", simulator.Fault{Latency: *latency})
 	}
 	fmt.Fprintf(stdout, "Pinterest simulator at %s (set CONNECTOR_PINTEREST_BASE_URL to it); Ctrl-C stops\n", sim.URL())
-	ids := make([]string, 0, len(accounts))
-	for id := range accounts {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
 	t := time.NewTicker(*every)
 	defer t.Stop()
 	for {
@@ -65,4 +93,10 @@ func runSimulator(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			}
 		}
 	}
+}
+
+// simApp is one -app flag of the simulator command.
+type simApp struct {
+	id, secret, refresh string
+	accounts            []string
 }

@@ -187,12 +187,28 @@ func TestBackfillSendsTheLatestEnterOfEveryUserAsTheLivePathWould(t *testing.T) 
 			model[m.UserID] = latest{m, seq}
 		}
 	}
+	// 6000 random changes of 2000 users, out of ts order and with equal
+	// ts, some undecodable, some restricted to this activation or another
+	// one, some of another cohort; published at once.
 	const users = 2000
-	var upto uint64
-	for i := range 6000 {
+	type change struct {
+		subject string
+		body    []byte
+		m       *cohorts.Membership // nil: undecodable
+		seq     uint64
+	}
+	var changes []*change
+	add := func(subject string, body []byte, m *cohorts.Membership) {
+		if m != nil {
+			var err error
+			body, err = json.Marshal(*m)
+			require.NoError(t, err)
+		}
+		changes = append(changes, &change{subject: subject, body: body, m: m})
+	}
+	for range 6000 {
 		u := rnd.IntN(users)
 		m := cohorts.Membership{UserID: fmt.Sprintf("user-%d", u), CohortID: bfCohort, Action: cohorts.ActionEnter,
-			// Out of order, with duplicates of the same ts.
 			TS:          testEpoch.Add(time.Duration(rnd.IntN(3000)) * time.Second),
 			Identifiers: bfIdentifiers(u)}
 		if rnd.IntN(2) == 0 {
@@ -200,46 +216,49 @@ func TestBackfillSendsTheLatestEnterOfEveryUserAsTheLivePathWould(t *testing.T) 
 		}
 		switch rnd.IntN(40) {
 		case 0:
-			e.publishRaw(subjectPrefix+bfCohort, []byte(`{"user_id":"broken"`))
+			add(subjectPrefix+bfCohort, []byte(`{"user_id":"broken"`), nil)
 			continue
 		case 1:
 			m.ActivationIDs = []string{"another-activation"} // not this activation's change
-			e.publish(m)
-			continue
 		case 2:
 			m.ActivationIDs = []string{"another-activation", bfActivation.ID}
 		case 3:
 			other := m
 			other.CohortID = "c999"
-			e.publish(other) // another subject: not read
+			add(subjectPrefix+other.CohortID, nil, &other) // another subject: not read
 		}
-		seq := e.publish(m)
-		apply(m, seq)
-		if i == 4999 {
-			upto = seq
+		add(subjectPrefix+bfCohort, nil, &m)
+	}
+	acks := make([]jetstream.PubAckFuture, len(changes))
+	for i, c := range changes {
+		var err error
+		acks[i], err = e.js.PublishAsync(c.subject, c.body)
+		require.NoError(t, err)
+	}
+	for i, a := range acks {
+		select {
+		case ack := <-a.Ok():
+			changes[i].seq = ack.Sequence
+		case err := <-a.Err():
+			t.Fatal(err)
+		case <-time.After(waitFor):
+			t.Fatal("publishing timed out")
 		}
 	}
 	// What comes after upto is the live path's: not backfilled.
-	e.members(10)
-	// Rebuild the model up to upto only.
-	model = map[string]latest{}
+	upto := changes[5000].seq
 	var undecodable, ignored uint64
-	for seq := uint64(2); seq <= upto; seq++ {
-		raw, err := e.stream.GetMsg(t.Context(), seq)
-		require.NoError(t, err)
-		if raw.Subject != subjectPrefix+bfCohort {
-			continue
-		}
-		m, err := cohorts.Decode(raw.Data, time.Now())
-		if err != nil {
+	for _, c := range changes {
+		seq := c.seq
+		switch {
+		case seq > upto || c.subject != subjectPrefix+bfCohort:
+		case c.m == nil:
 			undecodable++
-			continue
-		}
-		if len(m.ActivationIDs) > 0 && !slices.Contains(m.ActivationIDs, bfActivation.ID) {
+		case len(c.m.ActivationIDs) > 0 && !slices.Contains(c.m.ActivationIDs, bfActivation.ID):
 			ignored++
-			continue
+		default:
+			apply(*c.m, seq)
 		}
-		apply(m, seq)
 	}
 	var want []destinations.Item
 	members, skipped := 0, 0

@@ -176,7 +176,7 @@ func runBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		Send:          pinterestSend(client, target.AdAccountID),
 		BatchSize:     cfg.BatchSize,
 		RetryMin:      cfg.HTTPRetryWaitMin,
-		RetryMax:      cfg.RetryDelayMax,
+		RetryMax:      min(cfg.RetryDelayMax, time.Minute),
 		Logger:        log,
 		Progress:      pr.update,
 		ProgressEvery: pr.every,

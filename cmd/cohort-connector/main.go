@@ -32,6 +32,9 @@ Usage:
                                        read and toggle activations (see: activations -h)
   cohort-connector dlq list|show|replay ...
                                        inspect and replay dead letters (see: dlq -h)
+  cohort-connector backfill --activation ID [--status|--cancel]
+                                       rebuild an activation's cohort from the stream's history
+                                       and send its members (see: backfill -h)
   cohort-connector simulator -account ID=TOKEN [-listen 127.0.0.1:8080]
                                        serve the Pinterest simulator alone
   cohort-connector --help              this text
@@ -59,6 +62,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runSimulator(ctx, args[2:], stdout, stderr)
 	case "dlq":
 		err = runDLQ(ctx, args[2:], stdout)
+	case "backfill":
+		err = runBackfill(ctx, args[2:], stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "unknown command %q\n\n%s", cmd, usageHead)
 		return 2

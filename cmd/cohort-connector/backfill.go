@@ -1,0 +1,348 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+
+	"github.com/cohort-connector/cohort-connector/cohorts"
+	"github.com/cohort-connector/cohort-connector/config"
+	"github.com/cohort-connector/cohort-connector/connector"
+	"github.com/cohort-connector/cohort-connector/destinations"
+	"github.com/cohort-connector/cohort-connector/destinations/pinterest"
+)
+
+const backfillUsage = `Usage: cohort-connector backfill --activation ID [--status | --cancel]
+
+Rebuilds the current members of the activation's cohort from the input
+stream's history (CONNECTOR_STREAM, subject <prefix><cohort_id> of
+CONNECTOR_SUBJECTS: the latest change of each user) and sends them to the
+activation's ad account, in this process, showing read / sent, rate and ETA
+(a plain line every 5 seconds when stderr is not a terminal). Loads the
+daemon's CONNECTOR_* configuration; the activation must be enabled.
+
+One backfill per activation runs at a time, here or in a daemon; its
+progress is kept in the KV bucket ` + connector.BackfillBucket + ` (key
+backfill.<activation_id>). A backfill stopped by --cancel, Ctrl-C or a
+failure resumes where it stopped when run again; one that finished starts
+over.
+
+  --status   print the activation's backfill progress and exit
+  --cancel   stop the activation's running backfill (it keeps its progress)
+
+The stream must still hold the latest change of every member: limits
+retention, and a MaxAge (7 days as the daemon creates it) longer than
+memberships last; see the README.
+`
+
+func runBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+		fmt.Fprint(stdout, backfillUsage)
+		return nil
+	}
+	fs := flag.NewFlagSet("backfill", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	id := fs.String("activation", "", "")
+	status := fs.Bool("status", false, "")
+	cancelIt := fs.Bool("cancel", false, "")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, backfillUsage)
+			return nil
+		}
+		return fmt.Errorf("backfill: %w", err)
+	}
+	switch {
+	case fs.NArg() != 0:
+		return fmt.Errorf("backfill: unexpected argument %q", fs.Arg(0))
+	case *id == "":
+		return errors.New("backfill: --activation ID is required")
+	case *status && *cancelIt:
+		return errors.New("backfill: --status and --cancel exclude each other")
+	}
+	cfg, err := config.Load()
+	if err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
+	nc, err := connectNATS(cfg, "cohort-connector backfill")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	lookupCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+
+	if *status || *cancelIt {
+		kv, err := js.KeyValue(lookupCtx, connector.BackfillBucket)
+		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			fmt.Fprintf(stdout, "no backfill of activation %s has run\n", *id)
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("opening KV bucket %s: %w", connector.BackfillBucket, err)
+		}
+		if *status {
+			p, _, err := connector.ReadBackfill(lookupCtx, kv, *id)
+			if errors.Is(err, jetstream.ErrKeyNotFound) {
+				fmt.Fprintf(stdout, "no backfill of activation %s has run\n", *id)
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			printBackfillStatus(stdout, p, time.Now())
+			return nil
+		}
+		p, running, err := connector.CancelBackfill(lookupCtx, kv, *id)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			fmt.Fprintf(stdout, "no backfill of activation %s has run\n", *id)
+			return nil
+		case err != nil:
+			return err
+		case !running:
+			fmt.Fprintf(stdout, "no backfill of activation %s is running (state %s)\n", *id, p.State)
+			return nil
+		}
+		fmt.Fprintf(stdout, "backfill of activation %s cancelled (owner %s, %d of %d members done): it stops within a few seconds\nresume with: cohort-connector backfill --activation %s\n",
+			*id, p.Owner, p.Done(), p.Members, *id)
+		return nil
+	}
+
+	// The activation, its ad account and the cohort's subject.
+	actKV, err := js.KeyValue(lookupCtx, cfg.ActivationsBucket)
+	if err != nil {
+		return fmt.Errorf("opening KV bucket %s (start the daemon once, or create it from deploy/nats): %w", cfg.ActivationsBucket, err)
+	}
+	e, err := actKV.Get(lookupCtx, *id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("backfill: no activation %q in %s", *id, cfg.ActivationsBucket)
+	}
+	if err != nil {
+		return fmt.Errorf("activation %q: %w", *id, err)
+	}
+	a, err := cohorts.DecodeStoredActivation(*id, e.Value())
+	if err != nil {
+		return fmt.Errorf("activation %q is invalid in the bucket, fix it with activations put: %w", *id, err)
+	}
+	if !a.Enabled {
+		return fmt.Errorf("activation %q is disabled: enable it first (activations enable %s)", *id, *id)
+	}
+	resolver, err := cohorts.NewResolver(cfg.DefaultTagID, cfg.TagAccounts())
+	if err != nil {
+		return fmt.Errorf("CONNECTOR_DEFAULT_TAG_ID: %w", err)
+	}
+	target := resolver.Target(a)
+	if target.Err != nil {
+		return target.Err
+	}
+	subject := ""
+	for _, s := range cfg.Subjects {
+		if subject = connector.BackfillSubject(s, a.CohortID); subject != "" {
+			break
+		}
+	}
+	if subject == "" {
+		return fmt.Errorf("backfill needs a CONNECTOR_SUBJECTS entry <prefix>> (messages on <prefix><cohort_id>), got %s", strings.Join(cfg.Subjects, ","))
+	}
+	kv, err := connector.EnsureBackfillBucket(lookupCtx, js, connector.BackfillBucket)
+	if err != nil {
+		return err
+	}
+	client, err := newBackfillClient(cfg, target.AdAccountID)
+	if err != nil {
+		return err
+	}
+	defer client.CloseIdleConnections()
+
+	log := zerolog.New(zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.RFC3339}).Level(zerolog.WarnLevel).With().Timestamp().Logger()
+	pr := newBackfillPrinter(stderr)
+	p, err := connector.Backfill(ctx, connector.BackfillOptions{
+		JS: js, Stream: cfg.Stream, Subject: subject, KV: kv, Activation: a,
+		Send:          pinterestSend(client, target.AdAccountID),
+		BatchSize:     cfg.BatchSize,
+		RetryMin:      cfg.HTTPRetryWaitMin,
+		RetryMax:      min(cfg.RetryDelayMax, time.Minute),
+		Logger:        log,
+		Progress:      pr.update,
+		ProgressEvery: pr.every,
+	})
+	pr.finish()
+	switch {
+	case errors.Is(err, connector.ErrBackfillRunning):
+		return fmt.Errorf("%w\nsee: cohort-connector backfill --activation %s --status (or --cancel)", err, *id)
+	case errors.Is(err, context.Canceled), errors.Is(err, connector.ErrBackfillCancelled):
+		return fmt.Errorf("backfill of activation %s stopped (%v): %d of %d members done\nresume with: cohort-connector backfill --activation %s",
+			*id, err, p.Done(), p.Members, *id)
+	case err != nil:
+		return fmt.Errorf("backfill of activation %s failed: %w\n%d of %d members done; resume with: cohort-connector backfill --activation %s",
+			*id, err, p.Done(), p.Members, *id)
+	}
+	fmt.Fprintf(stdout, "backfill of activation %s done: %d members, %d sent to ad account %s, %d skipped (no matchable identifiers); %d messages read up to sequence %d, %d undecodable\n",
+		*id, p.Members, p.Sent, target.AdAccountID, p.Skipped, p.Read, p.Upto, p.Undecodable)
+	if p.HistoryTrimmed {
+		fmt.Fprintf(stdout, "warning: the stream's history starts at sequence %d: members whose latest change is older were not rebuilt\n", p.FirstSeq)
+	}
+	return nil
+}
+
+// newBackfillClient is the daemon's Pinterest client, for one ad account.
+func newBackfillClient(cfg config.Config, adAccountID string) (*pinterest.Client, error) {
+	tokens := map[string]string{}
+	for _, acc := range cfg.AccountList {
+		if acc.AdAccountID == adAccountID {
+			tokens[adAccountID] = acc.Token.Reveal()
+		}
+	}
+	client, err := pinterest.New(pinterest.Config{
+		BaseURL:        cfg.PinterestBaseURL,
+		Tokens:         tokens,
+		AttemptTimeout: cfg.HTTPTimeout,
+		CallTimeout:    cfg.HTTPCallTimeout,
+		RetryMax:       retryMax(cfg.HTTPRetryMax),
+		RetryWaitMin:   cfg.HTTPRetryWaitMin,
+		RetryWaitMax:   cfg.HTTPRetryWaitMax,
+		MaxRetryAfter:  cfg.RetryDelayMax,
+		CallsPerMinute: callsPerMinute(cfg.CallsPerMinute),
+		Logger:         zerolog.Nop(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("CONNECTOR_PINTEREST_BASE_URL: %w", err)
+	}
+	return client, nil
+}
+
+// pinterestSend sends a backfill batch as conversion events (events mode);
+// an event Pinterest did not process fails the batch permanently (it is
+// invalid: retrying cannot help).
+func pinterestSend(d destinations.Destination, adAccountID string) func(context.Context, []destinations.Item) error {
+	return func(ctx context.Context, items []destinations.Item) error {
+		res, err := d.Send(ctx, destinations.Batch{AdAccountID: adAccountID, Items: items})
+		if err != nil {
+			return err
+		}
+		failed, first := 0, ""
+		for i, r := range res.Items {
+			if !r.Processed {
+				if failed == 0 {
+					first = fmt.Sprintf("user %s: %s", items[i].Membership.UserID, r.Error)
+				}
+				failed++
+			}
+		}
+		if failed > 0 {
+			return &destinations.Error{Reason: destinations.ReasonBadInput,
+				Message: fmt.Sprintf("Pinterest did not process %d of %d events (first: %s)", failed, len(items), first)}
+		}
+		return nil
+	}
+}
+
+// backfillPrinter shows the progress: a bar per phase on a terminal, a
+// plain line every 5 seconds otherwise.
+type backfillPrinter struct {
+	w     io.Writer
+	tty   bool
+	every time.Duration
+	bar   *progressbar.ProgressBar
+	phase string
+}
+
+func newBackfillPrinter(w io.Writer) *backfillPrinter {
+	f, ok := w.(*os.File)
+	if ok && term.IsTerminal(int(f.Fd())) {
+		return &backfillPrinter{w: w, tty: true, every: 200 * time.Millisecond}
+	}
+	return &backfillPrinter{w: w, every: 5 * time.Second}
+}
+
+func (b *backfillPrinter) update(p connector.BackfillProgress) {
+	if !b.tty {
+		switch p.Phase {
+		case "read":
+			fmt.Fprintf(b.w, "backfill %s: %s: read %d of about %d messages (%.0f msgs/s), %d users\n",
+				p.ActivationID, p.State, p.Read, p.ReadTotal, p.Rate, p.Users)
+		default:
+			eta := ""
+			if left := p.Members - p.Done(); p.Rate > 0 && left > 0 {
+				eta = ", ETA " + (time.Duration(float64(left)/p.Rate) * time.Second).String()
+			}
+			fmt.Fprintf(b.w, "backfill %s: %s: sent %d, skipped %d of %d members (%.0f items/s%s)\n",
+				p.ActivationID, p.State, p.Sent, p.Skipped, p.Members, p.Rate, eta)
+		}
+		return
+	}
+	done, total, unit := int64(p.Read), int64(p.ReadTotal), "msgs"
+	if p.Phase == "send" {
+		done, total, unit = int64(p.Done()), int64(p.Members), "members"
+	}
+	if b.bar == nil || b.phase != p.Phase {
+		b.finish()
+		desc := "reading history"
+		if p.Phase == "send" {
+			desc = "sending members"
+		}
+		b.phase = p.Phase
+		b.bar = progressbar.NewOptions64(max(total, 1),
+			progressbar.OptionSetWriter(b.w),
+			progressbar.OptionSetDescription(desc),
+			progressbar.OptionShowCount(),
+			progressbar.OptionShowIts(),
+			progressbar.OptionSetItsString(unit),
+			progressbar.OptionSetPredictTime(true),
+			progressbar.OptionFullWidth(),
+			progressbar.OptionThrottle(100*time.Millisecond),
+		)
+	}
+	if total > b.bar.GetMax64() {
+		b.bar.ChangeMax64(total)
+	}
+	_ = b.bar.Set64(done)
+}
+
+// finish ends the current bar's line.
+func (b *backfillPrinter) finish() {
+	if b.bar != nil {
+		_ = b.bar.Exit()
+		fmt.Fprintln(b.w)
+		b.bar = nil
+	}
+}
+
+func printBackfillStatus(w io.Writer, p connector.BackfillProgress, now time.Time) {
+	state := string(p.State)
+	if p.State == connector.BackfillRunning {
+		state += fmt.Sprintf(" (owner %s, heartbeat %s ago)", p.Owner, now.Sub(p.Heartbeat).Truncate(time.Second))
+	}
+	fmt.Fprintf(w, "activation:  %s (cohort %s, subject %s)\n", p.ActivationID, p.CohortID, p.Subject)
+	fmt.Fprintf(w, "state:       %s, phase %s, run %d\n", state, p.Phase, p.Runs)
+	fmt.Fprintf(w, "started:     %s\n", p.Started.Format(time.RFC3339))
+	if !p.Finished.IsZero() {
+		fmt.Fprintf(w, "finished:    %s\n", p.Finished.Format(time.RFC3339))
+	}
+	fmt.Fprintf(w, "history:     up to sequence %d, first sequence %d", p.Upto, p.FirstSeq)
+	if p.HistoryTrimmed {
+		fmt.Fprint(w, " (trimmed: members whose latest change is older are not rebuilt)")
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "read:        %d of about %d messages (this run), %d undecodable, %d ignored, %d users\n",
+		p.Read, p.ReadTotal, p.Undecodable, p.Ignored, p.Users)
+	fmt.Fprintf(w, "members:     %d: %d sent, %d skipped (no matchable identifiers), last user %q\n", p.Members, p.Sent, p.Skipped, p.LastUser)
+	if p.Error != "" {
+		fmt.Fprintf(w, "error:       %s\n", p.Error)
+	}
+}

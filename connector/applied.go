@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -369,4 +370,73 @@ func addToCounter(ctx context.Context, kv jetstream.KeyValue, key string, delta 
 func isWrongSequence(err error) bool {
 	var apiErr *jetstream.APIError
 	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+}
+
+// ListApplier sends batches outside the consume loop (a backfill) under
+// the same last-change-wins rule as the loop's own sends, and counts the
+// members they add to the same totals.
+type ListApplier struct{ s *appliedStore }
+
+// NewListApplier is a ListApplier of its own over the state bucket kv
+// (the backfill command); call Flush before it is dropped.
+func NewListApplier(js jetstream.JetStream, kv jetstream.KeyValue) *ListApplier {
+	return &ListApplier{newAppliedStore(js, kv)}
+}
+
+// Applier is the connector's own ListApplier (the daemon's backfills):
+// its member counts are flushed with the connector's.
+func (c *Connector) Applier() *ListApplier { return &ListApplier{c.applied} }
+
+// Send sends items to the ad account through dest. A list operation older
+// than what its list reflects is dropped (an item left with nothing to
+// send counts as processed), and the applied changes are recorded.
+func (l *ListApplier) Send(ctx context.Context, dest destinations.Destination, account string, items []destinations.Item) (destinations.Result, error) {
+	superseded, lists, err := l.s.drop(ctx, items)
+	if err != nil {
+		return destinations.Result{}, err
+	}
+	send, index := unsuperseded(items, superseded)
+	var res destinations.Result
+	if len(send) > 0 {
+		if res, err = dest.Send(ctx, destinations.Batch{AdAccountID: account, Items: send}); err != nil {
+			return destinations.Result{}, err
+		}
+	}
+	out := destinations.Result{Items: make([]destinations.ItemResult, len(items))}
+	processed := make([]bool, len(items))
+	for i, j := range index {
+		out.Items[i] = destinations.ItemResult{Processed: true}
+		if j >= 0 {
+			out.Items[i] = res.Items[j]
+		}
+		processed[i] = j >= 0 && res.Items[j].Processed
+	}
+	if err := l.s.record(items, processed, lists); err != nil {
+		return destinations.Result{}, err
+	}
+	return out, nil
+}
+
+// Flush adds the member counts to the state bucket.
+func (l *ListApplier) Flush(ctx context.Context) error { return l.s.flushMembers(ctx) }
+
+// unsuperseded returns the items that still have something to send, and for
+// each item its index among them (-1 when superseded).
+func unsuperseded(items []destinations.Item, superseded []bool) ([]destinations.Item, []int) {
+	index := make([]int, len(items))
+	if !slices.Contains(superseded, true) {
+		for i := range index {
+			index[i] = i
+		}
+		return items, index
+	}
+	send := make([]destinations.Item, 0, len(items))
+	for i := range items {
+		index[i] = -1
+		if !superseded[i] {
+			index[i] = len(send)
+			send = append(send, items[i])
+		}
+	}
+	return send, index
 }

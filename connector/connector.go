@@ -406,11 +406,10 @@ func (c *Connector) backoff(n uint64, retryAfter time.Duration) time.Duration {
 	return min(max(d, retryAfter), c.o.RetryDelayMax)
 }
 
-// sender is the lanes' send function for account: one call for the items.
-// List operations older than what their list already reflects are dropped
-// first (applied.go); an item left with nothing to send is accepted as it
-// is.
+// sender is the lanes' send function for account: one call for the items,
+// under the customer lists' last-change-wins rule (applied.go).
 func (c *Connector) sender(account string) func(context.Context, []laneItem) ([]outcome, error) {
+	applier := c.Applier()
 	return func(ctx context.Context, items []laneItem) ([]outcome, error) {
 		now := c.o.Now()
 		events := make([]destinations.Item, len(items))
@@ -423,16 +422,8 @@ func (c *Connector) sender(account string) func(context.Context, []laneItem) ([]
 				_ = it.d.msg.InProgress()
 			}
 		}
-		superseded, lists, err := c.applied.drop(ctx, events)
-		if err != nil {
-			return nil, fmt.Errorf("ad account %s: %w", account, err)
-		}
-		send, index := unsuperseded(events, superseded)
-		c.o.Metrics.batchSize.Observe(float64(len(send)))
-		var res destinations.Result
-		if len(send) > 0 {
-			res, err = c.o.Destination.Send(ctx, destinations.Batch{AdAccountID: account, Items: send})
-		}
+		c.o.Metrics.batchSize.Observe(float64(len(events)))
+		res, err := applier.Send(ctx, c.o.Destination, account, events)
 		if err != nil {
 			// Bad input is a fault of these items, shutdown is ours:
 			// neither says anything of the account.
@@ -445,57 +436,15 @@ func (c *Connector) sender(account string) func(context.Context, []laneItem) ([]
 			}
 			return nil, fmt.Errorf("ad account %s: %w", account, err)
 		}
-		return c.outcomes(items, events, lists, res, index), nil
-	}
-}
-
-// unsuperseded returns the items that still have something to send, and for
-// each item its index among them (-1 when superseded).
-func unsuperseded(items []destinations.Item, superseded []bool) ([]destinations.Item, []int) {
-	index := make([]int, len(items))
-	if !slices.Contains(superseded, true) {
-		for i := range index {
-			index[i] = i
-		}
-		return items, index
-	}
-	send := make([]destinations.Item, 0, len(items))
-	for i := range items {
-		index[i] = -1
-		if !superseded[i] {
-			index[i] = len(send)
-			send = append(send, items[i])
-		}
-	}
-	return send, index
-}
-
-// outcomes turns the destination's verdicts into one outcome per item, and
-// records the list operations that were applied. If they cannot be
-// recorded, the items are redelivered rather than acked: a later, older
-// change could otherwise undo them.
-func (c *Connector) outcomes(items []laneItem, events []destinations.Item, lists listBatch, res destinations.Result, index []int) []outcome {
-	out := make([]outcome, len(items))
-	processed := make([]bool, len(items))
-	for i, j := range index {
-		out[i] = accepted
-		if j < 0 {
-			continue // superseded: nothing left to send
-		}
-		if r := res.Items[j]; !r.Processed {
-			out[i] = outcome{kind: kindReject, reason: reasonRejected, detail: r.Error}
-			continue
-		}
-		processed[i] = true
-	}
-	if err := c.applied.record(events, processed, lists); err != nil {
-		for i, it := range items {
-			if processed[i] && len(events[i].CustomerLists) > 0 {
-				out[i] = c.retryAfterFault(it.d, err)
+		out := make([]outcome, len(items))
+		for i, r := range res.Items {
+			out[i] = accepted
+			if !r.Processed {
+				out[i] = outcome{kind: kindReject, reason: reasonRejected, detail: r.Error}
 			}
 		}
+		return out, nil
 	}
-	return out
 }
 
 // ListMembers is the number of current members of a customer list, as the

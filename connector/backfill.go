@@ -42,7 +42,7 @@ package connector
 // # State, exclusivity, cancellation and resume
 //
 // Each backfill keeps its progress ([BackfillProgress], JSON) under the key
-// "backfill.<activation_id>" of a KV bucket ([BackfillBucket]). The key is
+// "backfill.<activation_id>" of the state bucket. The key is
 // also the lock: a run creates or takes it over by compare-and-set, writes
 // its owner and a heartbeat every few seconds, and every later write is a
 // compare-and-set at the revision it last wrote. So only one run per
@@ -77,32 +77,6 @@ import (
 	"github.com/cohort-connector/cohort-connector/cohorts"
 	"github.com/cohort-connector/cohort-connector/destinations"
 )
-
-// BackfillBucket is the KV bucket of backfill progress, one key per
-// activation ([BackfillKey]).
-const BackfillBucket = "COHORT_CONNECTOR_BACKFILL"
-
-// BackfillBucketConfig is the backfill bucket as the connector creates it.
-func BackfillBucketConfig(bucket string) jetstream.KeyValueConfig {
-	return jetstream.KeyValueConfig{
-		Bucket:      bucket,
-		Description: "cohort-connector: backfill progress and lock, one key per activation (backfill.<activation_id>)",
-		History:     1,
-		Storage:     jetstream.FileStorage,
-	}
-}
-
-// EnsureBackfillBucket opens the backfill bucket, creating it if missing.
-func EnsureBackfillBucket(ctx context.Context, js jetstream.JetStream, bucket string) (jetstream.KeyValue, error) {
-	kv, err := js.KeyValue(ctx, bucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		kv, err = js.CreateKeyValue(ctx, BackfillBucketConfig(bucket))
-	}
-	if err != nil {
-		return nil, fmt.Errorf("opening backfill bucket %s: %w", bucket, err)
-	}
-	return kv, nil
-}
 
 // BackfillKey is the key of an activation's backfill progress.
 func BackfillKey(activationID string) string { return "backfill." + activationID }
@@ -194,7 +168,7 @@ type BackfillOptions struct {
 	// "cohorts.membership.c123" (see [BackfillSubject]).
 	Stream  string
 	Subject string
-	// KV is the backfill bucket (progress and lock).
+	// KV is the state bucket (progress and lock under BackfillKey).
 	KV         jetstream.KeyValue
 	Activation cohorts.Activation
 	// Upto, if not 0, is the last stream sequence to read (e.g. the one at

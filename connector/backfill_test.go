@@ -59,7 +59,7 @@ func newBackfillEnv(t *testing.T) *backfillEnv {
 	topo := connector.Topology{Stream: "COHORTS", Subjects: []string{subjectPrefix + ">"}}
 	e.stream, err = e.js.CreateStream(t.Context(), topo.StreamConfig())
 	require.NoError(t, err)
-	e.kv, err = connector.EnsureBackfillBucket(t.Context(), e.js, connector.BackfillBucket)
+	e.kv, err = e.js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: "COHORT_CONNECTOR_STATE"})
 	require.NoError(t, err)
 	return e
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,6 +29,7 @@ type runningDaemon struct {
 	listen  string // host:port of /metrics, /readyz
 	js      jetstream.JetStream
 	http    *http.Client
+	stop    func() // stops the daemon and checks its exit; idempotent
 }
 
 // startRunningDaemon runs the daemon with env until the test ends, and
@@ -53,15 +55,19 @@ func startRunningDaemon(t *testing.T, env map[string]string) *runningDaemon {
 	nc, err := nats.Connect(d.natsURL)
 	require.NoError(t, err)
 	// Cleanups run last-registered first: the client, then the daemon.
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case code := <-done:
-			assert.Equal(t, 0, code, "daemon exit code; logs:\n%s", d.stderr)
-		case <-time.After(30 * time.Second):
-			t.Errorf("daemon did not stop; logs:\n%s", d.stderr)
-		}
-	})
+	var once sync.Once
+	d.stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case code := <-done:
+				assert.Equal(t, 0, code, "daemon exit code; logs:\n%s", d.stderr)
+			case <-time.After(30 * time.Second):
+				t.Errorf("daemon did not stop; logs:\n%s", d.stderr)
+			}
+		})
+	}
+	t.Cleanup(d.stop)
 	t.Cleanup(func() {
 		nc.Close()
 		tr.CloseIdleConnections()
@@ -152,16 +158,18 @@ func (d *runningDaemon) publish(cohort string, from, n int) {
 	}
 }
 
-// sent counts the events of the cohort the simulator accepted for the
-// account.
+// sent counts the distinct events (event_ids: Pinterest deduplicates on
+// them) of the cohort the simulator accepted for the account. An event can
+// arrive twice when an activation is enabled while its cohort is being
+// published: once backfilled, once live.
 func sent(sim *simulator.Simulator, account, cohort string) int {
-	n := 0
+	ids := map[string]bool{}
 	for _, r := range sim.Received(account) {
 		if cd := r.Event.CustomData; cd != nil && len(cd.ContentIDs) == 1 && cd.ContentIDs[0] == cohort {
-			n++
+			ids[r.Event.EventID] = true
 		}
 	}
-	return n
+	return len(ids)
 }
 
 // countLines counts the JSON log lines whose message is msg.

@@ -7,10 +7,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
@@ -18,8 +18,6 @@ import (
 	"github.com/cohort-connector/cohort-connector/cohorts"
 	"github.com/cohort-connector/cohort-connector/config"
 	"github.com/cohort-connector/cohort-connector/connector"
-	"github.com/cohort-connector/cohort-connector/destinations"
-	"github.com/cohort-connector/cohort-connector/destinations/pinterest"
 )
 
 const backfillUsage = `Usage: cohort-connector backfill --activation ID [--status | --cancel]
@@ -29,10 +27,12 @@ stream's history (CONNECTOR_STREAM, subject <prefix><cohort_id> of
 CONNECTOR_SUBJECTS: the latest change of each user) and sends them to the
 activation's ad account, in this process, showing read / sent, rate and ETA
 (a plain line every 5 seconds when stderr is not a terminal). Loads the
-daemon's CONNECTOR_* configuration; the activation must be enabled.
+daemon's CONNECTOR_* configuration; the activation must be enabled, and in
+customer_list mode its list created (the daemon does that). The daemon
+backfills an activation by itself when it is enabled.
 
 One backfill per activation runs at a time, here or in a daemon; its
-progress is kept in the KV bucket ` + connector.BackfillBucket + ` (key
+progress is kept in the state bucket (CONNECTOR_STATE_BUCKET, key
 backfill.<activation_id>). A backfill stopped by --cancel, Ctrl-C or a
 failure resumes where it stopped when run again; one that finished starts
 over.
@@ -86,15 +86,15 @@ func runBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	lookupCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 
+	kv, err := js.KeyValue(lookupCtx, cfg.StateBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) && (*status || *cancelIt) {
+		fmt.Fprintf(stdout, "no backfill of activation %s has run\n", *id)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("opening KV bucket %s (CONNECTOR_STATE_BUCKET; the daemon creates it): %w", cfg.StateBucket, err)
+	}
 	if *status || *cancelIt {
-		kv, err := js.KeyValue(lookupCtx, connector.BackfillBucket)
-		if errors.Is(err, jetstream.ErrBucketNotFound) {
-			fmt.Fprintf(stdout, "no backfill of activation %s has run\n", *id)
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("opening KV bucket %s: %w", connector.BackfillBucket, err)
-		}
 		if *status {
 			p, _, err := connector.ReadBackfill(lookupCtx, kv, *id)
 			if errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -150,30 +150,30 @@ func runBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if target.Err != nil {
 		return target.Err
 	}
-	subject := ""
-	for _, s := range cfg.Subjects {
-		if subject = connector.BackfillSubject(s, a.CohortID); subject != "" {
-			break
-		}
-	}
-	if subject == "" {
-		return fmt.Errorf("backfill needs a CONNECTOR_SUBJECTS entry <prefix>> (messages on <prefix><cohort_id>), got %s", strings.Join(cfg.Subjects, ","))
-	}
-	kv, err := connector.EnsureBackfillBucket(lookupCtx, js, connector.BackfillBucket)
+	subject, err := cohortSubject(cfg, a.CohortID)
 	if err != nil {
 		return err
 	}
-	client, err := newBackfillClient(cfg, target.AdAccountID)
-	if err != nil {
-		return err
-	}
-	defer client.CloseIdleConnections()
-
 	log := zerolog.New(zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.RFC3339}).Level(zerolog.WarnLevel).With().Timestamp().Logger()
+	d := &daemon{cfg: cfg, log: log, reg: prometheus.NewRegistry(), objs: &connector.Objects{State: kv}}
+	if err := d.connectPinterest(nil); err != nil {
+		return err
+	}
+	defer d.client.CloseIdleConnections()
+	listID, err := recordedList(lookupCtx, kv, a)
+	if err != nil {
+		return err
+	}
+	applier := connector.NewListApplier(js, kv)
+	defer func() {
+		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = applier.Flush(fctx)
+	}()
 	pr := newBackfillPrinter(stderr)
 	p, err := connector.Backfill(ctx, connector.BackfillOptions{
 		JS: js, Stream: cfg.Stream, Subject: subject, KV: kv, Activation: a,
-		Send:          pinterestSend(client, target.AdAccountID),
+		Send:          backfillSend(d.client, applier, target.AdAccountID, a, listID, log),
 		BatchSize:     cfg.BatchSize,
 		RetryMin:      cfg.HTTPRetryWaitMin,
 		RetryMax:      min(cfg.RetryDelayMax, time.Minute),
@@ -198,58 +198,6 @@ func runBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fmt.Fprintf(stdout, "warning: the stream's history starts at sequence %d: members whose latest change is older were not rebuilt\n", p.FirstSeq)
 	}
 	return nil
-}
-
-// newBackfillClient is the daemon's Pinterest client, for one ad account.
-func newBackfillClient(cfg config.Config, adAccountID string) (*pinterest.Client, error) {
-	tokens := map[string]string{}
-	for _, acc := range cfg.AccountList {
-		if acc.AdAccountID == adAccountID {
-			tokens[adAccountID] = acc.Token.Reveal()
-		}
-	}
-	client, err := pinterest.New(pinterest.Config{
-		BaseURL:        cfg.PinterestBaseURL,
-		Tokens:         tokens,
-		AttemptTimeout: cfg.HTTPTimeout,
-		CallTimeout:    cfg.HTTPCallTimeout,
-		RetryMax:       retryMax(cfg.HTTPRetryMax),
-		RetryWaitMin:   cfg.HTTPRetryWaitMin,
-		RetryWaitMax:   cfg.HTTPRetryWaitMax,
-		MaxRetryAfter:  cfg.RetryDelayMax,
-		CallsPerMinute: callsPerMinute(cfg.CallsPerMinute),
-		Logger:         zerolog.Nop(),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("CONNECTOR_PINTEREST_BASE_URL: %w", err)
-	}
-	return client, nil
-}
-
-// pinterestSend sends a backfill batch as conversion events (events mode);
-// an event Pinterest did not process fails the batch permanently (it is
-// invalid: retrying cannot help).
-func pinterestSend(d destinations.Destination, adAccountID string) func(context.Context, []destinations.Item) error {
-	return func(ctx context.Context, items []destinations.Item) error {
-		res, err := d.Send(ctx, destinations.Batch{AdAccountID: adAccountID, Items: items})
-		if err != nil {
-			return err
-		}
-		failed, first := 0, ""
-		for i, r := range res.Items {
-			if !r.Processed {
-				if failed == 0 {
-					first = fmt.Sprintf("user %s: %s", items[i].Membership.UserID, r.Error)
-				}
-				failed++
-			}
-		}
-		if failed > 0 {
-			return &destinations.Error{Reason: destinations.ReasonBadInput,
-				Message: fmt.Sprintf("Pinterest did not process %d of %d events (first: %s)", failed, len(items), first)}
-		}
-		return nil
-	}
 }
 
 // backfillPrinter shows the progress: a bar per phase on a terminal, a

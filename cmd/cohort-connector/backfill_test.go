@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cohort-connector/cohort-connector/cohorts"
+	"github.com/cohort-connector/cohort-connector/config"
 	"github.com/cohort-connector/cohort-connector/connector"
 	"github.com/cohort-connector/cohort-connector/destinations/pinterest/simulator"
 )
@@ -103,7 +104,7 @@ func TestBackfillCLISendsTheMembersAndReportsStatus(t *testing.T) {
 // from the CLI, and then resumed by it.
 func TestBackfillCLICancelsABackfillRunningElsewhere(t *testing.T) {
 	e, sim, _ := backfillCLIEnv(t)
-	kv, err := connector.EnsureBackfillBucket(t.Context(), e.js, connector.BackfillBucket)
+	kv, err := e.js.KeyValue(t.Context(), config.Default().StateBucket)
 	require.NoError(t, err)
 	running := connector.BackfillProgress{ActivationID: "act-c1", CohortID: "c1", Subject: "cohorts.membership.c1",
 		State: connector.BackfillRunning, Phase: "send", Owner: "daemon-1", Heartbeat: time.Now().UTC(), Members: 40, Sent: 10, Runs: 1}

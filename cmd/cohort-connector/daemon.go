@@ -50,13 +50,16 @@ func runDaemon(ctx context.Context, stderr io.Writer) error {
 	return d.run(ctx)
 }
 
+var setTimeFormat sync.Once
+
 func newLogger(cfg config.Config, w io.Writer) (zerolog.Logger, error) {
 	lvl, err := zerolog.ParseLevel(cfg.LogLevel)
 	if err != nil {
 		return zerolog.Nop(), fmt.Errorf("CONNECTOR_LOG_LEVEL: %w", err)
 	}
 	// Milliseconds: shutdown steps and retries happen within one second.
-	zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00"
+	// A zerolog global, set once (tests run several daemons in a process).
+	setTimeFormat.Do(func() { zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00" })
 	if cfg.LogFormat == "console" {
 		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
 	}
@@ -78,6 +81,7 @@ type daemon struct {
 	client    *pinterest.Client
 	creds     credentials // conversion tokens and OAuth token keepers
 	audiences audiences   // audience manager and match-rate sketches
+	backfills backfills   // backfills of activations just enabled
 	conn      *connector.Connector
 	stats     *connector.Stats
 	metrics   *connector.Metrics
@@ -188,26 +192,8 @@ func startDaemon(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ 
 	d.metrics = connector.NewMetrics(d.reg, d.stats, ids)
 	metrics := d.metrics
 	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if d.creds, err = newCredentials(cfg, d); err != nil {
+	if err := d.connectPinterest(metrics.ObserveAttempt); err != nil {
 		return nil, err
-	}
-	d.client, err = pinterest.New(pinterest.Config{
-		BaseURL:        cfg.PinterestBaseURL,
-		Tokens:         d.creds.static,
-		TokenSources:   d.creds.eventSources(),
-		AdsTokens:      d.creds.adsSources(),
-		AttemptTimeout: cfg.HTTPTimeout,
-		CallTimeout:    cfg.HTTPCallTimeout,
-		RetryMax:       retryMax(cfg.HTTPRetryMax),
-		RetryWaitMin:   cfg.HTTPRetryWaitMin,
-		RetryWaitMax:   cfg.HTTPRetryWaitMax,
-		MaxRetryAfter:  cfg.RetryDelayMax,
-		CallsPerMinute: callsPerMinute(cfg.CallsPerMinute),
-		Logger:         log,
-		OnAttempt:      metrics.ObserveAttempt,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("CONNECTOR_PINTEREST_BASE_URL: %w", err)
 	}
 	for _, id := range ids {
 		d.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -219,7 +205,8 @@ func startDaemon(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ 
 	if d.audiences, err = newAudiences(d); err != nil {
 		return nil, err
 	}
-	d.watcher.OnChange = d.audiences.changed
+	d.watcher.OnChange = d.activationChanged
+	d.backfills.ctx, d.backfills.cancel = context.WithCancel(context.Background())
 	d.conn, err = connector.New(connector.Options{
 		JS:             d.js,
 		Consumer:       d.objs.Consumer,
@@ -251,6 +238,35 @@ func startDaemon(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ 
 		return nil, err
 	}
 	return d, nil
+}
+
+// connectPinterest builds the credentials and the Pinterest client (the
+// keepers refresh through the client, see lateRefresher). onAttempt may be
+// nil.
+func (d *daemon) connectPinterest(onAttempt func(string, int, time.Duration)) error {
+	var err error
+	if d.creds, err = newCredentials(d.cfg, d); err != nil {
+		return err
+	}
+	d.client, err = pinterest.New(pinterest.Config{
+		BaseURL:        d.cfg.PinterestBaseURL,
+		Tokens:         d.creds.static,
+		TokenSources:   d.creds.eventSources(),
+		AdsTokens:      d.creds.adsSources(),
+		AttemptTimeout: d.cfg.HTTPTimeout,
+		CallTimeout:    d.cfg.HTTPCallTimeout,
+		RetryMax:       retryMax(d.cfg.HTTPRetryMax),
+		RetryWaitMin:   d.cfg.HTTPRetryWaitMin,
+		RetryWaitMax:   d.cfg.HTTPRetryWaitMax,
+		MaxRetryAfter:  d.cfg.RetryDelayMax,
+		CallsPerMinute: callsPerMinute(d.cfg.CallsPerMinute),
+		Logger:         d.log,
+		OnAttempt:      onAttempt,
+	})
+	if err != nil {
+		return fmt.Errorf("CONNECTOR_PINTEREST_BASE_URL: %w", err)
+	}
+	return nil
 }
 
 // callsPerMinute maps the configuration's "0: no budget" to the client's
@@ -330,12 +346,15 @@ func (d *daemon) run(ctx context.Context) error {
 			defer wg.Done()
 			d.audiences.run(watchCtx, d)
 		}()
+		d.resumeBackfills(ctx)
 		runErr = d.conn.Run(ctx)
 	case err := <-watchErr:
 		runErr = fmt.Errorf("loading activations: %w", err)
 	case <-ctx.Done():
 	}
 
+	d.backfills.cancel()
+	d.backfills.wg.Wait()
 	stopWatch()
 	wg.Wait()
 	if d.onStopped != nil {

@@ -111,7 +111,14 @@ func runActivations(ctx context.Context, args []string, stdout io.Writer) error 
 
 	switch cmd {
 	case "list":
-		return listActivations(ctx, kv, resolver, stdout)
+		state, err := js.KeyValue(ctx, cfg.StateBucket)
+		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			state, err = nil, nil // no audiences yet
+		}
+		if err != nil {
+			return fmt.Errorf("opening KV bucket %s: %w", cfg.StateBucket, err)
+		}
+		return listActivations(ctx, kv, state, resolver, stdout)
 	case "get":
 		e, err := kv.Get(ctx, rest[0])
 		if err != nil {
@@ -211,43 +218,67 @@ func putActivation(ctx context.Context, kv jetstream.KeyValue, a cohorts.Activat
 // listActivations prints one row per key of the bucket with what the
 // daemon uses for it (connector.ActivationKeyState, the daemon's own rule):
 // the activation in force and its revision, its resolved Tag ID and ad
-// account, and why the key's newest value is not in force, or why its Tag
-// ID cannot be used. A key with nothing in force has blank columns.
-func listActivations(ctx context.Context, kv jetstream.KeyValue, r *cohorts.Resolver, stdout io.Writer) error {
+// account, its audience as the daemon last read it from Pinterest (id,
+// type, status, size, the users put into it and the match rate), and why
+// the key's newest value is not in force, or why its Tag ID cannot be
+// used. A key with nothing in force has blank columns. state is the state
+// bucket, nil when it does not exist (no audience columns then).
+func listActivations(ctx context.Context, kv, state jetstream.KeyValue, r *cohorts.Resolver, stdout io.Writer) error {
 	keys, err := kv.ListKeys(ctx)
 	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tCOHORT\tENABLED\tTAG_ID\tTAG_SOURCE\tAD_ACCOUNT\tREVISION\tPROBLEM")
+	type row struct {
+		key      string
+		st       cohorts.KeyState
+		problems []string
+	}
+	var rows []row
+	var inForce []cohorts.Activation
 	for k := range keys.Keys() {
 		e, err := kv.Get(ctx, k)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			continue // deleted since it was listed
 		}
+		var st cohorts.KeyState
+		if err == nil {
+			st, err = connector.ActivationKeyState(ctx, kv, r, e)
+		}
 		if err != nil {
-			fmt.Fprintf(tw, "%s\t\t\t\t\t\t\t%v\n", k, err)
+			rows = append(rows, row{key: k, problems: []string{err.Error()}})
 			continue
 		}
-		st, err := connector.ActivationKeyState(ctx, kv, r, e)
-		if err != nil {
-			fmt.Fprintf(tw, "%s\t\t\t\t\t\t\t%v\n", k, err)
-			continue
-		}
-		var problems []string
+		rw := row{key: k, st: st}
 		if p := st.Problem(); p != "" {
-			problems = append(problems, p)
+			rw.problems = append(rw.problems, p)
 		}
-		if st.InForce == 0 {
-			fmt.Fprintf(tw, "%s\t\t\t\t\t\t-\t%s\n", k, strings.Join(problems, "; "))
+		if st.InForce != 0 {
+			inForce = append(inForce, st.Target.Activation)
+			if st.Target.Err != nil {
+				rw.problems = append(rw.problems, st.Target.Err.Error())
+			}
+		}
+		rows = append(rows, rw)
+	}
+	views, err := readAudienceViews(ctx, state, nil, inForce)
+	if err != nil {
+		return fmt.Errorf("reading audiences: %w", err)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tCOHORT\tMODE\tENABLED\tTAG_ID\tTAG_SOURCE\tAD_ACCOUNT\tREVISION\tAUDIENCE\tSTATUS\tSIZE\tUSERS\tMATCH_RATE\tPROBLEM")
+	for _, rw := range rows {
+		if rw.st.InForce == 0 {
+			fmt.Fprintf(tw, "%s\t\t\t\t\t\t\t-\t\t\t\t\t\t%s\n", rw.key, strings.Join(rw.problems, "; "))
 			continue
 		}
-		t := st.Target
-		if t.Err != nil {
-			problems = append(problems, t.Err.Error())
+		t, v := rw.st.Target, views[rw.key]
+		users := "-"
+		if v.known {
+			users = fmt.Sprint(v.users)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%t\t%s\t%s\t%s\t%d\t%s\n", k, t.Activation.CohortID, t.Activation.Enabled,
-			t.TagID, t.TagSource, t.AdAccountID, st.InForce, strings.Join(problems, "; "))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%t\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", rw.key, t.Activation.CohortID, t.Activation.Mode,
+			t.Activation.Enabled, t.TagID, t.TagSource, t.AdAccountID, rw.st.InForce,
+			v.id(), v.status(), v.size(), users, v.matchRate(), strings.Join(rw.problems, "; "))
 	}
 	return tw.Flush()
 }

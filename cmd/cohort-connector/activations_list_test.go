@@ -57,7 +57,8 @@ func TestActivationsListShowsWhatTheDaemonUses(t *testing.T) {
 	rows := listRows(out)
 
 	require.Contains(t, rows, "healthy")
-	assert.Regexp(t, `^healthy\s+c1\s+true\s+5\s+default\s+1\s+1\s*$`, rows["healthy"], "in force at revision 1, no problem")
+	assert.Regexp(t, `^healthy\s+c1\s+events\s+true\s+5\s+default\s+1\s+1\s+-\s+-\s+-\s+-\s+-\s*$`, rows["healthy"],
+		"in force at revision 1, no audience recorded, no problem")
 
 	require.Contains(t, rows, "other-id", "a row per key, named by its key")
 	assert.Contains(t, rows["other-id"], `not in force: revision 2 invalid: key "other-id" holds activation id "not-its-key"`)
@@ -65,7 +66,7 @@ func TestActivationsListShowsWhatTheDaemonUses(t *testing.T) {
 	assert.NotContains(t, out, "not-its-key\t", "the id inside the value is not shown as an activation")
 
 	require.Contains(t, rows, "fallback")
-	assert.Regexp(t, `^fallback\s+c3\s+true\s+5\s+default\s+1\s+3\s+`, rows["fallback"], "revision 3 (valid) is in force")
+	assert.Regexp(t, `^fallback\s+c3\s+events\s+true\s+5\s+default\s+1\s+3\s+`, rows["fallback"], "revision 3 (valid) is in force")
 	assert.Contains(t, rows["fallback"], "revision 4 invalid")
 
 	require.Contains(t, rows, "unknown-tag")
@@ -86,4 +87,31 @@ func TestActivationsToggleRefusesAValueOfAnotherID(t *testing.T) {
 	assert.Contains(t, errOut, `activation "other-id" is invalid in the bucket, fix it with put: key "other-id" holds activation id "not-its-key"`)
 	_, err = kv.Get(t.Context(), "not-its-key")
 	assert.ErrorIs(t, err, jetstream.ErrKeyNotFound, "nothing written under the other id")
+}
+
+// The list shows each activation's audience as the daemon recorded it, and
+// its match rate: the size Pinterest reported over the users put into it.
+func TestActivationsListShowsTheAudienceAndItsMatchRate(t *testing.T) {
+	e := newDLQEnv(t)
+	kv, err := e.js.KeyValue(t.Context(), "COHORT_ACTIVATIONS")
+	require.NoError(t, err)
+	a := cohorts.Activation{ID: "list-1", CohortID: "c1", Destination: "pinterest", Enabled: true, Mode: cohorts.ModeCustomerList}
+	b, err := json.Marshal(a)
+	require.NoError(t, err)
+	_, err = kv.Put(t.Context(), a.ID, b)
+	require.NoError(t, err)
+	state, err := e.js.KeyValue(t.Context(), "COHORT_CONNECTOR_STATE") // the daemon made it
+	require.NoError(t, err)
+	rec := `{"state":"ready","activation_id":"list-1","cohort_id":"c1","ad_account_id":"1","mode":"customer_list",` +
+		`"audience_id":"2542620639001","audience_type":"CUSTOMER_LIST","customer_list_id":"555","status":"READY","size":140,"size_known":true}`
+	_, err = state.Put(t.Context(), "audience.list-1", []byte(rec))
+	require.NoError(t, err)
+	_, err = state.Put(t.Context(), "members.555", []byte("200"))
+	require.NoError(t, err)
+
+	code, out, errOut := runCmd(t, "activations", "list")
+	require.Equal(t, 0, code, errOut)
+	t.Logf("activations list:\n%s", out)
+	assert.Regexp(t, `^list-1\s+c1\s+customer_list\s+true\s+5\s+default\s+1\s+1\s+2542620639001 CUSTOMER_LIST\s+READY\s+140\s+200\s+70\.0%\s*$`,
+		listRows(out)["list-1"])
 }

@@ -239,3 +239,51 @@ func connectJS(t *testing.T, url string) jetstream.JetStream {
 	require.NoError(t, err)
 	return js
 }
+
+// metricValue is the value of the series named exactly series in the
+// daemon's /metrics, and whether it is there.
+func (d *runningDaemon) metricValue(series string) (float64, bool) {
+	for _, l := range strings.Split(d.metrics(), "\n") {
+		if v, ok := strings.CutPrefix(l, series+" "); ok {
+			var f float64
+			_, err := fmt.Sscan(v, &f)
+			return f, err == nil
+		}
+	}
+	return 0, false
+}
+
+// The match rate of an events activation is the size of its visitor
+// audience (the users Pinterest knows of those sent) over the distinct
+// users sent, counted by a sketch: within the sketch's error of the truth.
+func TestMatchRateIsTheAudienceSizeOverTheDistinctUsersSent(t *testing.T) {
+	sim := oauthSimulator(t, simulator.Options{KnownUserShare: 0.7})
+	d := startRunningDaemon(t, oauthEnv(t, sim))
+	kv, err := d.js.KeyValue(t.Context(), "COHORT_ACTIVATIONS")
+	require.NoError(t, err)
+	d.putActivation(kv, cohorts.Activation{ID: "news-visitors", CohortID: "news", Destination: "pinterest", Enabled: true, Mode: cohorts.ModeEvents})
+	require.Eventually(t, func() bool { return countLines(d.stderr.String(), "backfill done") == 1 }, 15*time.Second, 20*time.Millisecond)
+	const users = 3000
+	d.publish("news", 0, users)
+	d.publish("news", 0, 500) // 500 of them again (new events): each user counted once
+	require.Eventually(t, func() bool { return sent(sim, secretAdAccountA, "news") == users+500 }, 30*time.Second, 20*time.Millisecond)
+	known := 0
+	for u := range users {
+		if sim.Known(cohorts.Identifiers{Email: fmt.Sprintf("user%d@example.com", u)}.Hash().Em) {
+			known++
+		}
+	}
+	var size, sentUsers, rate float64
+	require.Eventually(t, func() bool {
+		var ok1, ok2, ok3 bool
+		size, ok1 = d.metricValue(`cohort_connector_audience_size{activation_id="news-visitors"}`)
+		sentUsers, ok2 = d.metricValue(`cohort_connector_audience_users_sent{activation_id="news-visitors"}`)
+		rate, ok3 = d.metricValue(`cohort_connector_match_rate_ratio{activation_id="news-visitors"}`)
+		return ok1 && ok2 && ok3 && size == float64(known) && sentUsers > users*0.9
+	}, 30*time.Second, 100*time.Millisecond, "size %v (want %d), users %v", size, known, sentUsers)
+	truth := float64(known) / users
+	t.Logf("%d users sent, %d known to Pinterest: size %v, users estimated %v (%+.2f%%), match rate %.4f (true %.4f)",
+		users, known, size, sentUsers, 100*(sentUsers-users)/users, rate, truth)
+	assert.InEpsilon(t, users, sentUsers, 0.02, "distinct users within the sketch's error")
+	assert.InEpsilon(t, truth, rate, 0.02, "match rate within the sketch's error")
+}

@@ -68,7 +68,7 @@ func runActivations(ctx context.Context, args []string, stdout io.Writer) error 
 		if err != nil {
 			return fmt.Errorf("activation refused, nothing written: %w", err)
 		}
-		if err := resolver.Check(a); err != nil {
+		if err := checkActivation(cfg, resolver, a); err != nil {
 			return fmt.Errorf("activation %q refused, nothing written: %w", a.ID, err)
 		}
 		toWrite = &a
@@ -138,7 +138,7 @@ func runActivations(ctx context.Context, args []string, stdout io.Writer) error 
 			return fmt.Errorf("activation %q is invalid in the bucket, fix it with put: %w", rest[0], err)
 		}
 		a.Enabled = cmd == "enable"
-		if err := resolver.Check(a); err != nil {
+		if err := checkActivation(cfg, resolver, a); err != nil {
 			return fmt.Errorf("activation %q refused, nothing written: %w", a.ID, err)
 		}
 		// Update at the revision read: a concurrent writer is not overwritten.
@@ -281,4 +281,27 @@ func listActivations(ctx context.Context, kv, state jetstream.KeyValue, r *cohor
 			v.id(), v.status(), v.size(), users, v.matchRate(), strings.Join(rw.problems, "; "))
 	}
 	return tw.Flush()
+}
+
+// checkActivation is what the CLI requires of an activation before it
+// writes it: its Tag ID owned by a configured account (Resolver.Check), and
+// in customer_list mode an OAuth app on that account (lists need one; the
+// daemon could never create the list, and the changes would wait until
+// they are dead-lettered).
+func checkActivation(cfg config.Config, r *cohorts.Resolver, a cohorts.Activation) error {
+	if err := r.Check(a); err != nil {
+		return err
+	}
+	if a.Mode != cohorts.ModeCustomerList {
+		return nil
+	}
+	t := r.Target(a)
+	for _, acc := range cfg.AccountList {
+		if acc.AdAccountID == t.AdAccountID && !acc.HasOAuth() {
+			name := strings.ToUpper(acc.Name)
+			return fmt.Errorf("mode customer_list needs an OAuth app on ad account %s (account %s): set CONNECTOR_ACCOUNT_%s_APP_ID, _APP_SECRET and _REFRESH_TOKEN",
+				t.AdAccountID, acc.Name, name)
+		}
+	}
+	return nil
 }

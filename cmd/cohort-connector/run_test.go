@@ -124,6 +124,8 @@ func TestActivationsCLIRefusesBadInputBeforeWriting(t *testing.T) {
 		{"an unknown field is refused", []string{"activations", "put", `{"id":"x","cohort_id":"c","destination":"pinterest","enabled":true,"tagid":"5","mode":"events"}`}, "tagid"},
 		{"a bad key is refused", []string{"activations", "put", "-id", "a b", "-cohort", "c1"}, "id"},
 		{"a retention with customer_list is refused", []string{"activations", "put", "-id", "x", "-cohort", "c1", "-mode", "customer_list", "-retention-days", "7"}, `retention_days: only for mode "events"`},
+		{"a customer list on an account without OAuth is refused", []string{"activations", "put", "-id", "x", "-cohort", "c1", "-mode", "customer_list"},
+			"mode customer_list needs an OAuth app on ad account 1 (account a): set CONNECTOR_ACCOUNT_A_APP_ID, _APP_SECRET and _REFRESH_TOKEN"},
 		{"an actalike in another country is refused", []string{"activations", "put", "-id", "x", "-cohort", "c1", "-actalike-country", "DE", "-actalike-percentage", "3"}, `actalike.country "DE"`},
 	}
 	for _, tc := range cases {

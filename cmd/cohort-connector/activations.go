@@ -12,7 +12,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cohort-connector/cohort-connector/cohorts"
@@ -84,24 +83,11 @@ func runActivations(ctx context.Context, args []string, stdout io.Writer) error 
 		return fmt.Errorf("unknown activations command %q\n\n%s", cmd, activationsUsage)
 	}
 
-	url := cfg.NATSURL
-	if url == "" {
-		url = "nats://" + cfg.EmbeddedListen
-	}
-	opts, err := natsOptions(cfg, "cohort-connector activations")
+	nc, js, err := connectJetStream(cfg, "cohort-connector activations")
 	if err != nil {
 		return err
-	}
-	// A one-shot command: fail fast rather than reconnect forever.
-	nc, err := nats.Connect(url, append(opts, nats.Timeout(5*time.Second), nats.MaxReconnects(0))...)
-	if err != nil {
-		return fmt.Errorf("connecting to NATS at %s: %w", redactURL(url), err)
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	kv, err := js.KeyValue(ctx, cfg.ActivationsBucket)

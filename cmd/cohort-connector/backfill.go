@@ -74,15 +74,11 @@ func runBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
 	}
-	nc, err := connectNATS(cfg, "cohort-connector backfill")
+	nc, js, err := connectJetStream(cfg, "cohort-connector backfill")
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	lookupCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 

@@ -147,15 +147,11 @@ func runDLQ(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("dlq %s: %w", cmd, err)
 	}
 
-	nc, err := connectNATS(cfg, "cohort-connector dlq")
+	nc, js, err := connectJetStream(cfg, "cohort-connector dlq")
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	lookupCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	dlq, err := js.Stream(lookupCtx, cfg.DLQStream)
@@ -172,10 +168,25 @@ func runDLQ(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 }
 
+// connectJetStream is connectNATS and its JetStream context; close the
+// connection when done.
+func connectJetStream(cfg config.Config, name string) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := connectNATS(cfg, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
+
 // connectNATS connects a one-shot command to CONNECTOR_NATS_URL, or to the
 // daemon's embedded server at CONNECTOR_EMBEDDED_NATS_LISTEN when it is
 // empty, with the daemon's auth and TLS (natsOptions); it fails fast rather
-// than reconnecting forever. (activations.go has the same code inline.)
+// than reconnecting forever.
 func connectNATS(cfg config.Config, name string) (*nats.Conn, error) {
 	url := cfg.NATSURL
 	if url == "" {

@@ -196,7 +196,19 @@ func (s *Sketches) Distinct(ctx context.Context, activationID string, days int) 
 	for d := range days {
 		window[d] = today - int64(d)
 	}
+	// Memory first, then the bucket: a sketch a Flush moves from one to
+	// the other meanwhile is then counted twice at worst, which a merge
+	// (a register-wise max) makes once, never missed.
 	total := newSketch()
+	s.mu.Lock()
+	for _, day := range window {
+		for _, m := range []map[sketchID]*hyperloglog.Sketch{s.pending, s.flushing} {
+			if sk := m[sketchID{activationID, day}]; sk != nil {
+				_ = total.Merge(sk) // same precision: cannot fail
+			}
+		}
+	}
+	s.mu.Unlock()
 	for _, day := range window {
 		key := sketchKVKey(activationID, day)
 		e, err := s.kv.Get(ctx, key)
@@ -214,14 +226,5 @@ func (s *Sketches) Distinct(ctx context.Context, activationID string, days int) 
 			return 0, fmt.Errorf("merging sketch %s: %w", key, err)
 		}
 	}
-	s.mu.Lock()
-	for _, day := range window {
-		for _, m := range []map[sketchID]*hyperloglog.Sketch{s.pending, s.flushing} {
-			if sk := m[sketchID{activationID, day}]; sk != nil {
-				_ = total.Merge(sk) // same precision: cannot fail
-			}
-		}
-	}
-	s.mu.Unlock()
 	return total.Estimate(), nil
 }

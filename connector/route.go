@@ -94,54 +94,16 @@ func (c *Connector) targets(d *delivery, m cohorts.Membership) []routed {
 				ctrs.withIDs.Add(1)
 			}
 		}
-		switch {
-		case !matchable:
+		if !matchable {
 			continue
-		case tg.Err != nil || c.lanes[tg.AdAccountID] == nil:
-			// The resolver and the lanes come from one configuration: an
-			// account without a lane is a wiring bug, which the message
-			// must survive like an unknown Tag ID.
-			err := tg.Err
-			if err == nil {
-				err = fmt.Errorf("no lane for ad account %s", tg.AdAccountID)
-			}
+		}
+		list, o, send := c.share(d, tg, hashed)
+		if o.kind == kindRetry {
 			ctrs.held.Add(1)
-			d.outcome = d.outcome.merge(outcome{kind: kindRetry, reason: reasonUnknownTag,
-				delay:  max(c.o.AuthRetryDelay, c.backoff(d.meta.NumDelivered, 0)),
-				detail: fmt.Sprintf("activation %s: tag_id %s: %v", tg.Activation.ID, tg.TagID, err)})
-			continue
-		case slices.Contains(d.done, tg.AdAccountID):
-			continue
 		}
-		list, ok := c.customerList(tg.Activation)
-		switch {
-		case ok && list != "" && hashed.Em == "" && hashed.HashedMAID == "":
-			// A customer list takes emails and mobile ad ids only: a user
-			// known by IP and user agent cannot be in it. Counted
-			// (coverage), not sent, and not an error of the message.
-			d.outcome = d.outcome.merge(outcome{kind: kindDone, reason: reasonNoListIdentifiers})
-			continue
-		case !ok:
-			ctrs.held.Add(1)
-			d.outcome = d.outcome.merge(outcome{kind: kindRetry, reason: reasonAudiencePending,
-				delay:  c.backoff(d.meta.NumDelivered, 0),
-				detail: fmt.Sprintf("activation %s: its customer list is not created yet", tg.Activation.ID)})
-			continue
-		}
-		// Several activations of the cohort may route to one ad account:
-		// one item goes there (one event, and an operation per customer
-		// list), and each activation is credited.
-		i := slices.IndexFunc(items, func(r routed) bool { return r.account == tg.AdAccountID })
-		if i < 0 {
-			items = append(items, routed{account: tg.AdAccountID, laneItem: laneItem{d: d, parkable: d.parkedFor == "",
-				event: destinations.Item{ListsOnly: true}}})
-			i = len(items) - 1
-		}
-		items[i].counters = append(items[i].counters, ctrs)
-		if list == "" {
-			items[i].event.ListsOnly = false
-		} else {
-			items[i].event.CustomerLists = append(items[i].event.CustomerLists, list)
+		d.outcome = d.outcome.merge(o)
+		if send {
+			items = addShare(items, d, tg.AdAccountID, list, ctrs)
 		}
 	}
 	if !matchable {
@@ -159,6 +121,60 @@ func (c *Connector) targets(d *delivery, m cohorts.Membership) []routed {
 		}
 	}
 	return admitted
+}
+
+// share decides what target tg takes of delivery d now: send is true with
+// the customer list the change goes to ("" for an event); otherwise o is
+// the outcome of a target that takes nothing now (an unknown Tag ID, a
+// list not created yet, a user no list can hold; an account that already
+// took it has none).
+func (c *Connector) share(d *delivery, tg cohorts.Target, hashed cohorts.Hashed) (list string, o outcome, send bool) {
+	switch {
+	case tg.Err != nil || c.lanes[tg.AdAccountID] == nil:
+		// The resolver and the lanes come from one configuration: an
+		// account without a lane is a wiring bug, which the message
+		// must survive like an unknown Tag ID.
+		err := tg.Err
+		if err == nil {
+			err = fmt.Errorf("no lane for ad account %s", tg.AdAccountID)
+		}
+		return "", outcome{kind: kindRetry, reason: reasonUnknownTag,
+			delay:  max(c.o.AuthRetryDelay, c.backoff(d.meta.NumDelivered, 0)),
+			detail: fmt.Sprintf("activation %s: tag_id %s: %v", tg.Activation.ID, tg.TagID, err)}, false
+	case slices.Contains(d.done, tg.AdAccountID):
+		return "", outcome{}, false
+	}
+	list, ok := c.customerList(tg.Activation)
+	switch {
+	case !ok:
+		return "", outcome{kind: kindRetry, reason: reasonAudiencePending, delay: c.backoff(d.meta.NumDelivered, 0),
+			detail: fmt.Sprintf("activation %s: its customer list is not created yet", tg.Activation.ID)}, false
+	case list != "" && hashed.Em == "" && hashed.HashedMAID == "":
+		// A customer list takes emails and mobile ad ids only: a user
+		// known by IP and user agent cannot be in it. Counted
+		// (coverage), not sent, and not an error of the message.
+		return "", outcome{kind: kindDone, reason: reasonNoListIdentifiers}, false
+	}
+	return list, outcome{}, true
+}
+
+// addShare adds a target's share to items. Several activations of the
+// cohort may route to one ad account: one item goes there (one event, and
+// an operation per customer list), and each activation is credited.
+func addShare(items []routed, d *delivery, account, list string, ctrs *activationCounters) []routed {
+	i := slices.IndexFunc(items, func(r routed) bool { return r.account == account })
+	if i < 0 {
+		items = append(items, routed{account: account, laneItem: laneItem{d: d, parkable: d.parkedFor == "",
+			event: destinations.Item{ListsOnly: true}}})
+		i = len(items) - 1
+	}
+	items[i].counters = append(items[i].counters, ctrs)
+	if list == "" {
+		items[i].event.ListsOnly = false
+	} else {
+		items[i].event.CustomerLists = append(items[i].event.CustomerLists, list)
+	}
+	return items
 }
 
 // customerList is the customer list a's changes are mirrored to: "" for an

@@ -160,16 +160,17 @@ func runBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	applier := connector.NewListApplier(js, kv)
-	defer func() {
+	applier, sketches := connector.NewListApplier(js, kv), connector.NewSketches(kv, nil)
+	defer func() { // the member counts and the users sent, for the match rate
 		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = applier.Flush(fctx)
+		_ = sketches.Flush(fctx)
 	}()
 	pr := newBackfillPrinter(stderr)
 	p, err := connector.Backfill(ctx, connector.BackfillOptions{
 		JS: js, Stream: cfg.Stream, Subject: subject, KV: kv, Activation: a,
-		Send:          backfillSend(d.client, applier, target.AdAccountID, a, listID, log),
+		Send:          backfillSend(d.client, applier, target.AdAccountID, a, listID, sketches.Add, log),
 		BatchSize:     cfg.BatchSize,
 		RetryMin:      cfg.HTTPRetryWaitMin,
 		RetryMax:      min(cfg.RetryDelayMax, time.Minute),

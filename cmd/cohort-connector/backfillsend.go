@@ -28,8 +28,10 @@ import (
 //     change (an exit) is never undone.
 //
 // An item Pinterest refuses (invalid) is counted in the log and not
-// retried: retrying the batch cannot make it valid.
-func backfillSend(dest destinations.Destination, applier *connector.ListApplier, account string, a cohorts.Activation, listID string, log zerolog.Logger) func(context.Context, []destinations.Item) error {
+// retried: retrying the batch cannot make it valid. Every member Pinterest
+// took is passed to accepted (the match-rate sketches), if set.
+func backfillSend(dest destinations.Destination, applier *connector.ListApplier, account string, a cohorts.Activation, listID string,
+	accepted func(activationID, userID string), log zerolog.Logger) func(context.Context, []destinations.Item) error {
 	return func(ctx context.Context, items []destinations.Item) error {
 		now := time.Now().UTC()
 		for i := range items {
@@ -45,6 +47,9 @@ func backfillSend(dest destinations.Destination, applier *connector.ListApplier,
 		}
 		refused, first := 0, ""
 		for i, r := range res.Items {
+			if r.Processed && accepted != nil {
+				accepted(a.ID, items[i].Membership.UserID)
+			}
 			if !r.Processed {
 				if refused == 0 {
 					first = fmt.Sprintf("user %s: %s", items[i].Membership.UserID, r.Error)
@@ -136,7 +141,7 @@ func (d *daemon) backfill(ctx context.Context, a cohorts.Activation) error {
 	}
 	res := <-connector.StartBackfill(ctx, connector.BackfillOptions{
 		JS: d.js, Stream: d.cfg.Stream, Subject: subject, KV: d.objs.State, Activation: a,
-		Send:      backfillSend(d.client, d.conn.Applier(), t.AdAccountID, a, listID, d.log),
+		Send:      backfillSend(d.client, d.conn.Applier(), t.AdAccountID, a, listID, d.audiences.accepted(), d.log),
 		BatchSize: d.cfg.BatchSize, Logger: d.log,
 	})
 	if res.Err != nil {

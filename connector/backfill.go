@@ -729,71 +729,103 @@ func (h *rebuild) add(data []byte, now time.Time, cohortID, activationID string)
 // send sends the members after LastUser in user id order, in batches, and
 // stores the progress after each batch.
 func (r *backfillRun) send(ctx context.Context, users map[string]userRecord) error {
-	o := r.o
+	ids := memberIDs(users)
+	from := resumeFrom(ids, r.s.snapshot().LastUser)
+	r.s.update(func(p *BackfillProgress) { p.Phase, p.Members, p.Rate = "send", len(ids), 0 })
+	r.report(false)
+
+	b := &batcher{r: r, start: r.o.Now(), batch: make([]destinations.Item, 0, r.o.BatchSize)}
+	for _, id := range ids[from:] {
+		if err := b.add(ctx, id, users[id]); err != nil {
+			return err
+		}
+	}
+	if len(b.batch) > 0 || b.skipped > 0 {
+		return b.commit(ctx)
+	}
+	return nil
+}
+
+// memberIDs decides who the members are, the users whose latest change is
+// an enter, and returns their ids in order.
+func memberIDs(users map[string]userRecord) []string {
 	ids := make([]string, 0, len(users))
-	members := 0
 	for id, rec := range users {
 		if rec.enter {
-			members++
 			ids = append(ids, id)
 		}
 	}
 	slices.Sort(ids)
-	p0 := r.s.snapshot()
-	from, _ := slices.BinarySearch(ids, p0.LastUser)
-	if from < len(ids) && ids[from] == p0.LastUser && p0.LastUser != "" {
+	return ids
+}
+
+// resumeFrom decides where a resumed run starts: the index in ids (sorted)
+// of the first member after lastUser, the last member an earlier run
+// settled ("": none, start from the first).
+func resumeFrom(ids []string, lastUser string) int {
+	from, _ := slices.BinarySearch(ids, lastUser)
+	if from < len(ids) && ids[from] == lastUser && lastUser != "" {
 		from++
 	}
-	r.s.update(func(p *BackfillProgress) { p.Phase, p.Members, p.Rate = "send", members, 0 })
-	r.report(false)
+	return from
+}
 
-	start, sentThisRun := o.Now(), 0
-	batch := make([]destinations.Item, 0, o.BatchSize)
-	skipped := 0
-	last := ""
-	commit := func() error {
-		if len(batch) > 0 {
-			if err := r.sendBatch(ctx, batch); err != nil {
-				return err
-			}
-		}
-		sentThisRun += len(batch)
-		secs := o.Now().Sub(start).Seconds()
-		r.s.update(func(p *BackfillProgress) {
-			p.Sent += len(batch)
-			p.Skipped += skipped
-			p.LastUser = last
-			if secs > 0 {
-				p.Rate = float64(sentThisRun) / secs
-			}
-		})
-		batch, skipped = batch[:0], 0
-		if err := r.s.flush(ctx); err != nil {
-			return err
-		}
-		r.report(false)
+// batcher gathers send's members into batches of BatchSize and commits
+// them.
+type batcher struct {
+	r           *backfillRun
+	start       time.Time // of the send phase in this run, for the rate
+	sentThisRun int
+	batch       []destinations.Item
+	skipped     int    // members skipped since the last commit
+	last        string // the last member added or skipped
+}
+
+// add puts member id into the batch, or counts it skipped when it has no
+// matchable identifier, and commits the batch once it holds BatchSize
+// items.
+func (b *batcher) add(ctx context.Context, id string, rec userRecord) error {
+	o := b.r.o
+	b.last = id
+	hashed := rec.ids.Hash()
+	if !hashed.Matchable() {
+		b.skipped++
 		return nil
 	}
-	for _, id := range ids[from:] {
-		rec := users[id]
-		last = id
-		hashed := rec.ids.Hash()
-		if !hashed.Matchable() {
-			skipped++
-			continue
-		}
-		m := cohorts.Membership{UserID: id, CohortID: o.Activation.CohortID, Action: cohorts.ActionEnter,
-			TS: time.Unix(0, rec.ts).UTC(), Identifiers: rec.ids}
-		batch = append(batch, destinations.Item{EventID: m.EventID(), Membership: m, Hashed: hashed})
-		if len(batch) == o.BatchSize {
-			if err := commit(); err != nil {
-				return err
-			}
+	m := cohorts.Membership{UserID: id, CohortID: o.Activation.CohortID, Action: cohorts.ActionEnter,
+		TS: time.Unix(0, rec.ts).UTC(), Identifiers: rec.ids}
+	b.batch = append(b.batch, destinations.Item{EventID: m.EventID(), Membership: m, Hashed: hashed})
+	if len(b.batch) == o.BatchSize {
+		return b.commit(ctx)
+	}
+	return nil
+}
+
+// commit sends the batch (if it holds any item), then counts it and the
+// skipped members as done up to the last member, stores the progress and
+// reports it.
+func (b *batcher) commit(ctx context.Context) error {
+	r := b.r
+	if len(b.batch) > 0 {
+		if err := r.sendBatch(ctx, b.batch); err != nil {
+			return err
 		}
 	}
-	if len(batch) > 0 || skipped > 0 {
-		return commit()
+	b.sentThisRun += len(b.batch)
+	secs := r.o.Now().Sub(b.start).Seconds()
+	r.s.update(func(p *BackfillProgress) {
+		p.Sent += len(b.batch)
+		p.Skipped += b.skipped
+		p.LastUser = b.last
+		if secs > 0 {
+			p.Rate = float64(b.sentThisRun) / secs
+		}
+	})
+	b.batch, b.skipped = b.batch[:0], 0
+	if err := r.s.flush(ctx); err != nil {
+		return err
 	}
+	r.report(false)
 	return nil
 }
 

@@ -598,159 +598,234 @@ func (r *backfillRun) run(ctx context.Context) error {
 // read rebuilds the latest change of every user from the subject's history
 // up to upto.
 func (r *backfillRun) read(ctx context.Context, stream jetstream.Stream, upto uint64) (map[string]userRecord, error) {
-	o := r.o
-	users := make(map[string]userRecord)
+	h := &rebuild{users: make(map[string]userRecord)}
 	if upto == 0 {
-		return users, nil
+		return h.users, nil
 	}
-	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{o.Subject}, DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
+	it, empty, err := r.openHistory(ctx, stream)
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", o.Subject, err)
-	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(1000))
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", o.Subject, err)
+		return nil, err
 	}
 	defer it.Stop()
-	if ci := cons.CachedInfo(); ci != nil {
-		r.s.update(func(p *BackfillProgress) { p.ReadTotal = ci.NumPending })
-		if ci.NumPending == 0 {
-			return users, nil
-		}
+	if empty {
+		return h.users, nil
 	}
-	start := o.Now()
-	var read, undecodable, ignored uint64
-	publish := func() {
-		secs := o.Now().Sub(start).Seconds()
-		r.s.update(func(p *BackfillProgress) {
-			p.Read, p.Undecodable, p.Ignored, p.Users = read, undecodable, ignored, len(users)
-			p.ReadTotal = max(p.ReadTotal, read)
-			if secs > 0 {
-				p.Rate = float64(read) / secs
-			}
-		})
-	}
+	start := r.o.Now()
 	for {
-		nctx, cancel := context.WithTimeout(ctx, o.ReadStall)
-		msg, err := it.Next(jetstream.NextContext(nctx))
-		cancel()
+		msg, meta, err := r.next(ctx, it, h.read)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			return nil, fmt.Errorf("reading %s (at message %d of about %d): %w", o.Subject, read, r.s.snapshot().ReadTotal, err)
-		}
-		meta, err := msg.Metadata()
-		if err != nil {
-			return nil, fmt.Errorf("reading %s: %w", o.Subject, err)
+			return nil, err
 		}
 		seq := meta.Sequence.Stream
 		if seq > upto {
 			break
 		}
-		read++
-		m, err := cohorts.Decode(msg.Data(), o.Now())
-		switch {
-		case err != nil:
-			undecodable++
-		case m.CohortID != o.Activation.CohortID ||
-			(len(m.ActivationIDs) > 0 && !slices.Contains(m.ActivationIDs, o.Activation.ID)):
-			ignored++
-		default:
-			// Messages come in sequence order, so on equal ts the later
-			// one wins; an older ts published later loses.
-			ts := m.TS.UnixNano()
-			if prev, ok := users[m.UserID]; !ok || ts >= prev.ts {
-				rec := userRecord{ts: ts, enter: m.Action == cohorts.ActionEnter}
-				if rec.enter {
-					rec.ids = m.Identifiers
-				}
-				users[m.UserID] = rec
-			}
-		}
-		if read%1024 == 0 {
-			publish()
+		h.add(msg.Data(), r.o.Now(), r.o.Activation.CohortID, r.o.Activation.ID)
+		if h.read%1024 == 0 {
+			r.publishRead(h, start)
 			r.report(false)
 		}
 		if seq >= upto || meta.NumPending == 0 {
 			break
 		}
 	}
-	publish()
+	r.publishRead(h, start)
 	r.report(false)
-	return users, nil
+	return h.users, nil
+}
+
+// openHistory starts reading the subject's history from its first message
+// and stores how many messages it holds as the progress's ReadTotal. empty
+// reports that the history holds none, when the consumer knows it. The
+// caller stops the returned iterator.
+func (r *backfillRun) openHistory(ctx context.Context, stream jetstream.Stream) (it jetstream.MessagesContext, empty bool, err error) {
+	o := r.o
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{o.Subject}, DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("reading %s: %w", o.Subject, err)
+	}
+	it, err = cons.Messages(jetstream.PullMaxMessages(1000))
+	if err != nil {
+		return nil, false, fmt.Errorf("reading %s: %w", o.Subject, err)
+	}
+	if ci := cons.CachedInfo(); ci != nil {
+		r.s.update(func(p *BackfillProgress) { p.ReadTotal = ci.NumPending })
+		empty = ci.NumPending == 0
+	}
+	return it, empty, nil
+}
+
+// next returns the history's next message and its metadata. It decides
+// when the history has stalled: no message within ReadStall is an error
+// (read is how many were read so far, for the error), and so is ctx's end.
+func (r *backfillRun) next(ctx context.Context, it jetstream.MessagesContext, read uint64) (jetstream.Msg, *jetstream.MsgMetadata, error) {
+	o := r.o
+	nctx, cancel := context.WithTimeout(ctx, o.ReadStall)
+	msg, err := it.Next(jetstream.NextContext(nctx))
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, nil, ctx.Err()
+		}
+		return nil, nil, fmt.Errorf("reading %s (at message %d of about %d): %w", o.Subject, read, r.s.snapshot().ReadTotal, err)
+	}
+	meta, err := msg.Metadata()
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading %s: %w", o.Subject, err)
+	}
+	return msg, meta, nil
+}
+
+// publishRead stores read's counts in the progress, with the read rate
+// since start.
+func (r *backfillRun) publishRead(h *rebuild, start time.Time) {
+	secs := r.o.Now().Sub(start).Seconds()
+	r.s.update(func(p *BackfillProgress) {
+		p.Read, p.Undecodable, p.Ignored, p.Users = h.read, h.undecodable, h.ignored, len(h.users)
+		p.ReadTotal = max(p.ReadTotal, h.read)
+		if secs > 0 {
+			p.Rate = float64(h.read) / secs
+		}
+	})
+}
+
+// rebuild is what read has rebuilt so far: the latest change of each user
+// and how many messages it read, could not decode, and ignored.
+type rebuild struct {
+	users                      map[string]userRecord
+	read, undecodable, ignored uint64
+}
+
+// add takes in one message of the history, in sequence order, decoded at
+// now. It decides what the message is: undecodable; ignored when it is not
+// of cohortID or is restricted by activation_ids to activations other than
+// activationID (as the live path ignores it); otherwise the user's latest
+// change unless the record kept has a later ts.
+func (h *rebuild) add(data []byte, now time.Time, cohortID, activationID string) {
+	h.read++
+	m, err := cohorts.Decode(data, now)
+	switch {
+	case err != nil:
+		h.undecodable++
+	case m.CohortID != cohortID ||
+		(len(m.ActivationIDs) > 0 && !slices.Contains(m.ActivationIDs, activationID)):
+		h.ignored++
+	default:
+		// Messages come in sequence order, so on equal ts the later
+		// one wins; an older ts published later loses.
+		ts := m.TS.UnixNano()
+		if prev, ok := h.users[m.UserID]; !ok || ts >= prev.ts {
+			rec := userRecord{ts: ts, enter: m.Action == cohorts.ActionEnter}
+			if rec.enter {
+				rec.ids = m.Identifiers
+			}
+			h.users[m.UserID] = rec
+		}
+	}
 }
 
 // send sends the members after LastUser in user id order, in batches, and
 // stores the progress after each batch.
 func (r *backfillRun) send(ctx context.Context, users map[string]userRecord) error {
-	o := r.o
+	ids := memberIDs(users)
+	from := resumeFrom(ids, r.s.snapshot().LastUser)
+	r.s.update(func(p *BackfillProgress) { p.Phase, p.Members, p.Rate = "send", len(ids), 0 })
+	r.report(false)
+
+	b := &batcher{r: r, start: r.o.Now(), batch: make([]destinations.Item, 0, r.o.BatchSize)}
+	for _, id := range ids[from:] {
+		if err := b.add(ctx, id, users[id]); err != nil {
+			return err
+		}
+	}
+	if len(b.batch) > 0 || b.skipped > 0 {
+		return b.commit(ctx)
+	}
+	return nil
+}
+
+// memberIDs decides who the members are, the users whose latest change is
+// an enter, and returns their ids in order.
+func memberIDs(users map[string]userRecord) []string {
 	ids := make([]string, 0, len(users))
-	members := 0
 	for id, rec := range users {
 		if rec.enter {
-			members++
 			ids = append(ids, id)
 		}
 	}
 	slices.Sort(ids)
-	p0 := r.s.snapshot()
-	from, _ := slices.BinarySearch(ids, p0.LastUser)
-	if from < len(ids) && ids[from] == p0.LastUser && p0.LastUser != "" {
+	return ids
+}
+
+// resumeFrom decides where a resumed run starts: the index in ids (sorted)
+// of the first member after lastUser, the last member an earlier run
+// settled ("": none, start from the first).
+func resumeFrom(ids []string, lastUser string) int {
+	from, _ := slices.BinarySearch(ids, lastUser)
+	if from < len(ids) && ids[from] == lastUser && lastUser != "" {
 		from++
 	}
-	r.s.update(func(p *BackfillProgress) { p.Phase, p.Members, p.Rate = "send", members, 0 })
-	r.report(false)
+	return from
+}
 
-	start, sentThisRun := o.Now(), 0
-	batch := make([]destinations.Item, 0, o.BatchSize)
-	skipped := 0
-	last := ""
-	commit := func() error {
-		if len(batch) > 0 {
-			if err := r.sendBatch(ctx, batch); err != nil {
-				return err
-			}
-		}
-		sentThisRun += len(batch)
-		secs := o.Now().Sub(start).Seconds()
-		r.s.update(func(p *BackfillProgress) {
-			p.Sent += len(batch)
-			p.Skipped += skipped
-			p.LastUser = last
-			if secs > 0 {
-				p.Rate = float64(sentThisRun) / secs
-			}
-		})
-		batch, skipped = batch[:0], 0
-		if err := r.s.flush(ctx); err != nil {
-			return err
-		}
-		r.report(false)
+// batcher gathers send's members into batches of BatchSize and commits
+// them.
+type batcher struct {
+	r           *backfillRun
+	start       time.Time // of the send phase in this run, for the rate
+	sentThisRun int
+	batch       []destinations.Item
+	skipped     int    // members skipped since the last commit
+	last        string // the last member added or skipped
+}
+
+// add puts member id into the batch, or counts it skipped when it has no
+// matchable identifier, and commits the batch once it holds BatchSize
+// items.
+func (b *batcher) add(ctx context.Context, id string, rec userRecord) error {
+	o := b.r.o
+	b.last = id
+	hashed := rec.ids.Hash()
+	if !hashed.Matchable() {
+		b.skipped++
 		return nil
 	}
-	for _, id := range ids[from:] {
-		rec := users[id]
-		last = id
-		hashed := rec.ids.Hash()
-		if !hashed.Matchable() {
-			skipped++
-			continue
-		}
-		m := cohorts.Membership{UserID: id, CohortID: o.Activation.CohortID, Action: cohorts.ActionEnter,
-			TS: time.Unix(0, rec.ts).UTC(), Identifiers: rec.ids}
-		batch = append(batch, destinations.Item{EventID: m.EventID(), Membership: m, Hashed: hashed})
-		if len(batch) == o.BatchSize {
-			if err := commit(); err != nil {
-				return err
-			}
+	m := cohorts.Membership{UserID: id, CohortID: o.Activation.CohortID, Action: cohorts.ActionEnter,
+		TS: time.Unix(0, rec.ts).UTC(), Identifiers: rec.ids}
+	b.batch = append(b.batch, destinations.Item{EventID: m.EventID(), Membership: m, Hashed: hashed})
+	if len(b.batch) == o.BatchSize {
+		return b.commit(ctx)
+	}
+	return nil
+}
+
+// commit sends the batch (if it holds any item), then counts it and the
+// skipped members as done up to the last member, stores the progress and
+// reports it.
+func (b *batcher) commit(ctx context.Context) error {
+	r := b.r
+	if len(b.batch) > 0 {
+		if err := r.sendBatch(ctx, b.batch); err != nil {
+			return err
 		}
 	}
-	if len(batch) > 0 || skipped > 0 {
-		return commit()
+	b.sentThisRun += len(b.batch)
+	secs := r.o.Now().Sub(b.start).Seconds()
+	r.s.update(func(p *BackfillProgress) {
+		p.Sent += len(b.batch)
+		p.Skipped += b.skipped
+		p.LastUser = b.last
+		if secs > 0 {
+			p.Rate = float64(b.sentThisRun) / secs
+		}
+	})
+	b.batch, b.skipped = b.batch[:0], 0
+	if err := r.s.flush(ctx); err != nil {
+		return err
 	}
+	r.report(false)
 	return nil
 }
 

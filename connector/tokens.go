@@ -507,39 +507,13 @@ func (k *TokenKeeper) merge(t *storedToken, rev uint64) {
 // sync reads the bucket, adopts a fresh stored token or refreshes, and
 // stores a new grant. The caller holds sem.
 func (k *TokenKeeper) sync(ctx context.Context) {
-	t, rev, err := k.read(ctx)
-	switch {
-	case errors.Is(err, errUndecryptable):
-		k.fail(err, "secrets_key", false)
+	if !k.loadBucket(ctx) {
 		return
-	case err != nil:
-		k.mu.Lock()
-		have := k.cur != nil
-		k.mu.Unlock()
-		if !have {
-			// Without the bucket, using the environment's token could
-			// rotate away a chain that is stored there.
-			k.fail(err, "state_bucket", false)
-			return
-		}
-		k.o.Logger.Warn().Err(err).Msg("state bucket unreadable: going on with the oauth token in memory")
-	default:
-		k.merge(t, rev)
 	}
-
-	now := k.o.Now()
-	k.mu.Lock()
-	cur := k.cur
-	var base uint64 = k.rev
-	fresh := cur != nil && now.Before(k.refreshAt(cur, now))
-	if fresh {
-		k.succeedLocked()
-	}
-	k.mu.Unlock()
+	cur, base, fresh := k.inMemory()
 	if fresh {
 		return
 	}
-
 	used := k.o.InitialRefreshToken
 	if cur != nil {
 		used = cur.RefreshToken
@@ -548,47 +522,121 @@ func (k *TokenKeeper) sync(ctx context.Context) {
 		k.fail(errors.New("no refresh token: none is stored and none is set in the environment"), string(destinations.ReasonAuth), false)
 		return
 	}
-	g, err := k.refresh(ctx, used)
-	if err != nil && destinations.ReasonOf(err) == destinations.ReasonAuth && ctx.Err() == nil {
-		// Another replica may have rotated the token we sent: wait for
-		// its value, then use it or retry once with its refresh token.
-		t, rev, ok := k.awaitOther(ctx, used)
-		if ok {
-			k.merge(t, rev)
-			now = k.o.Now()
-			if now.Before(k.refreshAt(t, now)) {
-				k.mu.Lock()
-				k.succeedLocked()
-				k.mu.Unlock()
-				k.o.Logger.Info().Uint64("revision", rev).Str("by", t.By).
-					Msg("oauth token refreshed by another replica: using it")
-				return
-			}
-			used, base = t.RefreshToken, rev
-			g, err = k.refresh(ctx, used)
-		}
+	r, adopted, err := k.refreshRacing(ctx, used, base)
+	if adopted {
+		return
 	}
 	if err != nil {
 		k.fail(err, string(destinations.ReasonOf(err)), true)
 		return
 	}
+	k.keepGrant(ctx, r, cur)
+}
 
-	// The used refresh token is dead now: the grant is the only truth.
-	k.remember(g.RefreshToken, g.AccessToken)
-	now = k.o.Now()
-	k.mu.Lock()
-	nt := &storedToken{
-		RefreshToken: g.RefreshToken, RefreshExpiresAt: g.RefreshExpiresAt,
-		AccessToken: g.AccessToken, AccessExpiresAt: g.AccessExpiresAt,
-		UpdatedAt: now, By: k.o.Replica,
-	}
-	if nt.RefreshToken == "" { // not rotated: keep the one used
-		nt.RefreshToken = used
-		if cur != nil {
-			nt.RefreshExpiresAt = cur.RefreshExpiresAt
+// loadBucket reads the stored token and merges it into memory. It decides
+// whether sync goes on: not when the stored value cannot be decrypted, nor
+// when the bucket is unreadable and no token is in memory; with a token in
+// memory an unreadable bucket is only warned about. When it returns false
+// it has recorded the failure.
+func (k *TokenKeeper) loadBucket(ctx context.Context) bool {
+	t, rev, err := k.read(ctx)
+	switch {
+	case errors.Is(err, errUndecryptable):
+		k.fail(err, "secrets_key", false)
+		return false
+	case err != nil:
+		k.mu.Lock()
+		have := k.cur != nil
+		k.mu.Unlock()
+		if !have {
+			// Without the bucket, using the environment's token could
+			// rotate away a chain that is stored there.
+			k.fail(err, "state_bucket", false)
+			return false
 		}
+		k.o.Logger.Warn().Err(err).Msg("state bucket unreadable: going on with the oauth token in memory")
+	default:
+		k.merge(t, rev)
 	}
-	k.cur, k.rev, k.pending, k.lastRefresh = nt, base, true, now
+	return true
+}
+
+// inMemory returns the token in memory (nil: none) and the bucket revision
+// it was read at, and decides whether it is fresh: not yet due for a
+// refresh by refreshAt. A fresh token marks the keeper healthy.
+func (k *TokenKeeper) inMemory() (cur *storedToken, rev uint64, fresh bool) {
+	now := k.o.Now()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	cur, rev = k.cur, k.rev
+	fresh = cur != nil && now.Before(k.refreshAt(cur, now))
+	if fresh {
+		k.succeedLocked()
+	}
+	return cur, rev, fresh
+}
+
+// tokenRefresh is one refresh: the refresh token sent, the bucket revision
+// the token was read at, and the grant Pinterest answered with.
+type tokenRefresh struct {
+	used  string
+	base  uint64
+	grant destinations.TokenGrant
+}
+
+// refreshRacing refreshes with used, read at revision base, and owns the
+// race with the other replicas: when Pinterest refuses the token (an auth
+// error, ctx not ended), another replica may have rotated it. It then
+// waits for that replica's value, and adopts it when it is fresh (adopted:
+// there is no grant to keep), or retries once with its refresh token. The
+// returned refresh names the token and revision the grant came from.
+func (k *TokenKeeper) refreshRacing(ctx context.Context, used string, base uint64) (r tokenRefresh, adopted bool, err error) {
+	r = tokenRefresh{used: used, base: base}
+	r.grant, err = k.refresh(ctx, used)
+	if err == nil || destinations.ReasonOf(err) != destinations.ReasonAuth || ctx.Err() != nil {
+		return r, false, err
+	}
+	// Another replica may have rotated the token we sent: wait for
+	// its value, then use it or retry once with its refresh token.
+	t, rev, ok := k.awaitOther(ctx, used)
+	if !ok {
+		return r, false, err
+	}
+	k.merge(t, rev)
+	if k.adoptOther(t, rev) {
+		return r, true, nil
+	}
+	r = tokenRefresh{used: t.RefreshToken, base: rev}
+	r.grant, err = k.refresh(ctx, r.used)
+	return r, false, err
+}
+
+// adoptOther decides whether another replica's token t, stored at revision
+// rev and already merged, is fresh enough to use without a refresh of our
+// own. If it is, the keeper is marked healthy and the log says so.
+func (k *TokenKeeper) adoptOther(t *storedToken, rev uint64) bool {
+	now := k.o.Now()
+	if !now.Before(k.refreshAt(t, now)) {
+		return false
+	}
+	k.mu.Lock()
+	k.succeedLocked()
+	k.mu.Unlock()
+	k.o.Logger.Info().Uint64("revision", rev).Str("by", t.By).
+		Msg("oauth token refreshed by another replica: using it")
+	return true
+}
+
+// keepGrant makes the grant of refresh r the token in memory, based on r's
+// revision and pending its store, and stores it. cur is the token that was
+// in memory before the refresh (nil: none).
+func (k *TokenKeeper) keepGrant(ctx context.Context, r tokenRefresh, cur *storedToken) {
+	// The used refresh token is dead now: the grant is the only truth.
+	k.remember(r.grant.RefreshToken, r.grant.AccessToken)
+	now := k.o.Now()
+	nt := grantToken(r, cur, now, k.o.Replica)
+	k.mu.Lock()
+	k.cur, k.rev, k.pending, k.lastRefresh = nt, r.base, true, now
 	k.storeAttempts, k.storeRetryAt = 0, time.Time{}
 	k.succeedLocked()
 	k.setExpiryMetrics()
@@ -600,6 +648,26 @@ func (k *TokenKeeper) sync(ctx context.Context) {
 		Msg("oauth token refreshed")
 	// Not cancelled by a shutdown either: the grant exists only here.
 	k.store(context.WithoutCancel(ctx))
+}
+
+// grantToken is the value to store for refresh r's grant, made at now by
+// replica by. It decides which refresh token the value holds: the grant's
+// when it rotated it; otherwise the one used, with the refresh expiry of
+// cur (the token in memory before the refresh; none when cur is nil).
+func grantToken(r tokenRefresh, cur *storedToken, now time.Time, by string) *storedToken {
+	g := r.grant
+	nt := &storedToken{
+		RefreshToken: g.RefreshToken, RefreshExpiresAt: g.RefreshExpiresAt,
+		AccessToken: g.AccessToken, AccessExpiresAt: g.AccessExpiresAt,
+		UpdatedAt: now, By: by,
+	}
+	if nt.RefreshToken == "" { // not rotated: keep the one used
+		nt.RefreshToken = r.used
+		if cur != nil {
+			nt.RefreshExpiresAt = cur.RefreshExpiresAt
+		}
+	}
+	return nt
 }
 
 // refresh sends the refresh token. The call is not cancelled with ctx (a

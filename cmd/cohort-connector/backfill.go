@@ -46,29 +46,13 @@ memberships last; see the README.
 `
 
 func runBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+	ba, help, err := parseBackfillArgs(args)
+	if help {
 		fmt.Fprint(stdout, backfillUsage)
 		return nil
 	}
-	fs := flag.NewFlagSet("backfill", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	id := fs.String("activation", "", "")
-	status := fs.Bool("status", false, "")
-	cancelIt := fs.Bool("cancel", false, "")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, backfillUsage)
-			return nil
-		}
-		return fmt.Errorf("backfill: %w", err)
-	}
-	switch {
-	case fs.NArg() != 0:
-		return fmt.Errorf("backfill: unexpected argument %q", fs.Arg(0))
-	case *id == "":
-		return errors.New("backfill: --activation ID is required")
-	case *status && *cancelIt:
-		return errors.New("backfill: --status and --cancel exclude each other")
+	if err != nil {
+		return err
 	}
 	cfg, err := config.Load()
 	if err != nil {
@@ -83,93 +67,169 @@ func runBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	defer cancel()
 
 	kv, err := js.KeyValue(lookupCtx, cfg.StateBucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) && (*status || *cancelIt) {
-		fmt.Fprintf(stdout, "no backfill of activation %s has run\n", *id)
+	if errors.Is(err, jetstream.ErrBucketNotFound) && (ba.status || ba.cancel) {
+		fmt.Fprintf(stdout, "no backfill of activation %s has run\n", ba.id)
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("opening KV bucket %s (CONNECTOR_STATE_BUCKET; the daemon creates it): %w", cfg.StateBucket, err)
 	}
-	if *status || *cancelIt {
-		if *status {
-			p, _, err := connector.ReadBackfill(lookupCtx, kv, *id)
-			if errors.Is(err, jetstream.ErrKeyNotFound) {
-				fmt.Fprintf(stdout, "no backfill of activation %s has run\n", *id)
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			printBackfillStatus(stdout, p, time.Now())
-			return nil
-		}
-		p, running, err := connector.CancelBackfill(lookupCtx, kv, *id)
-		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound):
-			fmt.Fprintf(stdout, "no backfill of activation %s has run\n", *id)
-			return nil
-		case err != nil:
-			return err
-		case !running:
-			fmt.Fprintf(stdout, "no backfill of activation %s is running (state %s)\n", *id, p.State)
-			return nil
-		}
-		fmt.Fprintf(stdout, "backfill of activation %s cancelled (owner %s, %d of %d members done): it stops within a few seconds\nresume with: cohort-connector backfill --activation %s\n",
-			*id, p.Owner, p.Done(), p.Members, *id)
-		return nil
+	switch {
+	case ba.status:
+		return showBackfillStatus(lookupCtx, kv, ba.id, stdout)
+	case ba.cancel:
+		return cancelBackfill(lookupCtx, kv, ba.id, stdout)
 	}
-
-	// The activation, its ad account and the cohort's subject.
-	actKV, err := js.KeyValue(lookupCtx, cfg.ActivationsBucket)
-	if err != nil {
-		return fmt.Errorf("opening KV bucket %s (start the daemon once, or create it from deploy/nats): %w", cfg.ActivationsBucket, err)
-	}
-	e, err := actKV.Get(lookupCtx, *id)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return fmt.Errorf("backfill: no activation %q in %s", *id, cfg.ActivationsBucket)
-	}
-	if err != nil {
-		return fmt.Errorf("activation %q: %w", *id, err)
-	}
-	a, err := cohorts.DecodeStoredActivation(*id, e.Value())
-	if err != nil {
-		return fmt.Errorf("activation %q is invalid in the bucket, fix it with activations put: %w", *id, err)
-	}
-	if !a.Enabled {
-		return fmt.Errorf("activation %q is disabled: enable it first (activations enable %s)", *id, *id)
-	}
-	resolver, err := cohorts.NewResolver(cfg.DefaultTagID, cfg.TagAccounts())
-	if err != nil {
-		return fmt.Errorf("CONNECTOR_DEFAULT_TAG_ID: %w", err)
-	}
-	target := resolver.Target(a)
-	if target.Err != nil {
-		return target.Err
-	}
-	subject, err := cohortSubject(cfg, a.CohortID)
+	c := &backfillCmd{cfg: cfg, js: js, kv: kv, stdout: stdout, stderr: stderr}
+	target, subject, err := c.lookup(lookupCtx, ba.id)
 	if err != nil {
 		return err
 	}
-	log := zerolog.New(zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.RFC3339}).Level(zerolog.WarnLevel).With().Timestamp().Logger()
-	d := &daemon{cfg: cfg, log: log, reg: prometheus.NewRegistry(), objs: &connector.Objects{State: kv}}
+	return c.run(ctx, lookupCtx, target, subject)
+}
+
+// backfillArgs are the backfill command's arguments.
+type backfillArgs struct {
+	id     string // --activation
+	status bool   // --status
+	cancel bool   // --cancel
+}
+
+// parseBackfillArgs parses the backfill command's arguments. It decides
+// whether they ask for the usage (help) and whether they are wrong (err):
+// an argument that is not a flag, no --activation, or both --status and
+// --cancel.
+func parseBackfillArgs(args []string) (ba backfillArgs, help bool, err error) {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+		return ba, true, nil
+	}
+	fs := flag.NewFlagSet("backfill", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&ba.id, "activation", "", "")
+	fs.BoolVar(&ba.status, "status", false, "")
+	fs.BoolVar(&ba.cancel, "cancel", false, "")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return ba, true, nil
+		}
+		return ba, false, fmt.Errorf("backfill: %w", err)
+	}
+	switch {
+	case fs.NArg() != 0:
+		return ba, false, fmt.Errorf("backfill: unexpected argument %q", fs.Arg(0))
+	case ba.id == "":
+		return ba, false, errors.New("backfill: --activation ID is required")
+	case ba.status && ba.cancel:
+		return ba, false, errors.New("backfill: --status and --cancel exclude each other")
+	}
+	return ba, false, nil
+}
+
+// showBackfillStatus prints activation id's stored backfill progress (for
+// --status), or that none has run.
+func showBackfillStatus(ctx context.Context, kv jetstream.KeyValue, id string, stdout io.Writer) error {
+	p, _, err := connector.ReadBackfill(ctx, kv, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		fmt.Fprintf(stdout, "no backfill of activation %s has run\n", id)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	printBackfillStatus(stdout, p, time.Now())
+	return nil
+}
+
+// cancelBackfill cancels activation id's running backfill (for --cancel)
+// and prints what it did: cancelled it, or found none running.
+func cancelBackfill(ctx context.Context, kv jetstream.KeyValue, id string, stdout io.Writer) error {
+	p, running, err := connector.CancelBackfill(ctx, kv, id)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		fmt.Fprintf(stdout, "no backfill of activation %s has run\n", id)
+		return nil
+	case err != nil:
+		return err
+	case !running:
+		fmt.Fprintf(stdout, "no backfill of activation %s is running (state %s)\n", id, p.State)
+		return nil
+	}
+	fmt.Fprintf(stdout, "backfill of activation %s cancelled (owner %s, %d of %d members done): it stops within a few seconds\nresume with: cohort-connector backfill --activation %s\n",
+		id, p.Owner, p.Done(), p.Members, id)
+	return nil
+}
+
+// backfillCmd is what the backfill command runs with once connected.
+type backfillCmd struct {
+	cfg            config.Config
+	js             jetstream.JetStream
+	kv             jetstream.KeyValue // the state bucket
+	stdout, stderr io.Writer
+}
+
+// lookup finds the activation id, its ad account (in target) and its
+// cohort's subject. It decides whether the activation can be backfilled:
+// it must be stored, valid and enabled, and its Tag ID known.
+func (c *backfillCmd) lookup(ctx context.Context, id string) (cohorts.Target, string, error) {
+	cfg := c.cfg
+	actKV, err := c.js.KeyValue(ctx, cfg.ActivationsBucket)
+	if err != nil {
+		return cohorts.Target{}, "", fmt.Errorf("opening KV bucket %s (start the daemon once, or create it from deploy/nats): %w", cfg.ActivationsBucket, err)
+	}
+	e, err := actKV.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return cohorts.Target{}, "", fmt.Errorf("backfill: no activation %q in %s", id, cfg.ActivationsBucket)
+	}
+	if err != nil {
+		return cohorts.Target{}, "", fmt.Errorf("activation %q: %w", id, err)
+	}
+	a, err := cohorts.DecodeStoredActivation(id, e.Value())
+	if err != nil {
+		return cohorts.Target{}, "", fmt.Errorf("activation %q is invalid in the bucket, fix it with activations put: %w", id, err)
+	}
+	if !a.Enabled {
+		return cohorts.Target{}, "", fmt.Errorf("activation %q is disabled: enable it first (activations enable %s)", id, id)
+	}
+	resolver, err := cohorts.NewResolver(cfg.DefaultTagID, cfg.TagAccounts())
+	if err != nil {
+		return cohorts.Target{}, "", fmt.Errorf("CONNECTOR_DEFAULT_TAG_ID: %w", err)
+	}
+	target := resolver.Target(a)
+	if target.Err != nil {
+		return cohorts.Target{}, "", target.Err
+	}
+	subject, err := cohortSubject(cfg, a.CohortID)
+	if err != nil {
+		return cohorts.Target{}, "", err
+	}
+	return target, subject, nil
+}
+
+// run backfills target's activation from subject into target's ad
+// account, showing the progress on stderr and the outcome on stdout.
+// lookupCtx bounds the lookup of the activation's customer list.
+func (c *backfillCmd) run(ctx, lookupCtx context.Context, target cohorts.Target, subject string) error {
+	cfg, a := c.cfg, target.Activation
+	log := zerolog.New(zerolog.ConsoleWriter{Out: c.stderr, TimeFormat: time.RFC3339}).Level(zerolog.WarnLevel).With().Timestamp().Logger()
+	d := &daemon{cfg: cfg, log: log, reg: prometheus.NewRegistry(), objs: &connector.Objects{State: c.kv}}
 	if err := d.connectPinterest(nil); err != nil {
 		return err
 	}
 	defer d.client.CloseIdleConnections()
-	listID, err := recordedList(lookupCtx, kv, a)
+	listID, err := recordedList(lookupCtx, c.kv, a)
 	if err != nil {
 		return err
 	}
-	applier, sketches := connector.NewListApplier(js, kv), connector.NewSketches(kv, nil)
+	applier, sketches := connector.NewListApplier(c.js, c.kv), connector.NewSketches(c.kv, nil)
 	defer func() { // the member counts and the users sent, for the match rate
 		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = applier.Flush(fctx)
 		_ = sketches.Flush(fctx)
 	}()
-	pr := newBackfillPrinter(stderr)
+	pr := newBackfillPrinter(c.stderr)
 	p, err := connector.Backfill(ctx, connector.BackfillOptions{
-		JS: js, Stream: cfg.Stream, Subject: subject, KV: kv, Activation: a,
+		JS: c.js, Stream: cfg.Stream, Subject: subject, KV: c.kv, Activation: a,
 		Send:          backfillSend(d.client, applier, target.AdAccountID, a, listID, sketches.Add, log),
 		BatchSize:     cfg.BatchSize,
 		RetryMin:      cfg.HTTPRetryWaitMin,
@@ -179,18 +239,26 @@ func runBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		ProgressEvery: pr.every,
 	})
 	pr.finish()
+	return backfillOutcome(c.stdout, a.ID, target.AdAccountID, p, err)
+}
+
+// backfillOutcome tells how activation id's backfill into ad account
+// account ended, given Backfill's progress and error: what to do next when
+// another run holds it, it stopped or it failed (the returned error), or
+// the summary and a trimmed history's warning on stdout when it is done.
+func backfillOutcome(stdout io.Writer, id, account string, p connector.BackfillProgress, err error) error {
 	switch {
 	case errors.Is(err, connector.ErrBackfillRunning):
-		return fmt.Errorf("%w\nsee: cohort-connector backfill --activation %s --status (or --cancel)", err, *id)
+		return fmt.Errorf("%w\nsee: cohort-connector backfill --activation %s --status (or --cancel)", err, id)
 	case errors.Is(err, context.Canceled), errors.Is(err, connector.ErrBackfillCancelled):
 		return fmt.Errorf("backfill of activation %s stopped (%v): %d of %d members done\nresume with: cohort-connector backfill --activation %s",
-			*id, err, p.Done(), p.Members, *id)
+			id, err, p.Done(), p.Members, id)
 	case err != nil:
 		return fmt.Errorf("backfill of activation %s failed: %w\n%d of %d members done; resume with: cohort-connector backfill --activation %s",
-			*id, err, p.Done(), p.Members, *id)
+			id, err, p.Done(), p.Members, id)
 	}
 	fmt.Fprintf(stdout, "backfill of activation %s done: %d members, %d sent to ad account %s, %d skipped (no matchable identifiers); %d messages read up to sequence %d, %d undecodable\n",
-		*id, p.Members, p.Sent, target.AdAccountID, p.Skipped, p.Read, p.Upto, p.Undecodable)
+		id, p.Members, p.Sent, account, p.Skipped, p.Read, p.Upto, p.Undecodable)
 	if p.HistoryTrimmed {
 		fmt.Fprintf(stdout, "warning: the stream's history starts at sequence %d: members whose latest change is older were not rebuilt\n", p.FirstSeq)
 	}

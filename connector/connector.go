@@ -8,7 +8,18 @@
 //	source (source.go)  the main consumer and every parking consumer feed one loop
 //	route  (route.go)   decode, resolve the targets (ad accounts), per-user order, to lanes
 //	lane   (lane.go)    per ad account: batch, send, or hold (park) when the account fails
+//	                    (applied.go: a customer list's older changes are dropped before the call)
 //	settle (settle.go)  merge the targets' outcomes; ack, nak or dead-letter + term
+//
+// A target's share of a delivery is one item per ad account: the event
+// (activations in events mode) and an operation per customer list
+// (activations in customer_list mode), sent and settled together.
+//
+// Beside the pipeline, and fed by it: the audience manager (audiences.go,
+// audiences_poll.go) keeps one Pinterest audience per activation and
+// reads its size back; the sketches (sketch.go) count the users put into
+// each; token keepers (tokens.go) refresh OAuth access tokens; backfills
+// (backfill.go) rebuild a newly enabled activation from the stream.
 //
 // Route and settle run on one goroutine, the connector's loop, which owns
 // the per-delivery state, the order book and the memo: none of them needs a

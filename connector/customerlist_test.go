@@ -34,6 +34,13 @@ func (l *lateToken) Token(context.Context) (string, error) {
 // cohort "c-list" at account A, its list created in the simulator through
 // the OAuth flow.
 func listHarness(t *testing.T, cfg harnessConfig) (*harness, string) {
+	h, create := listHarnessLate(t, cfg)
+	return h, create()
+}
+
+// listHarnessLate is listHarness whose list is created when create is
+// called: until then, the connector is told it does not exist yet.
+func listHarnessLate(t *testing.T, cfg harnessConfig) (h *harness, create func() string) {
 	tok := &lateToken{}
 	var listID atomic.Pointer[string]
 	a := activation("list-a", "c-list", "")
@@ -53,15 +60,54 @@ func listHarness(t *testing.T, cfg harnessConfig) (*harness, string) {
 			options(o)
 		}
 	}
-	h := newHarness(t, cfg)
+	h = newHarness(t, cfg)
 	h.sim.AddApp("9001", "app-secret", "refresh-1", acctA)
 	grant, err := h.client.RefreshToken(t.Context(), "9001", "app-secret", "refresh-1")
 	require.NoError(t, err)
 	tok.v.Store(&grant.AccessToken)
-	list, err := h.client.CreateCustomerList(t.Context(), acctA, "cohort-connector · list-a · cohort c-list")
-	require.NoError(t, err)
-	listID.Store(&list.ID)
-	return h, list.ID
+	return h, func() string {
+		list, err := h.client.CreateCustomerList(t.Context(), acctA, "cohort-connector · list-a · cohort c-list")
+		require.NoError(t, err)
+		listID.Store(&list.ID)
+		return list.ID
+	}
+}
+
+// TestAChangeWaitsWholeForItsCustomerListToExist: cohort c-list has an
+// events activation and a customer_list activation at account A. While the
+// list does not exist, neither share is sent (a delivery goes to an
+// account whole: had the event been accepted alone, the account would be
+// done for it and the list never reached); once it exists, every enter is
+// in the list and every event arrived, nothing dead-lettered.
+func TestAChangeWaitsWholeForItsCustomerListToExist(t *testing.T) {
+	h, create := listHarnessLate(t, harnessConfig{orderBucket: true, maxDeliver: 50, quiet: true,
+		activations: []cohorts.Activation{activation("events-a", "c-list", "")},
+		options:     func(o *connector.Options) { o.RetryDelayMax = 200 * time.Millisecond }})
+	ms := make([]cohorts.Membership, 40)
+	var want []string
+	for i := range ms {
+		ms[i] = cohorts.Membership{UserID: fmt.Sprintf("u%02d", i), CohortID: "c-list", Action: cohorts.ActionEnter,
+			TS: time.Now().Add(-time.Minute), Identifiers: cohorts.Identifiers{Email: fmt.Sprintf("u%02d@example.com", i)}}
+		want = append(want, ms[i].Identifiers.Hash().Em)
+		h.publishMembership(ms[i])
+	}
+	slices.Sort(want)
+	require.Eventually(t, func() bool { return h.settled("nak", "audience_pending") >= 40 }, waitFor, tick)
+	require.Empty(t, h.eventsFor(acctA, "c-list"), "no event sent while the list does not exist")
+	listID := create()
+	require.Eventually(t, func() bool { return slices.Equal(want, h.sim.ListMembers(acctA, listID)) }, waitFor, tick)
+	h.requireNothingPending()
+	require.Equal(t, map[string]int(countIDs(h.eventsFor(acctA, "c-list"))), wantOnce(ms))
+	require.Empty(t, h.dlqMessages())
+}
+
+// wantOnce is every membership's event id, once.
+func wantOnce(ms []cohorts.Membership) map[string]int {
+	out := map[string]int{}
+	for _, m := range ms {
+		out[m.EventID()] = 1
+	}
+	return out
 }
 
 // TestCustomerListHoldsExactlyTheCurrentMembers: after rounds of random

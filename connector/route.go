@@ -86,6 +86,7 @@ func (c *Connector) targets(d *delivery, m cohorts.Membership) []routed {
 		d.done = slices.Clone(c.memo[d.origin])
 	}
 	var items []routed
+	var waiting []string // ad accounts with a customer list not created yet
 	for _, tg := range targets {
 		ctrs := c.activationCounters(tg.Activation.ID)
 		if first {
@@ -101,11 +102,15 @@ func (c *Connector) targets(d *delivery, m cohorts.Membership) []routed {
 		if o.kind == kindRetry {
 			ctrs.held.Add(1)
 		}
+		if o.reason == reasonAudiencePending {
+			waiting = append(waiting, tg.AdAccountID)
+		}
 		d.outcome = d.outcome.merge(o)
 		if send {
 			items = addShare(items, d, tg.AdAccountID, list, ctrs)
 		}
 	}
+	items = holdWaiting(items, waiting)
 	if !matchable {
 		// Pinterest requires em, hashed_maids or ip+user agent: an event
 		// without them would be rejected. Counted (coverage), not sent.
@@ -156,6 +161,27 @@ func (c *Connector) share(d *delivery, tg cohorts.Target, hashed cohorts.Hashed)
 		return "", outcome{kind: kindDone, reason: reasonNoListIdentifiers}, false
 	}
 	return list, outcome{}, true
+}
+
+// holdWaiting drops the items of the ad accounts in waiting: a delivery
+// goes to an ad account whole or not at all. Were its event accepted while
+// its customer list does not exist yet, the account would count as done
+// for it (the memo), and its redelivery would never reach the list. So the
+// whole share waits, redelivered, until the list exists (normally seconds
+// after the activation is enabled).
+func holdWaiting(items []routed, waiting []string) []routed {
+	if len(waiting) == 0 {
+		return items
+	}
+	return slices.DeleteFunc(items, func(r routed) bool {
+		if !slices.Contains(waiting, r.account) {
+			return false
+		}
+		for _, ctr := range r.counters {
+			ctr.held.Add(1)
+		}
+		return true
+	})
 }
 
 // addShare adds a target's share to items. Several activations of the

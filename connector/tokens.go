@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -176,6 +177,11 @@ type TokenKeeper struct {
 	lastRefresh     time.Time
 	warnedRefreshAt time.Time // RefreshExpiresAt of the last expiry warning
 	secrets         []string  // tokens seen, to scrub them from foreign errors
+
+	// rejected is the access token Pinterest refused (401) before its
+	// expiry, if any: never valid again, and refreshed at once.
+	rejected   atomic.Pointer[string]
+	rejectedAt atomic.Int64 // Unix ns
 }
 
 // NewTokenKeeper returns a keeper; call Run to keep the token fresh. A key
@@ -279,10 +285,35 @@ func (k *TokenKeeper) Token(ctx context.Context) (string, error) {
 func (k *TokenKeeper) valid() (string, bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.cur == nil || k.cur.AccessToken == "" || !k.o.Now().Before(k.cur.AccessExpiresAt) {
+	if k.cur == nil || k.cur.AccessToken == "" || !k.o.Now().Before(k.cur.AccessExpiresAt) || k.isRejected(k.cur.AccessToken) {
 		return "", false
 	}
 	return k.cur.AccessToken, true
+}
+
+// Rejected is told that Pinterest refused token (401, an OAuth call of the
+// client): when it is the current access token, it no longer counts as
+// valid whatever its expiry, so the next Token refreshes; and when the
+// refresh is refused too (a revoked grant), the check fails saying so.
+// Implements destinations.TokenRejecter.
+func (k *TokenKeeper) Rejected(token string) {
+	if token == "" || k.isRejected(token) {
+		return
+	}
+	k.mu.Lock()
+	current := k.cur != nil && k.cur.AccessToken == token
+	k.mu.Unlock()
+	if !current {
+		return // an older token, already replaced
+	}
+	k.rejected.Store(&token)
+	k.rejectedAt.Store(k.o.Now().UnixNano())
+	k.o.Logger.Warn().Msg("Pinterest refused the oauth access token before its expiry: refreshing it")
+}
+
+func (k *TokenKeeper) isRejected(token string) bool {
+	r := k.rejected.Load()
+	return r != nil && *r == token
 }
 
 func (k *TokenKeeper) tokenErr() error {
@@ -323,6 +354,8 @@ func (k *TokenKeeper) Check() Check {
 		problems = append(problems, "no access token yet")
 	case !now.Before(k.cur.AccessExpiresAt):
 		problems = append(problems, "no valid access token: it expired at "+ts(k.cur.AccessExpiresAt))
+	case k.isRejected(k.cur.AccessToken):
+		problems = append(problems, "no valid access token: Pinterest refused it (401) at "+ts(time.Unix(0, k.rejectedAt.Load())))
 	}
 	if k.cur != nil && !k.cur.RefreshExpiresAt.IsZero() && k.cur.RefreshExpiresAt.Sub(now) < k.o.WarnRefreshWithin {
 		problems = append(problems, fmt.Sprintf("refresh token expires at %s (within %s): when it does, re-authorise the app and set a new refresh token",
@@ -397,7 +430,7 @@ func (k *TokenKeeper) nextWake(now time.Time) time.Time {
 // token once it expires within twice WarnRefreshWithin (not sooner than
 // tokenRenewSpacing after the last refresh).
 func (k *TokenKeeper) refreshAt(t *storedToken, now time.Time) time.Time {
-	if t.AccessToken == "" {
+	if t.AccessToken == "" || k.isRejected(t.AccessToken) {
 		return now
 	}
 	before := k.o.RefreshBefore

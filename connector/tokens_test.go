@@ -636,3 +636,23 @@ func TestTokenKeeperStoresARefreshInFlightWhenItsCallerGivesUp(t *testing.T) {
 	assert.Equal(t, "at-"+tokenMark+"-1", token(t, r), "a restart finds the grant")
 	assert.Equal(t, 2, e.pin.callCount())
 }
+
+// An access token Pinterest refuses (401) before its expiry is not handed
+// out again: the next Token refreshes, also for a replica that reads the
+// refused one from the bucket; the check says why in between.
+func TestTokenKeeperRefreshesAnAccessTokenPinterestRefused(t *testing.T) {
+	e := newTokenEnv(t)
+	k := connector.NewTokenKeeper(e.options())
+	at1 := token(t, k)
+	k.Rejected("some-older-token") // not the current one: nothing happens
+	assert.Equal(t, connector.CheckOK, k.Check().State)
+	k.Rejected(at1)
+	c := k.Check()
+	assert.Equal(t, connector.CheckFail, c.State)
+	assert.Contains(t, c.Detail, "Pinterest refused it (401)")
+	assert.NotContains(t, c.Detail, at1)
+	at2 := token(t, k)
+	assert.NotEqual(t, at1, at2, "refreshed at once, well before its expiry")
+	assert.Equal(t, 2, e.pin.callCount())
+	assert.Equal(t, connector.CheckOK, k.Check().State, k.Check().Detail)
+}

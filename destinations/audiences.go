@@ -13,6 +13,14 @@ type TokenSource interface {
 	Token(ctx context.Context) (string, error)
 }
 
+// TokenRejecter is implemented by a TokenSource that wants to know when
+// the destination refused (401) a token it gave: it then stops handing it
+// out and gets another (an OAuth keeper refreshes), rather than trusting
+// the token's own expiry.
+type TokenRejecter interface {
+	Rejected(token string)
+}
+
 // StaticToken is a TokenSource that never changes (a conversion token).
 type StaticToken string
 

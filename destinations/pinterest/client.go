@@ -349,6 +349,9 @@ type callStateKey struct{}
 type credential struct {
 	auth    string
 	secrets redactor
+	// rejected, if set, tells the token's source that Pinterest refused
+	// it (401).
+	rejected func()
 }
 
 // apiCall is one request to Pinterest, sent by Client.do.
@@ -393,6 +396,9 @@ func (c *Client) do(ctx context.Context, call apiCall, out any) (int, error) {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 		resp.Body.Close()
 	}()
+	if resp.StatusCode == http.StatusUnauthorized && call.cred.rejected != nil {
+		call.cred.rejected()
+	}
 	if resp.StatusCode < 200 || resp.StatusCode >= 300 {
 		return resp.StatusCode, c.classifyStatus(resp, call.cred.secrets)
 	}

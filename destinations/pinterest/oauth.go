@@ -47,7 +47,11 @@ func (c *Client) sourceCredential(ctx context.Context, ts destinations.TokenSour
 		return credential{}, &destinations.Error{Reason: destinations.ReasonAuth,
 			Message: "getting the " + what + " token of ad account " + adAccountID + ": " + c.secrets.redact(err.Error())}
 	}
-	return c.bearer(tok), nil
+	cred := c.bearer(tok)
+	if r, ok := ts.(destinations.TokenRejecter); ok {
+		cred.rejected = func() { r.Rejected(tok) }
+	}
+	return cred, nil
 }
 
 // bearer is the credential of a call carrying tok: its redactor also

@@ -103,3 +103,46 @@ func TestEveryAccountOfTheTokenMapsHasACallBudget(t *testing.T) {
 	}
 	assert.Zero(t, c.CallsPerMinute("4"))
 }
+
+// rejectingSource is a TokenSource that records the tokens it is told
+// Pinterest refused.
+type rejectingSource struct {
+	tok      string
+	rejected atomic.Pointer[string]
+}
+
+func (s *rejectingSource) Token(context.Context) (string, error) { return s.tok, nil }
+func (s *rejectingSource) Rejected(tok string)                   { s.rejected.Store(&tok) }
+
+// A 401 tells the token's source which token was refused (an OAuth keeper
+// then refreshes at once); a 403 or another failure does not.
+func TestA401TellsTheTokenSourceItsTokenWasRefused(t *testing.T) {
+	status := atomic.Int64{}
+	srv := newAPIServer(t, func(w http.ResponseWriter, _ seenRequest) {
+		writeJSON(w, int(status.Load()), pinterest.ErrorResponse{Code: 2, Message: "Authentication failed."})
+	})
+	for _, tc := range []struct {
+		status int
+		told   bool
+	}{{http.StatusForbidden, false}, {http.StatusInternalServerError, false}, {http.StatusUnauthorized, true}} {
+		status.Store(int64(tc.status))
+		src := &rejectingSource{tok: "pina_OAUTHaccess123"}
+		cfg := testConfig(srv.URL)
+		cfg.Tokens, cfg.RetryMax = nil, -1
+		cfg.TokenSources = map[string]destinations.TokenSource{acct: src}
+		cfg.AdsTokens = map[string]destinations.TokenSource{acct: src}
+		c := newClient(t, cfg)
+		_, err := c.Send(context.Background(), batch(1))
+		require.Error(t, err)
+		if !tc.told {
+			assert.Nil(t, src.rejected.Load(), "HTTP %d", tc.status)
+			continue
+		}
+		require.NotNil(t, src.rejected.Load(), "HTTP %d", tc.status)
+		assert.Equal(t, "pina_OAUTHaccess123", *src.rejected.Load())
+		src.rejected.Store(nil)
+		_, err = c.ListAudiences(context.Background(), acct)
+		require.Error(t, err)
+		require.NotNil(t, src.rejected.Load(), "an ads call's 401 tells it too")
+	}
+}

@@ -134,7 +134,7 @@ func listBesideAnOutage(t *testing.T, order int, name string, sz sizes, ls listS
 
 // C2. Cohort c2: a customer_list activation at A, an events activation at
 // B. n users enter, then half of them leave (each user at most an enter
-// then an exit); A's list calls take 1s, in batches of 25, so that the
+// then an exit); A's list calls take 500ms, in batches of 25, so that the
 // daemon is SIGTERMed in the middle of the list's stream. It must exit 0
 // within its shutdown timeout; restarted, it must bring the list to
 // exactly the current members, every event to B, with nothing
@@ -147,7 +147,7 @@ func listAcrossSIGTERM(t *testing.T, order int, name string, sz sizes, ls listSi
 	e.putListActivation(listAct, cohort, "")
 	msgs := append(e.enters(cohort, 0, n, acctB), e.exits(cohort, 0, n/2, acctB)...)
 	e.expectList(listAct, msgs)
-	e.sim.SetFault(acctA, simulator.Fault{Latency: time.Second})
+	e.sim.SetFault(acctA, simulator.Fault{Latency: 500 * time.Millisecond})
 	e.publish(msgs)
 	e.startDaemon()
 	e.waitFor("2 PATCHes of A's list accepted", sz.limit, func() bool { return e.sim.Stats(acctA).ListUpdates >= 2 })

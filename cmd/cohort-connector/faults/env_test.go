@@ -344,7 +344,7 @@ func (e *env) putListActivation(id, cohort, tag string) {
 	if e.lists == nil {
 		e.lists = map[string]*listExpect{}
 	}
-	e.lists[id] = &listExpect{account: acctA, cohort: cohort, users: map[string]listState{}}
+	e.lists[id] = &listExpect{account: acctA, cohort: cohort, users: map[string]listState{}, enters: map[string]bool{}}
 }
 
 // readDeploy decodes deploy/nats/<name> of the module into v.
@@ -862,6 +862,7 @@ func (e *env) outcome() outcome {
 		lc := e.listCheck(id)
 		o.listRight += lc.right
 		o.listWrong += lc.missing + lc.stale
+		o.order += lc.overtaken
 	}
 	return o
 }
@@ -880,6 +881,9 @@ func (e *env) finish(took time.Duration, wantDLQ int, notes string) {
 		lc := e.listCheck(id)
 		r.notes += fmt.Sprintf("; list of %s: %d members, want %d: %d missing, %d that should have left (delivered/lost count its %d users: right/wrong state)",
 			id, lc.have, lc.want, lc.missing, lc.stale, len(e.lists[id].users))
+		if !e.lists[id].unordered {
+			r.notes += fmt.Sprintf(", %d enters never sent: their exit reached the list first (counted in order)", lc.overtaken)
+		}
 		if lc.missing > 0 || lc.stale > 0 || lc.have != lc.want || lc.listID == "" {
 			e.t.Errorf("customer list of activation %s (%q): %d members, want %d: %d missing (latest change an enter), %d present whose latest change is an exit",
 				id, lc.listID, lc.have, lc.want, lc.missing, lc.stale)
@@ -946,6 +950,11 @@ func (e *env) recordAborted() {
 type listExpect struct {
 	account, cohort string
 	users           map[string]listState
+	// enters are the distinct enters published (by event id); unordered
+	// is set by a scenario that publishes a user's changes out of ts order
+	// on purpose (then an enter may rightly never be sent).
+	enters    map[string]bool
+	unordered bool
 }
 
 // listState is a user's latest published change for a list.
@@ -968,6 +977,9 @@ func (e *env) expectList(id string, msgs []outMsg) {
 		require.Equal(e.t, le.cohort, m.CohortID, "scenario bug: a change of another cohort expected in %s", id)
 		h := m.Identifiers.Hash()
 		require.NotEmpty(e.t, h.Em, "scenario bug: a list change without an email")
+		if m.Action == cohorts.ActionEnter {
+			le.enters[m.EventID()] = true
+		}
 		if cur, ok := le.users[m.UserID]; ok && cur.ts.After(m.TS) {
 			continue
 		}
@@ -1006,6 +1018,12 @@ type listCheckResult struct {
 	have, want     int // members held, members expected
 	right          int // users in the expected state
 	missing, stale int // expected members absent; present non-members (their latest change an exit)
+	// overtaken is a lower bound of the exits applied to the list before
+	// their enter: with each user's changes published in ts order, every
+	// enter is sent (ADD) unless its user's exit was applied first (then
+	// last change wins drops it), so records added short of the enters
+	// published are such enters (repeated ADDs can hide some).
+	overtaken int
 }
 
 func (e *env) listCheck(id string) listCheckResult {
@@ -1018,6 +1036,10 @@ func (e *env) listCheck(id string) listCheckResult {
 		}
 	}
 	r.have = len(held)
+	if r.listID != "" && !le.unordered {
+		added, _ := e.sim.CustomerListRecords(le.account, r.listID)
+		r.overtaken = max(0, len(le.enters)-added)
+	}
 	for _, u := range le.users {
 		switch {
 		case u.member && !held[u.record]:

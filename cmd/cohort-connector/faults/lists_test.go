@@ -305,6 +305,7 @@ func listLateOlderCopies(t *testing.T, order int, name string, sz sizes, ls list
 	m := n / 4
 	e := newEnv(t, order, name, envOptions{oauth: true})
 	e.putListActivation(listAct, cohort, "")
+	e.lists[listAct].unordered = true // older changes after newer ones, on purpose
 	msgs := append(e.enters(cohort, 0, n), e.exits(cohort, 0, n/2)...)
 	e.expectList(listAct, msgs)
 	e.publish(msgs)

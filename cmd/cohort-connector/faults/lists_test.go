@@ -136,7 +136,14 @@ func listBesideAnOutage(t *testing.T, order int, name string, sz sizes, ls listS
 // daemon is SIGTERMed in the middle of the list's stream. It must exit 0
 // within its shutdown timeout; restarted, it must bring the list to
 // exactly the current members, every event to B, with nothing
-// dead-lettered.
+// dead-lettered, and no exit may reach the list before its enter (order
+// column: an enter never sent because its exit was applied first).
+//
+// Found by this row at full size (2 of 2 runs, not in the CI size): 250 and
+// 266 of the 2,500 exits reached A's list before their enter (the list ends
+// right all the same, last change wins dropping the late enter, but the
+// per-user order promised for lists as for events is broken). Cause not
+// diagnosed here.
 func listAcrossSIGTERM(t *testing.T, order int, name string, sz sizes, ls listSizes) {
 	const cohort, listAct = "c2", "act-c2-list"
 	n := ls.c2Users

@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -22,6 +24,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cohort-connector/cohort-connector/cohorts"
+	"github.com/cohort-connector/cohort-connector/connector"
 	"github.com/cohort-connector/cohort-connector/destinations/pinterest/simulator"
 )
 
@@ -99,6 +102,9 @@ type env struct {
 	// the DLQ as accounted for (not lost): for scenarios where giving up
 	// on a message, visibly, is an allowed outcome.
 	dlqAccounts bool
+	// lists are the customer_list activations whose list finish compares
+	// with what was published (expectList), by activation id.
+	lists map[string]*listExpect
 }
 
 // pair is one user's enter and exit event ids ("" until expected).
@@ -117,7 +123,20 @@ type envOptions struct {
 	// ackWait is the main consumer's AckWait (and CONNECTOR_ACK_WAIT);
 	// 0 = ackWait (10s).
 	ackWait time.Duration
+	// oauth registers account A's OAuth app in the simulator (refresh
+	// token oauthRefresh, Tag tagA) and gives the daemon its app id,
+	// secret, refresh token and CONNECTOR_SECRETS_KEY: what customer_list
+	// activations at A need (the daemon creates their list and audience).
+	oauth bool
 }
+
+// Account A's OAuth app when envOptions.oauth is set.
+const (
+	oauthAppID   = "1484960"
+	oauthSecret  = "app-secret-faults"
+	oauthRefresh = "pinr.faults-first"
+	secretsKey   = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" // 32 bytes, base64
+)
 
 func newEnv(t *testing.T, order int, name string, o envOptions) *env {
 	t.Helper()
@@ -190,6 +209,14 @@ func newEnv(t *testing.T, order int, name string, o envOptions) *env {
 		"CONNECTOR_MAX_DELIVER":             strconv.Itoa(maxDeliver),
 		"CONNECTOR_SHUTDOWN_TIMEOUT":        shutdownTimeout.String(),
 		"CONNECTOR_LOG_LEVEL":               "warn",
+	}
+	if o.oauth {
+		e.sim.AddApp(oauthAppID, oauthSecret, oauthRefresh, acctA)
+		e.sim.SetTags(acctA, tagA)
+		e.daemonEnv["CONNECTOR_ACCOUNT_A_APP_ID"] = oauthAppID
+		e.daemonEnv["CONNECTOR_ACCOUNT_A_APP_SECRET"] = oauthSecret
+		e.daemonEnv["CONNECTOR_ACCOUNT_A_REFRESH_TOKEN"] = oauthRefresh
+		e.daemonEnv["CONNECTOR_SECRETS_KEY"] = secretsKey
 	}
 	if lvl := os.Getenv("FAULTS_DAEMON_LOG_LEVEL"); lvl != "" {
 		e.daemonEnv["CONNECTOR_LOG_LEVEL"] = lvl
@@ -300,6 +327,24 @@ func (e *env) putActivation(id, cohort, tag string) {
 	require.NoError(e.t, err)
 	_, err = e.kv.Put(e.t.Context(), a.ID, b)
 	require.NoError(e.t, err)
+}
+
+// putListActivation writes an enabled customer_list activation of cohort
+// (tag "" is the default Tag ID) and makes finish compare its list with
+// the changes given to expectList. Put before the daemon starts, it is
+// loaded at startup: no backfill, the list is built by the live changes.
+func (e *env) putListActivation(id, cohort, tag string) {
+	e.t.Helper()
+	a := cohorts.Activation{ID: id, CohortID: cohort, Destination: cohorts.DestinationPinterest,
+		Enabled: true, TagID: tag, Mode: cohorts.ModeCustomerList}
+	b, err := json.Marshal(a)
+	require.NoError(e.t, err)
+	_, err = e.kv.Put(e.t.Context(), a.ID, b)
+	require.NoError(e.t, err)
+	if e.lists == nil {
+		e.lists = map[string]*listExpect{}
+	}
+	e.lists[id] = &listExpect{account: acctA, cohort: cohort, users: map[string]listState{}, enters: map[string]bool{}}
 }
 
 // readDeploy decodes deploy/nats/<name> of the module into v.
@@ -765,6 +810,9 @@ type outcome struct {
 	unexpected   int // ids received that the scenario did not expect there
 	dlq          int // messages in the DLQ stream
 	dlqErr       error
+	// Customer lists (e.lists): users in the state their latest published
+	// change says (a member or not), and users in the other one.
+	listRight, listWrong int
 }
 
 func (e *env) outcome() outcome {
@@ -810,6 +858,12 @@ func (e *env) outcome() outcome {
 		}
 	}
 	o.duplicates = total - distinct
+	for id := range e.lists {
+		lc := e.listCheck(id)
+		o.listRight += lc.right
+		o.listWrong += lc.missing + lc.stale
+		o.order += lc.overtaken
+	}
 	return o
 }
 
@@ -822,7 +876,19 @@ func (e *env) finish(took time.Duration, wantDLQ int, notes string) {
 	e.finished = true
 	o := e.outcome()
 	r := row{order: e.order, scenario: e.name, published: e.published, took: took, notes: notes,
-		delivered: o.delivered, lost: o.lost, duplicates: o.duplicates, violations: o.order, dlq: o.dlq}
+		delivered: o.delivered + o.listRight, lost: o.lost + o.listWrong, duplicates: o.duplicates, violations: o.order, dlq: o.dlq}
+	for _, id := range slices.Sorted(maps.Keys(e.lists)) {
+		lc := e.listCheck(id)
+		r.notes += fmt.Sprintf("; list of %s: %d members, want %d: %d missing, %d that should have left (delivered/lost count its %d users: right/wrong state)",
+			id, lc.have, lc.want, lc.missing, lc.stale, len(e.lists[id].users))
+		if !e.lists[id].unordered {
+			r.notes += fmt.Sprintf(", %d enters never sent: their exit reached the list first (counted in order)", lc.overtaken)
+		}
+		if lc.missing > 0 || lc.stale > 0 || lc.have != lc.want || lc.listID == "" {
+			e.t.Errorf("customer list of activation %s (%q): %d members, want %d: %d missing (latest change an enter), %d present whose latest change is an exit",
+				id, lc.listID, lc.have, lc.want, lc.missing, lc.stale)
+		}
+	}
 	if o.dlqErr != nil {
 		e.t.Errorf("reading the DLQ: %v", o.dlqErr)
 	}
@@ -869,10 +935,135 @@ func (e *env) recordAborted() {
 	if n, err := e.owed(); err == nil && n > 0 {
 		notes = fmt.Sprintf("aborted: the consumer still owes %d (held, not acked)", n)
 	}
-	r := row{order: e.order, scenario: e.name, published: e.published, delivered: o.delivered, lost: o.lost,
+	r := row{order: e.order, scenario: e.name, published: e.published, delivered: o.delivered + o.listRight, lost: o.lost + o.listWrong,
 		duplicates: o.duplicates, violations: o.order, dlq: o.dlq, notes: notes, failed: true}
 	if !e.began.IsZero() {
 		r.took = time.Since(e.began)
 	}
 	results.add(r)
 }
+
+// --- customer lists ----------------------------------------------------------
+
+// listExpect is what a customer_list activation's list must hold: per user,
+// the latest change published (last change wins, by ts).
+type listExpect struct {
+	account, cohort string
+	users           map[string]listState
+	// enters are the distinct enters published (by event id); unordered
+	// is set by a scenario that publishes a user's changes out of ts order
+	// on purpose (then an enter may rightly never be sent).
+	enters    map[string]bool
+	unordered bool
+}
+
+// listState is a user's latest published change for a list.
+type listState struct {
+	ts     time.Time
+	member bool   // the change is an enter
+	record string // what the list holds for the user (the hashed email)
+}
+
+// expectList records msgs (in any order) as changes of activation id's
+// list: a user is expected in the list iff its change with the latest ts
+// is an enter.
+func (e *env) expectList(id string, msgs []outMsg) {
+	e.t.Helper()
+	le := e.lists[id]
+	require.NotNil(e.t, le, "scenario bug: activation %s is not a customer_list activation of the env", id)
+	for _, om := range msgs {
+		m, err := cohorts.Decode(om.data, time.Now())
+		require.NoError(e.t, err, "a message the scenario means to be valid: %.200s", om.data)
+		require.Equal(e.t, le.cohort, m.CohortID, "scenario bug: a change of another cohort expected in %s", id)
+		h := m.Identifiers.Hash()
+		require.NotEmpty(e.t, h.Em, "scenario bug: a list change without an email")
+		if m.Action == cohorts.ActionEnter {
+			le.enters[m.EventID()] = true
+		}
+		if cur, ok := le.users[m.UserID]; ok && cur.ts.After(m.TS) {
+			continue
+		}
+		le.users[m.UserID] = listState{ts: m.TS, member: m.Action == cohorts.ActionEnter, record: h.Em}
+	}
+}
+
+// listWant is the sorted records activation id's list must hold.
+func (e *env) listWant(id string) []string {
+	var out []string
+	for _, u := range e.lists[id].users {
+		if u.member {
+			out = append(out, u.record)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// listIDOf is the simulator's id of activation id's customer list, found by
+// the name the daemon gives it; "" while there is none.
+func (e *env) listIDOf(id string) string {
+	le := e.lists[id]
+	name := connector.AudienceName(id, le.cohort)
+	for _, l := range e.sim.Lists(le.account) {
+		if l.Name == name {
+			return l.ID
+		}
+	}
+	return ""
+}
+
+// listCheckResult compares a list with its expectation.
+type listCheckResult struct {
+	listID         string
+	have, want     int // members held, members expected
+	right          int // users in the expected state
+	missing, stale int // expected members absent; present non-members (their latest change an exit)
+	// overtaken is a lower bound of the exits applied to the list before
+	// their enter: with each user's changes published in ts order, every
+	// enter is sent (ADD) unless its user's exit was applied first (then
+	// last change wins drops it), so records added short of the enters
+	// published are such enters (repeated ADDs can hide some).
+	overtaken int
+}
+
+func (e *env) listCheck(id string) listCheckResult {
+	le := e.lists[id]
+	r := listCheckResult{listID: e.listIDOf(id), want: len(e.listWant(id))}
+	held := map[string]bool{}
+	if r.listID != "" {
+		for _, m := range e.sim.ListMembers(le.account, r.listID) {
+			held[m] = true
+		}
+	}
+	r.have = len(held)
+	if r.listID != "" && !le.unordered {
+		added, _ := e.sim.CustomerListRecords(le.account, r.listID)
+		r.overtaken = max(0, len(le.enters)-added)
+	}
+	for _, u := range le.users {
+		switch {
+		case u.member && !held[u.record]:
+			r.missing++
+		case !u.member && held[u.record]:
+			r.stale++
+		default:
+			r.right++
+		}
+	}
+	return r
+}
+
+// listsRight reports whether every expected list exists and holds exactly
+// its expected members.
+func (e *env) listsRight() bool {
+	for id := range e.lists {
+		lid := e.listIDOf(id)
+		if lid == "" || !slices.Equal(e.sim.ListMembers(e.lists[id].account, lid), e.listWant(id)) {
+			return false
+		}
+	}
+	return true
+}
+
+// completeWithLists is complete, and every list right.
+func (e *env) completeWithLists() bool { return e.complete() && e.listsRight() }

@@ -48,17 +48,49 @@ func (m *AudienceManager) Wake() {
 // activations; start Run only once the activations are loaded, as a
 // recorded activation missing from active is forgotten.
 func (m *AudienceManager) Run(ctx context.Context, active func() []ActiveAudience) error {
-	t := time.NewTicker(m.o.PollInterval)
-	defer t.Stop()
+	retry := audienceRetryMin
 	for {
 		m.Poll(ctx, active())
+		wait := m.o.PollInterval
+		if m.troubled() {
+			// An audience that could not be ensured or read (Pinterest or
+			// its token endpoint down at startup, say) is tried again
+			// soon, not at the next poll: a customer list's changes wait
+			// for it.
+			wait = min(wait, retry)
+			retry = min(2*retry, audienceRetryMax)
+		} else {
+			retry = audienceRetryMin
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return nil
 		case <-t.C:
 		case <-m.wake:
+			t.Stop()
 		}
 	}
+}
+
+// How soon a troubled pass is tried again: doubling from min to max.
+const (
+	audienceRetryMin = 5 * time.Second
+	audienceRetryMax = 5 * time.Minute
+)
+
+// troubled reports whether the last pass left some audience unmanaged for
+// a reason other than a missing OAuth app (which a retry cannot fix).
+func (m *AudienceManager) troubled() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, p := range m.problems {
+		if !strings.Contains(p, ErrNoOAuth.Error()) {
+			return true
+		}
+	}
+	return false
 }
 
 // Poll does one pass: Ensure and read back every active activation's

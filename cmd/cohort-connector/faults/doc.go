@@ -14,9 +14,7 @@
 // failing accounts, restarts, crashes at the last delivery, a DLQ refusing
 // writes, deleted streams and consumers) add about 50s on a daemon that
 // passes them, and each waits up to its bound (30–60s) on one that does not.
-// The customer_list rows (C1–C5, lists_test.go) add about 30s; C5 runs with
-// -faults.full only (a known failure, see its comment), and C2 (order) and
-// C3 (/readyz) fail at full sizes only (see theirs).
+// The customer_list rows (C1–C5, lists_test.go) add about 40s.
 //
 // Its standard data give each user an enter and, later in the publish
 // order, an exit; besides losses it counts order violations: exits whose

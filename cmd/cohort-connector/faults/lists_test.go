@@ -59,7 +59,7 @@ func TestCustomerListFaults(t *testing.T) {
 		{"C2 customer list across SIGTERM and restart", listAcrossSIGTERM},
 		{"C3 customer list with its OAuth grant revoked while events flow", listWithRevokedGrant},
 		{"C4 late older copies of list changes", listLateOlderCopies},
-		{"C5 a customer list created after its cohort's events were accepted", listCreatedLateBesideEvents},
+		{"C5 a customer list created late beside an events activation", listCreatedLateBesideEvents},
 	}
 	for i, r := range rows {
 		t.Run(r.name, func(t *testing.T) { r.run(t, 100+i, r.name, sz, ls) })
@@ -178,8 +178,8 @@ func listAcrossSIGTERM(t *testing.T, order int, name string, sz sizes, ls listSi
 // enter: the events flow to B; A's list changes are held, neither applied,
 // acked nor dead-lettered, for a while; the daemon must say why: an error
 // log naming A, cohort_connector_account_failing{A} 1, and /readyz 503
-// (the last one fails: a known gap, checked with -faults.full only; in CI
-// the row notes what /readyz said).
+// naming A's OAuth token (the 401 makes the keeper drop the access token
+// and refresh, which is refused).
 //
 // Recovery needs an operator, by design: the daemon keeps using the access
 // token it believes valid (it has no way to get another: the refresh
@@ -212,8 +212,10 @@ func listWithRevokedGrant(t *testing.T, order int, name string, sz sizes, ls lis
 	second := append(e.exits(cohort, 0, n/2, acctB), e.enters(cohort, n, n, acctB)...)
 	e.expectList(listAct, second)
 	e.publish(second)
-	e.waitFor("every event of the second part at B (events flow) and 3 list calls at A refused (401)", sz.limit, func() bool {
-		return e.missingFor(acctB) == 0 && e.sim.Stats(acctA).Unauthorized >= 3
+	// After the first 401 the keeper drops the access token and its
+	// refresh is refused: later list calls fail before any request.
+	e.waitFor("every event of the second part at B (events flow) and a list call at A refused (401)", sz.limit, func() bool {
+		return e.missingFor(acctB) == 0 && e.sim.Stats(acctA).Unauthorized >= 1
 	})
 	e.waitFor(fmt.Sprintf("the consumers (main and parking) to owe exactly A's share of the %d changes", len(second)), sz.limit, func() bool {
 		owed, err := e.owed()
@@ -239,18 +241,8 @@ func listWithRevokedGrant(t *testing.T, order int, name string, sz sizes, ls lis
 	code, body := e.get(addr, "/readyz")
 	t.Logf("/readyz while A's grant is revoked: %d\n%s", code, body)
 	readyWhy := readyLines(body)
-	if code != http.StatusServiceUnavailable {
-		// A known gap (see the report of this row): the oauth_token check
-		// trusts the access token's own expiry and says "ok" while
-		// Pinterest refuses it; no check fails. Failing in -faults.full
-		// only, so that CI stays a regression guard for the rest.
-		msg := fmt.Sprintf("/readyz answers %d while A's list calls are refused (401) and no refresh can succeed; it should be 503 naming A's OAuth token:\n%s", code, body)
-		if *fullFlag {
-			t.Error(msg)
-		} else {
-			t.Log("known gap (fails with -faults.full): " + msg)
-		}
-	}
+	assert.Equal(t, http.StatusServiceUnavailable, code, "/readyz while A's list calls are refused (401) and no refresh can succeed")
+	assert.Contains(t, body, "fail oauth_token_"+acctA, "/readyz names A's OAuth token")
 	held := time.Since(revoked)
 	unauthorized := e.sim.Stats(acctA).Unauthorized
 
@@ -370,22 +362,18 @@ const stateBucket = "COHORT_CONNECTOR_STATE"
 
 // C5. Cohort c5 has an events activation and a customer_list activation,
 // both at A, and a backlog of n enters when the daemon starts; the OAuth
-// token endpoint answers 503 at first, so the list cannot be created yet
-// while the events (conversion token) are accepted at A. The token
-// endpoint recovers; the list is created. Every enter must then be in the
-// list: a change held for a list not created yet must not be dropped
+// token endpoint answers 503 at first, so the list cannot be created yet.
+// Meanwhile no event goes to A either (a delivery goes to an account
+// whole) and nothing is dead-lettered. The token endpoint recovers; the
+// list is created. Every enter must then be in the list and every event
+// at A: a change held for a list not created yet must not be dropped
 // because another activation at the same ad account accepted it.
 //
-// The daemon fails this (found by this row): the list stays empty and
-// every message is acked. A message's redelivery skips every activation
-// at an ad account that already accepted it (the "done" memo is per ad
-// account, connector/route.go), so the list's share, held only because the
-// list did not exist yet, is never sent. Run with -faults.full only until
-// fixed (the CI subset stays green); in the full run it fails.
+// Found by this row: the list stayed empty and every message was acked (a
+// redelivery skipped every activation at an ad account that had accepted
+// the event). A delivery now goes to an ad account whole: its event waits
+// with its list (connector/route.go, holdWaiting).
 func listCreatedLateBesideEvents(t *testing.T, order int, name string, sz sizes, ls listSizes) {
-	if !*fullFlag {
-		t.Skip("known failure (list changes dropped when the list is created after an events activation at the same account accepted them): runs with -faults.full")
-	}
 	const cohort, listAct = "c5", "act-c5-list"
 	n := ls.c1Users
 	e := newEnv(t, order, name, envOptions{oauth: true, activations: map[string]string{cohort: ""}})
@@ -395,13 +383,21 @@ func listCreatedLateBesideEvents(t *testing.T, order int, name string, sz sizes,
 	e.expectList(listAct, msgs)
 	e.publish(msgs)
 	e.startDaemon()
-	e.waitFor(fmt.Sprintf("all %d events at A (conversion token) while the token endpoint answers 503", n), sz.limit,
-		func() bool { return e.missingFor(acctA) == 0 })
+	e.waitFor("the token endpoint refusing (503) while the events wait with their list", sz.limit, func() bool {
+		return strings.Contains(tail(e.logPath, 200, 64<<10), `"message":"oauth token refresh failed"`)
+	})
+	if !outageFor(t, time.Now(), 3*time.Second) {
+		return
+	}
+	assert.Equal(t, n, e.missingFor(acctA), "no event at A before its list exists (a delivery goes to an account whole)")
+	dlq, err := e.dlqCount()
+	require.NoError(t, err)
+	assert.Zero(t, dlq, "changes waiting for their list were dead-lettered")
 	e.sim.ClearFaults()
 	e.waitListRecorded(listAct, sz.check)
 	created := time.Now()
 	e.await("every message settled and every enter in the list created late", sz.check, e.completeWithLists)
 	took := time.Since(e.began)
-	e.finish(took, 0, fmt.Sprintf("events + customer_list at A; token endpoint 503 until the %d events were at A; list created, then waited %s; %s",
+	e.finish(took, 0, fmt.Sprintf("events + customer_list at A; token endpoint 503 for 3s: none of the %d events sent meanwhile; list created, then waited %s; %s",
 		n, time.Since(created).Round(100*time.Millisecond), e.listNotes(listAct)))
 }

@@ -137,3 +137,30 @@ func TestAudienceRun_pollsAtStartAndOnWake(t *testing.T) {
 	close(active) // a pass under way sees no activation, and ends
 	require.NoError(t, <-done)
 }
+
+// A pass that could not ensure an audience (the account refused, say a
+// token endpoint down at startup) is tried again within seconds, not at
+// the next PollInterval (an hour).
+func TestAudienceRun_retriesATroubledPassSoon(t *testing.T) {
+	e := newStateEnv(t)
+	api := newFakeAudienceAPI() // no account yet: every call is refused (403)
+	r := e.replica("replica-1", api, nil)
+	a := eventsActivation("act-1", "c1")
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error)
+	go func() {
+		done <- r.m.Run(ctx, func() []connector.ActiveAudience {
+			return []connector.ActiveAudience{{Activation: a, AdAccountID: acctA, TagID: tagDefault}}
+		})
+	}()
+	require.Eventually(t, func() bool { return r.m.Checks()[0].State == connector.CheckWarn }, 5*time.Second, 5*time.Millisecond)
+	api.mu.Lock()
+	api.accounts[acctA] = &fakeAccount{}
+	api.mu.Unlock()
+	require.Eventually(t, func() bool {
+		recs, err := r.m.Records(t.Context())
+		return err == nil && len(recs) == 1 && recs[0].State == "ready"
+	}, 10*time.Second, 20*time.Millisecond, "created on the retry, without a Wake")
+	cancel()
+	require.NoError(t, <-done)
+}

@@ -393,6 +393,10 @@ func (c *Connector) Applier() *ListApplier { return &ListApplier{c.applied} }
 func (l *ListApplier) Send(ctx context.Context, dest destinations.Destination, account string, items []destinations.Item) (destinations.Result, error) {
 	superseded, lists, err := l.s.drop(ctx, items)
 	if err != nil {
+		if ctx.Err() != nil {
+			// Stopping (or out of time), not a fault of the account.
+			return destinations.Result{}, &destinations.Error{Reason: ctxReason(ctx), Err: err}
+		}
 		return destinations.Result{}, err
 	}
 	send, index := unsuperseded(items, superseded)
@@ -439,4 +443,13 @@ func unsuperseded(items []destinations.Item, superseded []bool) ([]destinations.
 		}
 	}
 	return send, index
+}
+
+// ctxReason classifies the end of ctx: cancelled is a shutdown, a deadline
+// a timeout.
+func ctxReason(ctx context.Context) destinations.Reason {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return destinations.ReasonTimeout
+	}
+	return destinations.ReasonShutdown
 }

@@ -1,6 +1,7 @@
 package connector
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -114,4 +115,17 @@ func TestListMembersCountsEntersMinusExitsAcrossReplicas(t *testing.T) {
 	n, err := replicas[0].ListMembers(t.Context(), "100")
 	require.NoError(t, err)
 	require.Equal(t, int64(6), n)
+}
+
+// A batch whose context ends while its applied changes are read (a
+// shutdown's drain running out) is a shutdown, not a fault of the account:
+// the account must not be marked failing and its batches parked for it.
+func TestListApplierCallsAnEndedContextAShutdown(t *testing.T) {
+	js, kv := stateBucket(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err := NewListApplier(js, kv).Send(ctx, nil, "1",
+		[]destinations.Item{listItem("u1", cohorts.ActionEnter, time.Now(), "100")})
+	require.Error(t, err)
+	require.Equal(t, destinations.ReasonShutdown, destinations.ReasonOf(err), err.Error())
 }

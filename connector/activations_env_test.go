@@ -7,10 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
@@ -35,23 +32,10 @@ type activationsEnv struct {
 
 func newActivationsEnv(t *testing.T) *activationsEnv {
 	t.Helper()
-	srv, err := server.NewServer(&server.Options{
-		JetStream: true, Port: -1, Host: "127.0.0.1", StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
-	})
-	require.NoError(t, err)
-	go srv.Start()
-	require.True(t, srv.ReadyForConnections(10*time.Second), "embedded NATS server not ready")
-	t.Cleanup(func() {
-		srv.Shutdown()
-		srv.WaitForShutdown()
-	})
-	nc, err := nats.Connect(srv.ClientURL())
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	e := &activationsEnv{t: t, url: srv.ClientURL()}
-	e.js, err = jetstream.New(nc)
-	require.NoError(t, err)
+	url, js := embeddedJetStream(t)
+	e := &activationsEnv{t: t, url: url, js: js}
 	e.topo = connector.Topology{ActivationsBucket: "COHORT_ACTIVATIONS"}
+	var err error
 	e.kv, err = e.js.CreateKeyValue(t.Context(), e.topo.KeyValueConfig())
 	require.NoError(t, err)
 	e.freshProcess()

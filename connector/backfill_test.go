@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
@@ -40,23 +38,10 @@ var bfActivation = cohorts.Activation{ID: "brand-a-c123", CohortID: bfCohort, De
 
 func newBackfillEnv(t *testing.T) *backfillEnv {
 	t.Helper()
-	srv, err := server.NewServer(&server.Options{
-		JetStream: true, Port: -1, Host: "127.0.0.1", StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
-	})
-	require.NoError(t, err)
-	go srv.Start()
-	require.True(t, srv.ReadyForConnections(10*time.Second))
-	t.Cleanup(func() {
-		srv.Shutdown()
-		srv.WaitForShutdown()
-	})
-	nc, err := nats.Connect(srv.ClientURL())
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	e := &backfillEnv{t: t, log: zerolog.New(zerolog.NewTestWriter(t)).With().Timestamp().Logger()}
-	e.js, err = jetstream.New(nc)
-	require.NoError(t, err)
+	_, js := embeddedJetStream(t)
+	e := &backfillEnv{t: t, js: js, log: zerolog.New(zerolog.NewTestWriter(t)).With().Timestamp().Logger()}
 	topo := connector.Topology{Stream: "COHORTS", Subjects: []string{subjectPrefix + ">"}}
+	var err error
 	e.stream, err = e.js.CreateStream(t.Context(), topo.StreamConfig())
 	require.NoError(t, err)
 	e.kv, err = e.js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: "COHORT_CONNECTOR_STATE"})

@@ -359,18 +359,13 @@ func addToCounter(ctx context.Context, kv jetstream.KeyValue, key string, delta 
 				return nil
 			}
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) && !isWrongSequence(err) {
+		if !isConflict(err) {
 			return err
 		}
 	}
 	return fmt.Errorf("%s: still contended after 20 attempts", key)
 }
 
-// isWrongSequence reports a compare-and-set that lost to another writer.
-func isWrongSequence(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
-}
 
 // ListApplier sends batches outside the consume loop (a backfill) under
 // the same last-change-wins rule as the loop's own sends, and counts the

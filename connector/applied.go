@@ -366,7 +366,6 @@ func addToCounter(ctx context.Context, kv jetstream.KeyValue, key string, delta 
 	return fmt.Errorf("%s: still contended after 20 attempts", key)
 }
 
-
 // ListApplier sends batches outside the consume loop (a backfill) under
 // the same last-change-wins rule as the loop's own sends, and counts the
 // members they add to the same totals.

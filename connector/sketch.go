@@ -209,8 +209,15 @@ func (s *Sketches) Distinct(ctx context.Context, activationID string, days int) 
 		}
 	}
 	s.mu.Unlock()
+	stored, err := s.storedKeys(ctx, activationID)
+	if err != nil {
+		return 0, err
+	}
 	for _, day := range window {
 		key := sketchKVKey(activationID, day)
+		if !stored[key] {
+			continue
+		}
 		e, err := s.kv.Get(ctx, key)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			continue
@@ -227,4 +234,22 @@ func (s *Sketches) Distinct(ctx context.Context, activationID string, days int) 
 		}
 	}
 	return total.Estimate(), nil
+}
+
+// storedKeys are the keys of the activation's daily sketches in the
+// bucket: one listing, so that Distinct reads only the days that exist
+// rather than probing every day of a window of up to 540.
+func (s *Sketches) storedKeys(ctx context.Context, activationID string) (map[string]bool, error) {
+	lister, err := s.kv.ListKeysFiltered(ctx, sketchKeyPrefix+activationID+".*")
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing sketches of activation %s: %w", activationID, err)
+	}
+	out := map[string]bool{}
+	for k := range lister.Keys() {
+		out[k] = true
+	}
+	return out, nil
 }

@@ -12,24 +12,6 @@ import (
 	"github.com/cohort-connector/cohort-connector/connector"
 )
 
-// testClock is a settable clock.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
-
 func requireWithin(t *testing.T, want float64, got uint64, rel float64) {
 	t.Helper()
 	t.Logf("estimate %d, true count %.0f (%+.2f%%)", got, want, 100*(float64(got)-want)/want)
@@ -38,7 +20,7 @@ func requireWithin(t *testing.T, want float64, got uint64, rel float64) {
 
 func TestSketches_replicasMergeIntoOneCountWithin2Percent(t *testing.T) {
 	e := newStateEnv(t)
-	clock := &testClock{now: time.Date(2026, 11, 30, 23, 0, 0, 0, time.UTC)}
+	clock := &fakeClock{t: time.Date(2026, 11, 30, 23, 0, 0, 0, time.UTC)}
 	r1, r2 := connector.NewSketches(e.kv, clock.Now), connector.NewSketches(e.kv, clock.Now)
 	// Replica 1 sends users 0..69,999, replica 2 users 30,000..99,999: 100,000
 	// distinct users, 40,000 of them sent by both.
@@ -82,7 +64,7 @@ func TestSketches_replicasMergeIntoOneCountWithin2Percent(t *testing.T) {
 func TestSketches_countOnlyTheDaysOfTheWindow(t *testing.T) {
 	e := newStateEnv(t)
 	day1 := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
-	clock := &testClock{now: day1}
+	clock := &fakeClock{t: day1}
 	s := connector.NewSketches(e.kv, clock.Now)
 	add := func(prefix string, n int) {
 		for i := range n {
@@ -97,13 +79,13 @@ func TestSketches_countOnlyTheDaysOfTheWindow(t *testing.T) {
 	}
 	add("first-day", 1000)
 	require.NoError(t, s.Flush(t.Context()))
-	clock.set(day1.Add(24 * time.Hour))
+	clock.Set(day1.Add(24 * time.Hour))
 	add("second-day", 2000)
 	require.NoError(t, s.Flush(t.Context()))
 
 	requireWithin(t, 2000, distinct(1), 0.02)
 	requireWithin(t, 3000, distinct(2), 0.02)
-	clock.set(day1.Add(48 * time.Hour))
+	clock.Set(day1.Add(48 * time.Hour))
 	require.Zero(t, distinct(1), "nothing sent on the third day")
 	requireWithin(t, 2000, distinct(2), 0.02)
 	requireWithin(t, 3000, distinct(3), 0.02)
@@ -117,7 +99,7 @@ func TestSketches_countOnlyTheDaysOfTheWindow(t *testing.T) {
 
 func TestSketches_aConflictingFlushIsRetriedAndLosesNothing(t *testing.T) {
 	e := newStateEnv(t)
-	clock := &testClock{now: time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)}
+	clock := &fakeClock{t: time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)}
 	addN := func(s *connector.Sketches, prefix string) {
 		for i := range 1000 {
 			s.Add("act-1", fmt.Sprintf("%s-%d", prefix, i))

@@ -27,7 +27,7 @@ const tokenMark = "SEKRIT"
 
 const tokenAccount = "549755885175"
 
-// fakeClock is the keepers' Now, driven by the test.
+// fakeClock is a Now driven by the test (keepers, sketches).
 type fakeClock struct {
 	mu sync.Mutex
 	t  time.Time
@@ -37,6 +37,12 @@ func (c *fakeClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.t
+}
+
+func (c *fakeClock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
 }
 
 func (c *fakeClock) Advance(d time.Duration) {

@@ -101,6 +101,42 @@ func TestAChangeWaitsWholeForItsCustomerListToExist(t *testing.T) {
 	require.Empty(t, h.dlqMessages())
 }
 
+// TestAnExitWaitsForItsEnterHeldUntilTheListExists: the enters of 40 users
+// arrive while their customer list does not exist, and are nak'd for a
+// second. The list is created and the users' exits published at once:
+// they arrive before the enters come back, and must wait for them (found
+// by fault row C2: an enter held for its list kept no place in the order,
+// and its exit was applied first).
+func TestAnExitWaitsForItsEnterHeldUntilTheListExists(t *testing.T) {
+	h, create := listHarnessLate(t, harnessConfig{orderBucket: true, maxDeliver: 50, quiet: true,
+		options: func(o *connector.Options) {
+			o.RetryDelayMin, o.RetryDelayMax, o.OrderWait = time.Second, time.Second, 50*time.Millisecond
+		}})
+	const users = 40
+	exits := make([]cohorts.Membership, users)
+	for i := range exits {
+		enter := cohorts.Membership{UserID: fmt.Sprintf("u%02d", i), CohortID: "c-list", Action: cohorts.ActionEnter,
+			TS: time.Now().Add(-time.Minute), Identifiers: cohorts.Identifiers{Email: fmt.Sprintf("u%02d@example.com", i)}}
+		h.publishMembership(enter)
+		exits[i] = enter
+		exits[i].Action, exits[i].TS = cohorts.ActionExit, enter.TS.Add(time.Second)
+	}
+	require.Eventually(t, func() bool { return h.settled("nak", "audience_pending") >= users }, waitFor, tick)
+	listID := create()
+	for _, m := range exits {
+		h.publishMembership(m)
+	}
+	require.Eventually(t, func() bool {
+		added, removed := h.sim.CustomerListRecords(acctA, listID)
+		return added == users && removed == users
+	}, waitFor, tick, "every enter added and every exit removed")
+	h.requireNothingPending()
+	require.Empty(t, h.sim.RemovedFirst(acctA, listID), "users whose exit reached the list before their enter")
+	require.Empty(t, h.sim.ListMembers(acctA, listID))
+	require.Positive(t, h.settled("nak", "waiting_for_earlier"), "no exit had to wait: the test did not reach the case")
+	require.Empty(t, h.dlqMessages())
+}
+
 // wantOnce is every membership's event id, once.
 func wantOnce(ms []cohorts.Membership) map[string]int {
 	out := map[string]int{}

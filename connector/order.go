@@ -63,13 +63,10 @@ func newOrderBook(minWait, stale, staleParked time.Duration) *orderBook {
 // change it waits for is parked. An admitted change is outstanding until
 // release (or stays so through wait and park).
 func (b *orderBook) admit(k orderKey, seq uint64, now time.Time) (ok bool, wait time.Duration, behindParked bool) {
-	st := b.keys[k]
+	st := b.current(k, now)
 	if st == nil {
 		b.keys[k] = &orderState{entries: []orderEntry{{seq: seq}}}
 		return true, 0, false
-	}
-	if !st.forgetAt.IsZero() && now.After(st.forgetAt) {
-		st.entries, st.forgetAt = st.entries[:0], time.Time{}
 	}
 	i, found := slices.BinarySearchFunc(st.entries, seq, func(e orderEntry, s uint64) int { return cmpSeq(e.seq, s) })
 	if i > 0 {
@@ -84,14 +81,36 @@ func (b *orderBook) admit(k orderKey, seq uint64, now time.Time) (ok bool, wait 
 	}
 	if !found {
 		st.entries = slices.Insert(st.entries, 0, orderEntry{seq: seq})
-		st.forgetAt = time.Time{}
 	} else {
 		// In flight again. A parked change stays parked: it lives in its
 		// parking consumer until it is accepted, so changes behind it are
 		// parked behind it rather than redelivered over and over.
 		st.entries[0].retryAt, st.entries[0].expected = time.Time{}, false
 	}
+	st.forgetAt = time.Time{} // in flight: never forgotten (a slow lane may hold it long)
 	return true, 0, false
+}
+
+// hold makes change seq of k outstanding without sending it now: it waits
+// for its redelivery (behind an earlier change, or until its customer list
+// exists), and later changes of k wait for it in turn. Were it not held, a
+// later change coming first after the earlier one is settled would
+// overtake it.
+func (b *orderBook) hold(k orderKey, seq uint64, now time.Time) {
+	b.current(k, now)
+	st := b.register(k, seq)
+	i := slices.IndexFunc(st.entries, func(e orderEntry) bool { return e.seq == seq })
+	st.entries[i].expected = false // seen again
+}
+
+// current is k's state, nil if it has none; a key whose changes all waited
+// past forgetAt is forgotten first (see stale).
+func (b *orderBook) current(k orderKey, now time.Time) *orderState {
+	st := b.keys[k]
+	if st != nil && !st.forgetAt.IsZero() && now.After(st.forgetAt) {
+		st.entries, st.forgetAt = st.entries[:0], time.Time{}
+	}
+	return st
 }
 
 func cmpSeq(a, b uint64) int {

@@ -160,3 +160,37 @@ func TestOutcomeMergePrefersRejectThenTheLongestRetry(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) { assert.Equal(t, tc.want, tc.a.merge(tc.b)) })
 	}
 }
+
+func TestOrderBookKeepsTheChangeItHeldBackInItsPlace(t *testing.T) {
+	// enter 10 in flight, exit 20 held behind it, a new enter 30 arriving
+	// after 10 is accepted but before 20 comes back: 30 must wait for 20.
+	b := newTestBook()
+	k := orderKey{"A", "c1", "u1"}
+	ok, _, _ := b.admit(k, 10, bookNow)
+	require.True(t, ok)
+	ok, _, _ = b.admit(k, 20, bookNow)
+	require.False(t, ok)
+	b.hold(k, 20, bookNow)
+	assert.False(t, b.wait(k, 20, bookNow.Add(time.Second), false), "not the oldest: no record yet")
+
+	_, next := b.release(k, 10)
+	assert.Equal(t, uint64(20), next.seq, "the held change is now the oldest and needs a record")
+	ok, _, _ = b.admit(k, 30, bookNow)
+	assert.False(t, ok, "the new enter overtook the held exit")
+	ok, _, _ = b.admit(k, 20, bookNow)
+	assert.True(t, ok, "the held exit, back")
+}
+
+func TestOrderBookNeverForgetsAChangeBackInFlight(t *testing.T) {
+	// A change nak'd, then redelivered into a slow lane: it is in flight
+	// for longer than the wait after which a waiting key is forgotten.
+	b := newTestBook()
+	k := orderKey{"A", "c1", "u1"}
+	b.admit(k, 10, bookNow)
+	b.wait(k, 10, bookNow.Add(time.Second), false)
+	ok, _, _ := b.admit(k, 10, bookNow.Add(time.Second))
+	require.True(t, ok, "back in flight")
+	later := bookNow.Add(time.Second + 2*b.stale)
+	ok, _, _ = b.admit(k, 20, later)
+	assert.False(t, ok, "a change still in flight was forgotten")
+}

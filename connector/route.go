@@ -110,12 +110,15 @@ func (c *Connector) targets(d *delivery, m cohorts.Membership) []routed {
 			items = addShare(items, d, tg.AdAccountID, list, ctrs)
 		}
 	}
-	items = holdWaiting(items, waiting)
 	if !matchable {
 		// Pinterest requires em, hashed_maids or ip+user agent: an event
 		// without them would be rejected. Counted (coverage), not sent.
 		d.outcome = outcome{kind: kindDone, reason: reasonNoIdentifiers}
 		return nil
+	}
+	items = holdWaiting(items, waiting)
+	for _, account := range waiting {
+		c.holdPlace(d, account)
 	}
 	eventID := m.EventID()
 	admitted := items[:0]
@@ -226,15 +229,24 @@ func (c *Connector) admit(d *delivery, it *laneItem, account string) bool {
 	switch {
 	case ok:
 	case behindParked && it.parkable && c.o.Topology.ParkingStream != "":
-		c.order.register(k, d.origin.seq)
+		c.order.hold(k, d.origin.seq, d.received)
 		it.mustPark = true
 	default:
+		c.holdPlace(d, account)
 		d.outcome = d.outcome.merge(outcome{kind: kindRetry, reason: reasonWaitingForEarlier, delay: wait,
 			detail: "an earlier change of this user in this cohort is not settled yet at ad account " + account})
 		return false
 	}
 	d.ordered = append(d.ordered, account)
 	return true
+}
+
+// holdPlace keeps d's place in the order of account while its share there
+// is not sent now but waits for redelivery (see orderBook.hold): settleOrder
+// then records when it is due back.
+func (c *Connector) holdPlace(d *delivery, account string) {
+	c.order.hold(orderKey{account, d.cohortID, d.userID}, d.origin.seq, d.received)
+	d.ordered = append(d.ordered, account)
 }
 
 // checkSubject decides a body/subject mismatch: a message published on

@@ -344,7 +344,7 @@ func (e *env) putListActivation(id, cohort, tag string) {
 	if e.lists == nil {
 		e.lists = map[string]*listExpect{}
 	}
-	e.lists[id] = &listExpect{account: acctA, cohort: cohort, users: map[string]listState{}, enters: map[string]bool{}}
+	e.lists[id] = &listExpect{account: acctA, cohort: cohort, users: map[string]listState{}, entered: map[string]bool{}}
 }
 
 // readDeploy decodes deploy/nats/<name> of the module into v.
@@ -881,8 +881,11 @@ func (e *env) finish(took time.Duration, wantDLQ int, notes string) {
 		lc := e.listCheck(id)
 		r.notes += fmt.Sprintf("; list of %s: %d members, want %d: %d missing, %d that should have left (delivered/lost count its %d users: right/wrong state)",
 			id, lc.have, lc.want, lc.missing, lc.stale, len(e.lists[id].users))
+		if lc.overtaken > 0 {
+			e.t.Errorf("list of %s: %d exits reached it before their enter, of users %v…", id, lc.overtaken, lc.overtakenUsers)
+		}
 		if !e.lists[id].unordered {
-			r.notes += fmt.Sprintf(", %d enters never sent: their exit reached the list first (counted in order)", lc.overtaken)
+			r.notes += fmt.Sprintf(", %d exits reached the list before their enter (counted in order)", lc.overtaken)
 		}
 		if lc.missing > 0 || lc.stale > 0 || lc.have != lc.want || lc.listID == "" {
 			e.t.Errorf("customer list of activation %s (%q): %d members, want %d: %d missing (latest change an enter), %d present whose latest change is an exit",
@@ -950,10 +953,10 @@ func (e *env) recordAborted() {
 type listExpect struct {
 	account, cohort string
 	users           map[string]listState
-	// enters are the distinct enters published (by event id); unordered
-	// is set by a scenario that publishes a user's changes out of ts order
-	// on purpose (then an enter may rightly never be sent).
-	enters    map[string]bool
+	// entered holds the records of the users with an enter published;
+	// unordered is set by a scenario that publishes a user's changes out
+	// of ts order on purpose (then an exit may rightly come first).
+	entered   map[string]bool
 	unordered bool
 }
 
@@ -978,7 +981,7 @@ func (e *env) expectList(id string, msgs []outMsg) {
 		h := m.Identifiers.Hash()
 		require.NotEmpty(e.t, h.Em, "scenario bug: a list change without an email")
 		if m.Action == cohorts.ActionEnter {
-			le.enters[m.EventID()] = true
+			le.entered[h.Em] = true
 		}
 		if cur, ok := le.users[m.UserID]; ok && cur.ts.After(m.TS) {
 			continue
@@ -1018,12 +1021,11 @@ type listCheckResult struct {
 	have, want     int // members held, members expected
 	right          int // users in the expected state
 	missing, stale int // expected members absent; present non-members (their latest change an exit)
-	// overtaken is a lower bound of the exits applied to the list before
-	// their enter: with each user's changes published in ts order, every
-	// enter is sent (ADD) unless its user's exit was applied first (then
-	// last change wins drops it), so records added short of the enters
-	// published are such enters (repeated ADDs can hide some).
-	overtaken int
+	// overtaken is the exits applied to the list before their enter: the
+	// users with an enter published whose first operation on the list was
+	// a REMOVE (the simulator's RemovedFirst).
+	overtaken      int
+	overtakenUsers []string
 }
 
 func (e *env) listCheck(id string) listCheckResult {
@@ -1037,8 +1039,16 @@ func (e *env) listCheck(id string) listCheckResult {
 	}
 	r.have = len(held)
 	if r.listID != "" && !le.unordered {
-		added, _ := e.sim.CustomerListRecords(le.account, r.listID)
-		r.overtaken = max(0, len(le.enters)-added)
+		for _, rec := range e.sim.RemovedFirst(le.account, r.listID) {
+			if le.entered[rec] {
+				r.overtaken++
+				for uid, u := range le.users {
+					if u.record == rec && len(r.overtakenUsers) < 10 {
+						r.overtakenUsers = append(r.overtakenUsers, uid)
+					}
+				}
+			}
+		}
 	}
 	for _, u := range le.users {
 		switch {

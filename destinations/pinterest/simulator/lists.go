@@ -1,6 +1,7 @@
 package simulator
 
 import (
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -23,6 +24,10 @@ type customerList struct {
 	known                   int // members that are known users
 	added, removed, batches int
 	created, updated        time.Time
+	// removedFirst: records whose first operation on the list was a
+	// REMOVE (an exit that reached the list before its enter's ADD).
+	removedFirst map[string]struct{}
+	seen         map[string]struct{} // records any operation has named
 }
 
 // CustomerListInfo is a customer list as the simulator holds it.
@@ -101,7 +106,8 @@ func (s *Simulator) serveCreateList(w http.ResponseWriter, r *http.Request, a *a
 		return
 	}
 	now := s.now()
-	l := &customerList{id: s.newID(), name: *req.Name, members: make(map[string]struct{}), created: now}
+	l := &customerList{id: s.newID(), name: *req.Name, members: make(map[string]struct{}), created: now,
+		removedFirst: make(map[string]struct{}), seen: make(map[string]struct{})}
 	a.mu.Lock()
 	l.apply(true, recs, now)
 	a.lists[l.id] = l
@@ -184,6 +190,12 @@ func (s *Simulator) serveListLists(w http.ResponseWriter, r *http.Request, a *ac
 // with every record, repeats and absent ones included, as the spec says.
 func (l *customerList) apply(add bool, recs []record, now time.Time) {
 	for _, rec := range recs {
+		if _, ok := l.seen[rec.value]; !ok {
+			l.seen[rec.value] = struct{}{}
+			if !add {
+				l.removedFirst[rec.value] = struct{}{}
+			}
+		}
 		_, in := l.members[rec.value]
 		switch {
 		case add && !in:
@@ -344,6 +356,23 @@ func (s *Simulator) CustomerListRecords(adAccountID, listID string) (added, remo
 		return l.added, l.removed
 	}
 	return 0, 0
+}
+
+// RemovedFirst returns the records whose first operation on one customer
+// list was a REMOVE, sorted: for records that are added later (an enter and
+// then its exit), each is an exit that reached the list before its enter.
+func (s *Simulator) RemovedFirst(adAccountID, listID string) []string {
+	a := s.account(adAccountID)
+	if a == nil {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	l := a.lists[listID]
+	if l == nil {
+		return nil
+	}
+	return slices.Sorted(maps.Keys(l.removedFirst))
 }
 
 // firstID is the first id given to a customer list or audience.

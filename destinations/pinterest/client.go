@@ -278,16 +278,14 @@ func (c *Client) Send(ctx context.Context, b destinations.Batch) (destinations.R
 // sendEvents sends the events of items[idx...] and writes each verdict to
 // out at the item's index.
 func (c *Client) sendEvents(ctx context.Context, adAccountID string, cred credential, items []destinations.Item, idx []int, out []destinations.ItemResult) error {
-	events := make([]Event, len(idx))
-	for k, i := range idx {
-		events[k] = NewEvent(items[i])
-	}
-	verdicts := make([]destinations.ItemResult, len(events))
-	for start := 0; start < len(events); start += MaxEventsPerRequest {
-		end := min(start+MaxEventsPerRequest, len(events))
-		evs, vs := events[start:end], verdicts[start:end]
-		err := bisect(len(evs), func(lo, hi int) error {
-			return c.postEvents(ctx, adAccountID, cred, evs[lo:hi], vs[lo:hi])
+	enc := encodeEvents(items, idx)
+	defer enc.release()
+	verdicts := make([]destinations.ItemResult, len(idx))
+	for start := 0; start < len(idx); start += MaxEventsPerRequest {
+		end := min(start+MaxEventsPerRequest, len(idx))
+		vs := verdicts[start:end]
+		err := bisect(end-start, func(lo, hi int) error {
+			return c.postEvents(ctx, adAccountID, cred, enc.body(start+lo, start+hi), vs[lo:hi])
 		}, func(k int, de *destinations.Error) {
 			vs[k] = destinations.ItemResult{Error: de.Error()}
 		})
@@ -411,12 +409,9 @@ func (c *Client) do(ctx context.Context, call apiCall, out any) (int, error) {
 	return resp.StatusCode, nil
 }
 
-// postEvents posts events and fills out with Pinterest's verdict on each.
-func (c *Client) postEvents(ctx context.Context, adAccountID string, cred credential, events []Event, out []destinations.ItemResult) error {
-	body, err := json.Marshal(EventsRequest{Data: events})
-	if err != nil {
-		return &destinations.Error{Reason: destinations.ReasonBadInput, Err: fmt.Errorf("encoding events: %w", err)}
-	}
+// postEvents posts body, the EventsRequest of len(out) events, and fills
+// out with Pinterest's verdict on each.
+func (c *Client) postEvents(ctx context.Context, adAccountID string, cred credential, body []byte, out []destinations.ItemResult) error {
 	u := c.base.JoinPath("ad_accounts", adAccountID, "events")
 	if c.cfg.Test {
 		u.RawQuery = "test=true"
@@ -427,9 +422,9 @@ func (c *Client) postEvents(ctx context.Context, adAccountID string, cred creden
 	if err != nil {
 		return err
 	}
-	if len(er.Events) != len(events) {
+	if len(er.Events) != len(out) {
 		return &destinations.Error{Reason: destinations.ReasonServer, StatusCode: status,
-			Message: fmt.Sprintf("answer lists %d events for %d sent", len(er.Events), len(events))}
+			Message: fmt.Sprintf("answer lists %d events for %d sent", len(er.Events), len(out))}
 	}
 	red := cred.secrets
 	for i, e := range er.Events {

@@ -159,24 +159,54 @@ type wireMembership struct {
 //
 // A required string field that is present but empty counts as missing.
 func Decode(data []byte, now time.Time) (Membership, error) {
-	if len(data) > MaxMessageBytes {
-		return Membership{}, decodeErr(DecodeTooLarge, "",
-			fmt.Sprintf("message is %d bytes, the limit is %d", len(data), MaxMessageBytes))
+	if err := checkMessage(data); err != nil {
+		return Membership{}, err
 	}
-	if !utf8.Valid(data) {
-		return Membership{}, decodeErr(DecodeInvalidUTF8, "", "message is not valid UTF-8")
+	var w wireMembership
+	if !scanPlain(string(data), &w) {
+		w = wireMembership{} // the scan may have filled part of it
+		if err := json.Unmarshal(data, &w); err != nil {
+			return Membership{}, jsonDecodeError(err)
+		}
 	}
-	// json.Unmarshal accepts null (leaving the struct untouched) and reports
-	// arrays or scalars as a type error without a field, so check for an
-	// object first. It does reject trailing data itself.
-	if !startsWithObject(data) {
-		return Membership{}, decodeErr(DecodeMalformedJSON, "", "message is not a JSON object")
+	return w.validate(now)
+}
+
+// decodeReference is Decode without scanPlain: encoding/json alone. The
+// tests hold Decode to it.
+func decodeReference(data []byte, now time.Time) (Membership, error) {
+	if err := checkMessage(data); err != nil {
+		return Membership{}, err
 	}
 	var w wireMembership
 	if err := json.Unmarshal(data, &w); err != nil {
 		return Membership{}, jsonDecodeError(err)
 	}
+	return w.validate(now)
+}
 
+// checkMessage checks what comes before the JSON: size, encoding, and that
+// it is an object.
+func checkMessage(data []byte) error {
+	if len(data) > MaxMessageBytes {
+		return decodeErr(DecodeTooLarge, "",
+			fmt.Sprintf("message is %d bytes, the limit is %d", len(data), MaxMessageBytes))
+	}
+	if !utf8.Valid(data) {
+		return decodeErr(DecodeInvalidUTF8, "", "message is not valid UTF-8")
+	}
+	// json.Unmarshal accepts null (leaving the struct untouched) and reports
+	// arrays or scalars as a type error without a field, so check for an
+	// object first. It does reject trailing data itself.
+	if !startsWithObject(data) {
+		return decodeErr(DecodeMalformedJSON, "", "message is not a JSON object")
+	}
+	return nil
+}
+
+// validate checks the fields of a decoded message (the rules of Decode)
+// and builds its Membership.
+func (w wireMembership) validate(now time.Time) (Membership, error) {
 	if strings.TrimSpace(w.UserID) == "" {
 		return Membership{}, decodeErr(DecodeMissingField, "user_id", "required")
 	}

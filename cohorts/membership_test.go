@@ -223,6 +223,7 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := Decode(data, testNow)
+		requireSameDecode(t, data, m, err)
 		if err != nil {
 			var de *DecodeError
 			require.ErrorAs(t, err, &de)

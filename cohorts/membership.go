@@ -164,10 +164,7 @@ func Decode(data []byte, now time.Time) (Membership, error) {
 	}
 	var w wireMembership
 	if !scanPlain(string(data), &w) {
-		w = wireMembership{} // the scan may have filled part of it
-		if err := json.Unmarshal(data, &w); err != nil {
-			return Membership{}, jsonDecodeError(err)
-		}
+		return decodeJSON(data, now)
 	}
 	return w.validate(now)
 }
@@ -178,6 +175,11 @@ func decodeReference(data []byte, now time.Time) (Membership, error) {
 	if err := checkMessage(data); err != nil {
 		return Membership{}, err
 	}
+	return decodeJSON(data, now)
+}
+
+// decodeJSON decodes a checked message with encoding/json.
+func decodeJSON(data []byte, now time.Time) (Membership, error) {
 	var w wireMembership
 	if err := json.Unmarshal(data, &w); err != nil {
 		return Membership{}, jsonDecodeError(err)
@@ -364,23 +366,29 @@ func quoteShort(s string) string {
 // where ts is TS as decimal Unix nanoseconds. The id always ends with
 // ":<TS.UnixNano()>".
 func (m Membership) EventID() string {
+	var out [eventIDMaxLen]byte
+	return string(m.appendEventID(out[:0]))
+}
+
+// eventIDMaxLen is the longest event id: 32 hex digits, ":", and at most
+// 20 characters of an int64.
+const eventIDMaxLen = 53
+
+// appendEventID appends the event id to b.
+func (m Membership) appendEventID(b []byte) []byte {
 	nanos := m.TS.UnixNano()
 	// Hash input on the stack for typical ids; append grows to the heap only
 	// for unusually long ones.
 	var in [256]byte
-	b := append(in[:0], m.UserID...)
-	b = append(b, 0)
-	b = append(b, m.CohortID...)
-	b = append(b, 0)
-	b = append(b, m.Action...)
-	b = append(b, 0)
-	b = strconv.AppendInt(b, nanos, 10)
-	sum := sha256.Sum256(b)
-
-	// 32 hex digits + ":" + at most 20 characters of int64.
-	var out [53]byte
-	hex.Encode(out[:32], sum[:16])
-	out[32] = ':'
-	id := strconv.AppendInt(out[:33], nanos, 10)
-	return string(id)
+	h := append(in[:0], m.UserID...)
+	h = append(h, 0)
+	h = append(h, m.CohortID...)
+	h = append(h, 0)
+	h = append(h, m.Action...)
+	h = append(h, 0)
+	h = strconv.AppendInt(h, nanos, 10)
+	sum := sha256.Sum256(h)
+	b = hex.AppendEncode(b, sum[:16])
+	b = append(b, ':')
+	return strconv.AppendInt(b, nanos, 10)
 }

@@ -169,15 +169,16 @@ func (r *Resolver) List() []Activation {
 // are considered; ids of unknown or other cohorts' activations are ignored.
 // Targets whose Err is set are included: see [Target].
 //
-// Resolve runs for every message: it takes no lock and allocates nothing
-// but the returned slice, which belongs to the caller.
+// Resolve runs for every message: it takes no lock, and allocates only
+// for a membership restricted by activation_ids. The returned slice is
+// read-only: it may be shared with other callers.
 func (r *Resolver) Resolve(m Membership) []Target {
 	targets := r.snap.Load().byCohort[m.CohortID]
 	if len(targets) == 0 {
 		return nil
 	}
 	if len(m.ActivationIDs) == 0 {
-		return slices.Clone(targets)
+		return targets[:len(targets):len(targets)] // an append copies
 	}
 	n := 0
 	for i := range targets {

@@ -71,13 +71,14 @@ type routed struct {
 func (c *Connector) targets(d *delivery, m cohorts.Membership) []routed {
 	targets := c.o.Resolver.Resolve(m)
 	if d.parkedFor != "" {
-		targets = slices.DeleteFunc(targets, func(tg cohorts.Target) bool { return tg.AdAccountID != d.parkedFor })
+		// Resolve's slice is shared: filtered into a copy.
+		targets = slices.DeleteFunc(slices.Clone(targets), func(tg cohorts.Target) bool { return tg.AdAccountID != d.parkedFor })
 	}
 	if len(targets) == 0 {
 		d.outcome = outcome{kind: kindDone, reason: reasonNotActivated}
 		return nil
 	}
-	hashed := m.Identifiers.Hash()
+	eventID, hashed := m.Prepare()
 	matchable := hashed.Matchable()
 	first := d.meta.NumDelivered == 1 && d.parkedFor == "" // a parked copy was counted when it first came
 	if d.parkedFor == "" && d.meta.NumDelivered > 1 {
@@ -120,7 +121,6 @@ func (c *Connector) targets(d *delivery, m cohorts.Membership) []routed {
 	for _, account := range waiting {
 		c.holdPlace(d, account)
 	}
-	eventID := m.EventID()
 	admitted := items[:0]
 	for _, r := range items {
 		if c.admit(d, &r.laneItem, r.account) {

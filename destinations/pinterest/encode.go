@@ -71,11 +71,10 @@ func appendEvent(b []byte, it destinations.Item) []byte {
 	b = appendOptional(b, n, `"client_user_agent":`, h.UserAgent, ``)
 	b = append(b, `},"custom_data":{"content_ids":[`...)
 	b = appendJSONString(b, it.Membership.CohortID)
-	name := ContentNameEnter
 	if it.Membership.Action == cohorts.ActionExit {
-		name = ContentNameExit
+		return append(b, `],"content_name":"`+ContentNameExit+`"}}`...)
 	}
-	return append(b, `],"content_name":"`+name+`"}}`...)
+	return append(b, `],"content_name":"`+ContentNameEnter+`"}}`...)
 }
 
 // appendOptional appends the field open+v+close unless v is empty

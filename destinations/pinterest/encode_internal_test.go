@@ -2,6 +2,7 @@ package pinterest
 
 import (
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -102,5 +103,45 @@ func TestEncodedEventsBodyIsTheEventsRequest(t *testing.T) {
 		want, err := json.Marshal(EventsRequest{Data: events})
 		require.NoError(t, err)
 		require.Equal(t, string(want), string(enc.body(r[0], r[1])), "events %d..%d", r[0], r[1]-1)
+	}
+}
+
+// BenchmarkHotPath is the per-message work from the message's bytes to its
+// event in the request body: decode, resolve, hash (and event id), encode.
+// Run with -benchmem: allocs/op is allocations per message.
+//
+//	go test -run XXX -bench HotPath -benchmem ./destinations/pinterest/
+func BenchmarkHotPath(b *testing.B) {
+	const cohortsN = 200
+	r, err := cohorts.NewResolver("2612345678901", map[string]string{"2612345678901": "549755885175"})
+	require.NoError(b, err)
+	msgs := make([][]byte, 1000)
+	for i := range cohortsN {
+		r.Put(cohorts.Activation{ID: fmt.Sprintf("act-%d", i), CohortID: fmt.Sprintf("cohort-%d", i),
+			Destination: cohorts.DestinationPinterest, Enabled: true, Mode: cohorts.ModeEvents})
+	}
+	ts := time.Now().Add(-time.Minute).UTC()
+	for i := range msgs {
+		msgs[i] = fmt.Appendf(nil, `{"user_id":"user-%07d","cohort_id":"cohort-%d","action":"enter","ts":%q,"identifiers":{"email":"Bench.User%d@Example.com"}}`,
+			i, i%cohortsN, ts.Add(time.Duration(i)).Format(time.RFC3339Nano), i)
+	}
+	buf := make([]byte, 0, 1<<20)
+	now := time.Now()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if i%1000 == 0 {
+			buf = buf[:0]
+		}
+		m, err := cohorts.Decode(msgs[i%len(msgs)], now)
+		if err != nil {
+			b.Fatal(err)
+		}
+		targets := r.Resolve(m)
+		if len(targets) != 1 {
+			b.Fatalf("%d targets", len(targets))
+		}
+		id, hashed := m.Prepare()
+		buf = append(appendEvent(buf, destinations.Item{EventID: id, Membership: m, Hashed: hashed}), ',')
 	}
 }

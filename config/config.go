@@ -133,7 +133,7 @@ type Config struct {
 
 	PinterestBaseURL string        `envconfig:"PINTEREST_BASE_URL" default:"https://api.pinterest.com/v5" desc:"Pinterest API base URL, stored without trailing /; https, or http on a loopback host (simulator)"`
 	BatchSize        int           `envconfig:"BATCH_SIZE" default:"1000" desc:"events per Pinterest request, 1..1000"`
-	BatchPeriod      time.Duration `envconfig:"BATCH_PERIOD" default:"100ms" desc:"longest wait before a partial batch is sent, at most 10s"`
+	BatchPeriod      time.Duration `envconfig:"BATCH_PERIOD" default:"100ms" desc:"how long a partial batch waits for a free sender (within the call budget) before it is flushed, at most 10s"`
 	MaxInFlight      int           `envconfig:"MAX_INFLIGHT" default:"2" desc:"concurrent Pinterest calls per ad account, 1..16"`
 	CallsPerMinute   int           `envconfig:"PINTEREST_CALLS_PER_MINUTE" default:"5000" desc:"call budget per ad account (Pinterest allows 5,000 a minute); halved on 429, restored as calls succeed; 0 disables"`
 	HTTPTimeout      time.Duration `envconfig:"HTTP_TIMEOUT" default:"10s" desc:"timeout of one HTTP attempt"`

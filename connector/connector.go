@@ -82,7 +82,7 @@ type Options struct {
 	AdAccounts map[string][]string
 
 	BatchSize   int           // events per batch and account, default 1000
-	BatchPeriod time.Duration // oldest event's wait before a flush, default 100ms
+	BatchPeriod time.Duration // oldest event's wait for a free sender before a flush, default 100ms
 	MaxInFlight int           // concurrent calls per ad account, default 2
 
 	RetryDelayMin  time.Duration // first nak delay, doubled each delivery; default 5s
@@ -216,6 +216,9 @@ func New(o Options) (*Connector, error) {
 			send:   c.sender(account),
 			hold:   func(items []laneItem, err error) []outcome { return c.hold(account, items, err) },
 			report: func(items []laneItem, out []outcome) { c.results <- laneResult{account, items, out} },
+		}
+		if gate, ok := o.Destination.(destinations.CallGate); ok {
+			fn.ready = func(ctx context.Context) error { return gate.AwaitCall(ctx, account) }
 		}
 		c.lanes[account] = newLane(account, o.AdAccounts[account], fn, &c.o, c.sendCtx, o.Metrics.setFailing)
 	}

@@ -363,25 +363,32 @@ func TestTogglingAnActivationOffStopsForwardingWithinASecondAndOnResumesIt(t *te
 	assert.Equal(t, want, countIDs(h.eventsFor(acctA, "c-toggle")), "exactly the enabled-time memberships")
 }
 
+// TestShutdownFlushesTheOpenBatchAndAcksItBeforeRunReturns: the only
+// sender is busy with a slow call, so 30 memberships wait in the open
+// batch when Run is cancelled; they are sent and acked before Run returns.
 func TestShutdownFlushesTheOpenBatchAndAcksItBeforeRunReturns(t *testing.T) {
 	h := newHarness(t, harnessConfig{
 		options: func(o *connector.Options) {
-			o.BatchPeriod = 2 * time.Second
+			o.BatchPeriod = 10 * time.Second
 			o.BatchSize = 1000
+			o.MaxInFlight = 1
 		},
 		activations: []cohorts.Activation{activation("flush-a", "c-flush", "")},
 	})
-	ms := memberships("c-flush", 0, 30)
-	for _, m := range ms {
+	h.sim.SetFault(acctA, simulator.Fault{Latency: 2 * time.Second, Times: 1})
+	ms := memberships("c-flush", 0, 31)
+	h.publishMembership(ms[0])
+	require.Eventually(t, func() bool { return h.sim.Stats(acctA).Requests == 1 }, waitFor, tick, "the slow first call")
+	for _, m := range ms[1:] {
 		h.publishMembership(m)
 	}
 	require.Eventually(t, func() bool {
 		ci := h.consumerInfo()
-		return ci.NumAckPending == 30 && ci.NumPending == 0
-	}, waitFor, tick, "all 30 delivered to the process")
-	require.Zero(t, h.sim.Stats(acctA).Requests, "the batch must still be open (BatchPeriod 2s)")
+		return ci.NumAckPending == 31 && ci.NumPending == 0
+	}, waitFor, tick, "all 31 delivered to the process")
+	require.Equal(t, int64(1), h.sim.Stats(acctA).Requests, "the 30 must still be in the open batch (its one sender busy)")
 
-	took := h.stopRun(2 * time.Second)
+	took := h.stopRun(5 * time.Second)
 	t.Logf("Run returned %s after cancel", took)
 
 	// Flushed and answered before Run returned.
@@ -390,10 +397,10 @@ func TestShutdownFlushesTheOpenBatchAndAcksItBeforeRunReturns(t *testing.T) {
 		want[id] = 1
 	}
 	assert.Equal(t, want, countIDs(h.eventsFor(acctA, "c-flush")))
-	assert.Equal(t, 30.0, h.settled("ack", "ok"))
+	assert.Equal(t, 31.0, h.settled("ack", "ok"))
 	// The acks reach the server (fresh Info each poll).
 	h.requireNothingPending()
-	assert.Equal(t, uint64(30), h.consumerInfo().AckFloor.Stream)
+	assert.Equal(t, uint64(31), h.consumerInfo().AckFloor.Stream)
 }
 
 func TestShutdownWhilePinterestHangsAcksNothingAndTheNextRunDeliversEverything(t *testing.T) {

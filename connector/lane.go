@@ -39,11 +39,19 @@ type laneFuncs struct {
 	hold func(items []laneItem, err error) []outcome
 	// report hands the outcomes of items on to settlement.
 	report func(items []laneItem, outcomes []outcome)
+	// ready, when set, returns when the account's call budget would allow
+	// a call (or ctx is done).
+	ready func(ctx context.Context) error
 }
 
 // lane batches and sends the items of one ad account. One goroutine
-// accumulates a batch and flushes it when it holds batchSize items or its
-// oldest item has waited batchPeriod; maxInFlight senders make the calls.
+// accumulates a batch; maxInFlight senders make the calls. A sender that
+// is free, and whose account's call budget allows a call (ready), takes
+// the batch as it is: so calls go out as soon as they may, carrying
+// whatever accumulated meanwhile — full batches at high rates, small ones
+// at low rates. A batch that reaches batchSize, or whose oldest item has
+// waited batchPeriod, is flushed: handed to a sender as soon as one is
+// free, or held when the account cannot take it.
 //
 // A lane never makes its producer wait on a failing or hanging account:
 // while the account is failing (its last call failed) one call at a time
@@ -94,7 +102,14 @@ func (l *lane) run() {
 		senders.Add(1)
 		go func() {
 			defer senders.Done()
-			for b := range l.out {
+			for {
+				if l.fn.ready != nil {
+					_ = l.fn.ready(l.sendCtx) // cancelled: the call fails as a shutdown
+				}
+				b, ok := <-l.out
+				if !ok {
+					return
+				}
 				l.send(slot, b)
 			}
 		}()
@@ -107,39 +122,47 @@ func (l *lane) run() {
 func (l *lane) accumulate() {
 	timer := time.NewTimer(l.batchPeriod)
 	timer.Stop()
-	batch := make([]laneItem, 0, l.batchSize)
-	flush := func() {
-		timer.Stop()
-		if len(batch) > 0 {
-			l.flush(batch)
-			batch = make([]laneItem, 0, l.batchSize)
-		}
-	}
+	var batch []laneItem
 	for {
+		var out chan []laneItem // nil, so never chosen, while the batch is empty
+		if len(batch) > 0 {
+			out = l.out
+		}
 		select {
 		case it, ok := <-l.in:
 			if !ok {
-				flush()
+				timer.Stop()
+				l.flush(batch)
 				return
 			}
-			batch = append(batch, it)
-			if len(batch) == 1 {
+			if it.mustPark {
+				l.fn.report([]laneItem{it}, l.fn.hold([]laneItem{it}, errEarlierParked))
+				continue
+			}
+			if len(batch) == 0 {
+				batch = make([]laneItem, 0, min(l.batchSize, 64))
 				timer.Reset(l.batchPeriod)
 			}
+			batch = append(batch, it)
 			if len(batch) >= l.batchSize {
-				flush()
+				timer.Stop()
+				l.flush(batch)
+				batch = nil
 			}
+		case out <- batch: // a sender is free and may call: it takes what there is
+			timer.Stop()
+			batch = nil
 		case <-timer.C:
-			flush()
+			l.flush(batch)
+			batch = nil
 		}
 	}
 }
 
 // flush hands batch to a sender, or holds it when the account cannot take
-// it: items that must be parked are, and a failing or congested account's
-// batch is held as soon as no sender is free.
+// it: a failing or congested account's batch is held as soon as no sender
+// is free.
 func (l *lane) flush(batch []laneItem) {
-	batch = l.parkMustPark(batch)
 	if len(batch) == 0 {
 		return
 	}
@@ -161,24 +184,6 @@ func (l *lane) flush(batch []laneItem) {
 		case <-recheck.C:
 		}
 	}
-}
-
-// parkMustPark parks the items that must join an earlier parked change and
-// returns the others.
-func (l *lane) parkMustPark(batch []laneItem) []laneItem {
-	var must []laneItem
-	rest := batch[:0]
-	for _, it := range batch {
-		if it.mustPark {
-			must = append(must, it)
-		} else {
-			rest = append(rest, it)
-		}
-	}
-	if len(must) > 0 {
-		l.fn.report(must, l.fn.hold(must, errEarlierParked))
-	}
-	return rest
 }
 
 // errEarlierParked is why an item that must join a parked change is held.

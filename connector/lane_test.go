@@ -33,6 +33,13 @@ type laneRig struct {
 }
 
 func newLaneRig(t *testing.T, batchSize int, period time.Duration) *laneRig {
+	return newGatedLaneRig(t, batchSize, period, nil)
+}
+
+// newGatedLaneRig is newLaneRig whose sender may take a batch only for a
+// value received from turns (the call budget allowing one call), when
+// turns is not nil.
+func newGatedLaneRig(t *testing.T, batchSize int, period time.Duration, turns chan struct{}) *laneRig {
 	r := &laneRig{reported: map[*delivery]outcome{}, release: make(chan struct{}), done: make(chan struct{})}
 	o := &Options{BatchSize: batchSize, BatchPeriod: period, MaxInFlight: 1, SlowCall: 50 * time.Millisecond, Logger: zerolog.Nop()}
 	fn := laneFuncs{
@@ -73,6 +80,18 @@ func newLaneRig(t *testing.T, batchSize int, period time.Duration) *laneRig {
 				r.reported[it.d] = out[i]
 			}
 		},
+	}
+	if turns != nil {
+		fn.ready = func(ctx context.Context) error {
+			select {
+			case <-turns:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-r.done: // stopped: no more calls
+				return nil
+			}
+		}
 	}
 	r.l = newLane("A", []string{"1"}, fn, o, context.Background(), func(_ string, on bool) {
 		r.mu.Lock()
@@ -134,17 +153,43 @@ func (r *laneRig) outcome(d *delivery) outcome {
 	return r.reported[d]
 }
 
-func TestALaneFlushesAFullBatchAtOnceAndAPartialOneAfterThePeriod(t *testing.T) {
-	r := newLaneRig(t, 10, 50*time.Millisecond)
-	r.put(25)
-	require.Eventually(t, func() bool { return r.reportedCount() == 25 }, 5*time.Second, time.Millisecond)
+func TestALaneCallsAsSoonAsItMayWithWhatAccumulatedMeanwhile(t *testing.T) {
+	turns := make(chan struct{})
+	r := newGatedLaneRig(t, 10, time.Hour, turns) // the period never flushes here
+	r.put(3)
+	turns <- struct{}{} // the budget allows a call: it carries the 3, not waiting for more
+	require.Eventually(t, func() bool { return r.reportedCount() == 3 }, 5*time.Second, time.Millisecond)
+
+	// While the budget allows no call, items accumulate up to full
+	// batches; each call then carries what is there.
+	go r.put(25)
+	require.Eventually(t, func() bool { return len(r.l.in) == cap(r.l.in) }, 5*time.Second, time.Millisecond,
+		"items accumulate while no call may be made")
+	for r.reportedCount() < 28 {
+		select {
+		case turns <- struct{}{}:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no sender waited for a turn; %d reported", r.reportedCount())
+		}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	require.Len(t, r.calls, 3)
-	assert.Len(t, r.calls[0], 10)
-	assert.Len(t, r.calls[1], 10)
-	assert.Len(t, r.calls[2], 5, "the rest, flushed by the period")
+	assert.Equal(t, []int{3, 10}, batchSizes(r.calls[:2]), "the first call at once with 3, then a full batch")
+	total := 0
+	for _, c := range r.calls[1:] {
+		assert.LessOrEqual(t, len(c), 10, "no call above the batch size")
+		total += len(c)
+	}
+	assert.Equal(t, 25, total)
 	assert.Empty(t, r.held)
+}
+
+func batchSizes(calls [][]laneItem) []int {
+	out := make([]int, len(calls))
+	for i, c := range calls {
+		out[i] = len(c)
+	}
+	return out
 }
 
 func TestAFailingLaneProbesWithOneCallAndHoldsTheRest(t *testing.T) {

@@ -41,6 +41,15 @@ type Destination interface {
 	Send(ctx context.Context, b Batch) (Result, error)
 }
 
+// CallGate is implemented by a destination whose calls an ad account may
+// make are budgeted (Pinterest: 5,000 a minute). AwaitCall returns when
+// the account could make a call now, without taking it from the budget,
+// or with ctx's error: a sender waits for its turn before it takes a
+// batch, so that the batch carries everything that arrived meanwhile.
+type CallGate interface {
+	AwaitCall(ctx context.Context, adAccountID string) error
+}
+
 // Item is one membership change bound for one ad account.
 type Item struct {
 	// EventID is deterministic for the membership (see cohorts.Membership.EventID),

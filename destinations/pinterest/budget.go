@@ -82,6 +82,31 @@ func (b *budget) wait(ctx context.Context) error {
 	return nil
 }
 
+// ready blocks until a call would find a token (and no pause), without
+// taking it: the caller's call then waits in wait only if another caller
+// took that token first.
+func (b *budget) ready(ctx context.Context) error {
+	for {
+		b.mu.Lock()
+		pause := time.Until(b.pausedUntil)
+		b.mu.Unlock()
+		if pause <= 0 {
+			tokens := b.lim.Tokens()
+			if tokens >= 1 {
+				return nil
+			}
+			pause = time.Duration((1 - tokens) / float64(b.lim.Limit()) * float64(time.Second))
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
 // throttled records a 429: halve the rate (once per episode, not below
 // 1/16 of the maximum) and pause the account for retryAfter, at most
 // maxPause.

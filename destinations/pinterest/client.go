@@ -200,6 +200,15 @@ func (c *Client) CallsPerMinute(adAccountID string) float64 {
 	return 0
 }
 
+// AwaitCall returns when the ad account's call budget would allow a call
+// now (destinations.CallGate), or with ctx's error.
+func (c *Client) AwaitCall(ctx context.Context, adAccountID string) error {
+	if b := c.budgets[adAccountID]; b != nil {
+		return b.ready(ctx)
+	}
+	return nil
+}
+
 // CloseIdleConnections releases pooled connections (on shutdown).
 func (c *Client) CloseIdleConnections() { c.http.HTTPClient.CloseIdleConnections() }
 

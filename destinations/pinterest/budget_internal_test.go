@@ -1,6 +1,7 @@
 package pinterest
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -26,4 +27,20 @@ func TestAPauseNeverLastsLongerThanMaxPause(t *testing.T) {
 	b.throttled(24 * time.Hour)
 	assert.WithinRange(t, b.pausedUntil, before.Add(time.Minute), time.Now().Add(time.Minute),
 		"a Retry-After of a day pauses the account for the cap")
+}
+
+func TestReadyWaitsForATokenWithoutTakingIt(t *testing.T) {
+	b := newBudget(70, time.Minute) // burst 10, a token a second
+	for range 10 {
+		assert.NoError(t, b.wait(t.Context()))
+	}
+	assert.Less(t, b.lim.Tokens(), 1.0, "the burst is spent")
+	start := time.Now()
+	assert.NoError(t, b.ready(t.Context()))
+	assert.GreaterOrEqual(t, b.lim.Tokens(), 1.0, "ready returned with a token there, not taken")
+	assert.Greater(t, time.Since(start), 500*time.Millisecond, "ready waited for the token to be refilled")
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	b.throttled(time.Minute)
+	assert.ErrorIs(t, b.ready(ctx), context.Canceled, "a paused account: ready ends with its context")
 }

@@ -45,7 +45,11 @@ type orderState struct {
 }
 
 type orderBook struct {
-	keys    map[orderKey]*orderState
+	keys map[orderKey]*orderState
+	// spare are states of forgotten keys, kept for reuse: most changes
+	// are outstanding for one call, and a state per change would be an
+	// allocation per message.
+	spare   []*orderState
 	minWait time.Duration // shortest wait behind an earlier change
 	// stale: a change nak'd and not seen again this long after it was due
 	// is forgotten (another replica took it, or it was deleted), so that it
@@ -65,7 +69,9 @@ func newOrderBook(minWait, stale, staleParked time.Duration) *orderBook {
 func (b *orderBook) admit(k orderKey, seq uint64, now time.Time) (ok bool, wait time.Duration, behindParked bool) {
 	st := b.current(k, now)
 	if st == nil {
-		b.keys[k] = &orderState{entries: []orderEntry{{seq: seq}}}
+		st = b.newState()
+		st.entries = append(st.entries, orderEntry{seq: seq})
+		b.keys[k] = st
 		return true, 0, false
 	}
 	i, found := slices.BinarySearchFunc(st.entries, seq, func(e orderEntry, s uint64) int { return cmpSeq(e.seq, s) })
@@ -137,7 +143,7 @@ func (b *orderBook) release(k orderKey, seq uint64) (unrecord bool, record order
 		st.recorded, unrecord = 0, true
 	}
 	if len(st.entries) == 0 {
-		delete(b.keys, k)
+		b.forget(k, st)
 		return unrecord, orderEntry{}
 	}
 	if first := st.entries[0]; st.recorded == 0 && (first.parked || !first.retryAt.IsZero()) {
@@ -221,7 +227,7 @@ func (b *orderBook) forgetExpected() {
 	for k, st := range b.keys {
 		st.entries = slices.DeleteFunc(st.entries, func(e orderEntry) bool { return e.expected })
 		if len(st.entries) == 0 {
-			delete(b.keys, k)
+			b.forget(k, st)
 		}
 	}
 }
@@ -230,7 +236,7 @@ func (b *orderBook) forgetExpected() {
 func (b *orderBook) register(k orderKey, seq uint64) *orderState {
 	st := b.keys[k]
 	if st == nil {
-		st = &orderState{}
+		st = b.newState()
 		b.keys[k] = st
 	}
 	i, found := slices.BinarySearchFunc(st.entries, seq, func(e orderEntry, s uint64) int { return cmpSeq(e.seq, s) })
@@ -238,4 +244,26 @@ func (b *orderBook) register(k orderKey, seq uint64) *orderState {
 		st.entries = slices.Insert(st.entries, i, orderEntry{seq: seq})
 	}
 	return st
+}
+
+// maxSpare bounds the states kept for reuse.
+const maxSpare = 4096
+
+// newState returns an empty state, a spare one if there is.
+func (b *orderBook) newState() *orderState {
+	if n := len(b.spare); n > 0 {
+		st := b.spare[n-1]
+		b.spare = b.spare[:n-1]
+		return st
+	}
+	return &orderState{entries: make([]orderEntry, 0, 2)}
+}
+
+// forget drops k, keeping its (empty) state for reuse.
+func (b *orderBook) forget(k orderKey, st *orderState) {
+	delete(b.keys, k)
+	if len(b.spare) < maxSpare {
+		*st = orderState{entries: st.entries[:0]}
+		b.spare = append(b.spare, st)
+	}
 }

@@ -32,9 +32,10 @@ const (
 // by a child process that only fetches and acks. Its time runs from the
 // child's start until it reports every message acked and the consumer's
 // NumAckPending at 0; its CPU time and peak RSS are read from /proc then,
-// while it waits for its stdin to close (the rusage of a child's wait
-// would not do for the RSS: ru_maxrss starts from the high-water mark of
-// the address space it was forked from, this process's).
+// while it waits for its stdin to close. (The rusage of its wait would not
+// do for the RSS: Go runs a new child in this process's address space
+// until its exec, and Linux carries that space's high-water mark into the
+// child's ru_maxrss.)
 func (b *bench) runBareConsumer(ctx context.Context, r *results) error {
 	b.progress("bare consumer: fetching and acking %d messages", b.o.n)
 	stream, err := b.js.Stream(ctx, b.defs.stream.Name)

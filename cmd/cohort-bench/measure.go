@@ -35,9 +35,9 @@ func (b *bench) measure(ctx context.Context) (*results, error) {
 			return nil, err
 		}
 	}
-	// The peak RSS up to here; after the exit it can no longer be read:
-	// the rusage of the wait starts ru_maxrss from this process's
-	// high-water mark (the address space the child was forked from).
+	// The peak RSS up to here. After the exit it can no longer be read:
+	// the wait's ru_maxrss would start from this process's high-water
+	// mark (see runBareConsumer).
 	s, err := readProc(d.pid())
 	if err != nil {
 		return nil, err

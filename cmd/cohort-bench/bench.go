@@ -76,13 +76,13 @@ func setUp(ctx context.Context, o options, log io.Writer) (b *bench, err error) 
 	if b.defs, err = readDeployDefs(b.root); err != nil {
 		return b, err
 	}
-	if err = b.prepareDaemon(); err != nil {
-		return b, err
-	}
 	if err = b.connect(); err != nil {
 		return b, err
 	}
 	if err = b.createObjects(ctx); err != nil {
+		return b, err
+	}
+	if err = b.prepareDaemon(); err != nil {
 		return b, err
 	}
 	b.sim, err = simulator.Start(simulator.Options{

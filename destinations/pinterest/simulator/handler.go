@@ -306,6 +306,11 @@ func (s *Simulator) serveEvents(w http.ResponseWriter, r *http.Request, a *accou
 		}
 		a.mu.Unlock()
 	}
+	if hook := s.arrivalHook.Load(); hook != nil && !test {
+		for i := range req.Data {
+			(*hook)(a.id, req.Data[i].EventID, at)
+		}
+	}
 
 	bp := bufPool.Get().(*[]byte)
 	out := append((*bp)[:0], `{"num_events_received":`...)

@@ -418,6 +418,45 @@ func TestFirstArrivalsNumberEventsInArrivalOrderAndKeepTheFirst(t *testing.T) {
 	assert.Empty(t, s.FirstArrivals("999"), "unknown account")
 }
 
+func TestTheArrivalHookIsToldOfEveryTalliedEvent(t *testing.T) {
+	clk := newClock()
+	s := newSim(simulator.Options{Now: clk.Now})
+	s.SetRecord(false)
+	s.SetRecordEventIDs(false) // the hook does not depend on either
+	type arrival struct {
+		account, id string
+		at          time.Time
+	}
+	var mu sync.Mutex
+	var got []arrival
+	s.SetArrivalHook(func(adAccountID, eventID string, at time.Time) {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, arrival{adAccountID, eventID, at})
+	})
+
+	invalid := event(1)
+	invalid.EventName = "" // failed in the answer, still tallied
+	decodeOK(t, postEvents(t, s, body(t, []pinterest.Event{event(0), invalid})))
+	clk.Advance(time.Second)
+	decodeOK(t, do(t, s, http.MethodPost, "/v5/ad_accounts/"+acct+"/events?test=true", token, "application/json",
+		body(t, []pinterest.Event{event(2)})))
+	decodeOK(t, postEvents(t, s, body(t, []pinterest.Event{event(0)}))) // a duplicate is an arrival too
+	assert.Equal(t, []arrival{
+		{acct, "ev-0", baseTime},
+		{acct, "ev-1", baseTime},
+		{acct, "ev-0", baseTime.Add(time.Second)},
+	}, got, "every event of a 200 answer, test events excluded, failed ones included, at its request's time")
+
+	s.SetFault(acct, simulator.Fault{Status: http.StatusServiceUnavailable, Times: 1})
+	do(t, s, http.MethodPost, "/v5/ad_accounts/"+acct+"/events", token, "application/json", body(t, events(1)))
+	assert.Len(t, got, 3, "an answer other than 200 tells nothing")
+
+	s.SetArrivalHook(nil)
+	decodeOK(t, postEvents(t, s, body(t, events(3))))
+	assert.Len(t, got, 3, "removed")
+}
+
 func TestFaultInjection(t *testing.T) {
 	t.Run("a 503 fault with Times 2 answers 503 twice then 200", func(t *testing.T) {
 		s := newSim(simulator.Options{})

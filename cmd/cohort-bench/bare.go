@@ -1,0 +1,180 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The bare consumer is this binary re-executed as "cohort-bench
+// bare-consumer" (not in the usage: the bench starts it), so that its CPU
+// time and peak RSS are its own process's.
+const (
+	bareCommand = "bare-consumer"
+	bareDurable = "cohort-bench-bare"
+	bareDone    = "done" // the line it prints once every message is acked
+)
+
+// runBareConsumer measures the reference: a second durable pull consumer
+// on the input stream, configured like the daemon's (deploy/nats/
+// consumer.json: no filter, explicit acks, the same MaxAckPending), read
+// by a child process that only fetches and acks. Its time runs from the
+// child's start until it reports every message acked and the consumer's
+// NumAckPending at 0; its CPU time and peak RSS are read from /proc then,
+// while it waits for its stdin to close. (The rusage of its wait would not
+// do for the RSS: Go runs a new child in this process's address space
+// until its exec, and Linux carries that space's high-water mark into the
+// child's ru_maxrss.)
+func (b *bench) runBareConsumer(ctx context.Context, r *results) error {
+	b.progress("bare consumer: fetching and acking %d messages", b.o.n)
+	stream, err := b.js.Stream(ctx, b.defs.stream.Name)
+	if err != nil {
+		return err
+	}
+	cc := b.defs.consumer
+	cc.Durable = bareDurable
+	cc.Description = "cohort-bench: bare consumer (fetch and ack only)"
+	if _, err := stream.CreateConsumer(ctx, cc); err != nil {
+		return err
+	}
+	defer func() { _ = stream.DeleteConsumer(context.Background(), bareDurable) }()
+
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, exe, bareCommand, "-nats-url", b.url, "-stream", b.defs.stream.Name,
+		"-durable", bareDurable, "-n", strconv.Itoa(b.o.n), "-pull-max", strconv.Itoa(pullMax(b.o.batchSize)),
+		"-timeout", b.o.drainTimeout.String())
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	var took time.Duration
+	var at procSample
+	var procErr error
+	for sc := bufio.NewScanner(out); sc.Scan(); {
+		if sc.Text() == bareDone && took == 0 {
+			took = time.Since(start)
+			// The child waits for its stdin to close: sample it alive.
+			at, procErr = readProc(cmd.Process.Pid)
+			in.Close()
+		}
+	}
+	in.Close()
+	if err := cmd.Wait(); err != nil || took == 0 {
+		return fmt.Errorf("bare consumer: %v\n%s", err, stderr.String())
+	}
+	if procErr != nil {
+		return procErr
+	}
+	r.bare = &bareFigures{took: took, cpu: at.cpu, hwmKiB: at.hwmKiB}
+	return nil
+}
+
+// pullMax is the daemon's pull size (connector/source.go): the bare
+// consumer asks for as many messages at a time.
+func pullMax(batchSize int) int { return max(2*batchSize, 256) }
+
+// runBare is the bare-consumer child process; it returns its exit code.
+func runBare(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet(bareCommand, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	url := fs.String("nats-url", "", "NATS server")
+	stream := fs.String("stream", "", "stream")
+	durable := fs.String("durable", "", "durable pull consumer")
+	n := fs.Int("n", 0, "messages to ack")
+	pull := fs.Int("pull-max", 2000, "messages asked for at a time")
+	timeout := fs.Duration("timeout", 30*time.Minute, "give up after this long")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	done := func() {
+		fmt.Fprintln(stdout, bareDone)
+		_, _ = io.Copy(io.Discard, stdin) // until the bench has sampled us
+	}
+	if err := ackAll(ctx, *url, *stream, *durable, *n, *pull, done); err != nil {
+		fmt.Fprintln(stderr, "bare consumer:", err)
+		return 1
+	}
+	return 0
+}
+
+// ackAll consumes the durable with Consume, acks every message with
+// msg.Ack(), and once it has seen n and the server counts none pending and
+// none awaiting an ack, calls done (still connected and consuming).
+func ackAll(ctx context.Context, url, stream, durable string, n, pull int, done func()) error {
+	nc, err := nats.Connect(url, nats.Name("cohort-bench-bare"))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	c, err := js.Consumer(ctx, stream, durable)
+	if err != nil {
+		return err
+	}
+	var seen, ackErrs atomic.Int64
+	all := make(chan struct{})
+	cc, err := c.Consume(func(msg jetstream.Msg) {
+		if msg.Ack() != nil {
+			ackErrs.Add(1)
+		}
+		if seen.Add(1) == int64(n) {
+			close(all)
+		}
+	}, jetstream.PullMaxMessages(pull))
+	if err != nil {
+		return err
+	}
+	defer cc.Stop()
+	select {
+	case <-all:
+	case <-ctx.Done():
+		return fmt.Errorf("saw %d of %d messages: %w", seen.Load(), n, ctx.Err())
+	}
+	if k := ackErrs.Load(); k > 0 {
+		return fmt.Errorf("%d acks could not be sent", k)
+	}
+	if err := nc.Flush(); err != nil {
+		return err
+	}
+	err = poll(ctx, time.Minute, 5*time.Millisecond, func() (bool, error) {
+		ci, err := c.Info(ctx)
+		if err != nil {
+			return false, fmt.Errorf("consumer info: %w", err)
+		}
+		return ci.NumPending == 0 && ci.NumAckPending == 0, nil
+	})
+	if err != nil {
+		return err
+	}
+	done()
+	return nil
+}

@@ -1,0 +1,232 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cohort-connector/cohort-connector/destinations/pinterest/simulator"
+)
+
+// The one ad account the daemon sends to, its token and its Tag ID (the
+// default Tag ID, so every activation leaves tag_id blank).
+const (
+	accountName = "a"
+	adAccountID = "549755885175"
+	adToken     = "bench-token"
+	tagID       = "2612345678901"
+)
+
+// publishMaxPending bounds the asynchronous publishes awaiting their PubAck.
+const publishMaxPending = 4096
+
+// bench is one run: its temp dir, the JetStream server and connection, the
+// simulator, the daemon binary and the JetStream objects' definitions.
+type bench struct {
+	o   options
+	log io.Writer // progress lines (stderr)
+
+	dir       string // temp dir: daemon binary and log, JetStream storage
+	root      string // the module's directory
+	daemonBin string
+	defs      deployDefs
+
+	srv *server.Server // the embedded server; nil with -nats-url
+	url string
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	sim *simulator.Simulator
+
+	// base is the ts of backlog membership 0 (see backlogMembership).
+	base time.Time
+	// publishErrs counts asynchronous publishes that failed.
+	publishErrs atomic.Int64
+	// owned is set once the JetStream objects were found absent and are
+	// created by this run: only then may close delete them (-nats-url).
+	owned bool
+}
+
+// setUp prepares everything the phases need; on error it releases what it
+// had set up.
+func setUp(ctx context.Context, o options, log io.Writer) (b *bench, err error) {
+	b = &bench{o: o, log: log}
+	defer func() {
+		if err != nil {
+			_ = b.close()
+			b = nil
+		}
+	}()
+	if b.dir, err = os.MkdirTemp("", "cohort-bench-"); err != nil {
+		return b, err
+	}
+	if b.root, err = moduleRoot(); err != nil {
+		return b, err
+	}
+	if b.defs, err = readDeployDefs(b.root); err != nil {
+		return b, err
+	}
+	if err = b.connect(); err != nil {
+		return b, err
+	}
+	if err = b.createObjects(ctx); err != nil {
+		return b, err
+	}
+	if err = b.prepareDaemon(); err != nil {
+		return b, err
+	}
+	b.sim, err = simulator.Start(simulator.Options{
+		Accounts: map[string]string{adAccountID: adToken},
+		// No user is a known Pinterest user: the answers are the same
+		// (an unmatched user is processed), and the simulator keeps no
+		// per-user visitor tally, which would grow with -n.
+		KnownUserShare: simulator.NoKnownUsers,
+		// Pinterest's limit, 5,000 calls a minute per ad account, enforced
+		// with 429s; the daemon's own budget is the same by default.
+		RateLimitPerMinute: simulator.DefaultRateLimitPerMinute,
+	})
+	if err != nil {
+		return b, err
+	}
+	// Keep only the event-id tally (counts per id), not whole events.
+	b.sim.SetRecord(false)
+	return b, nil
+}
+
+// moduleRoot is the directory of the module the command runs in.
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", errors.New("not inside the cohort-connector module: run from its directory")
+	}
+	return filepath.Dir(gomod), nil
+}
+
+// prepareDaemon builds ./cmd/cohort-connector into the temp dir, unless
+// -daemon names a binary.
+func (b *bench) prepareDaemon() error {
+	if b.o.daemon != "" {
+		p, err := filepath.Abs(b.o.daemon)
+		if err != nil {
+			return err
+		}
+		b.daemonBin = p
+		return nil
+	}
+	b.progress("building ./cmd/cohort-connector")
+	bin := filepath.Join(b.dir, "cohort-connector")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/cohort-connector")
+	cmd.Dir = b.root
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("building the daemon: %w\n%s", err, stderr.String())
+	}
+	b.daemonBin = bin
+	return nil
+}
+
+// connect starts the embedded JetStream server (unless -nats-url) and
+// connects to the server.
+func (b *bench) connect() error {
+	b.url = b.o.natsURL
+	if b.url == "" {
+		srv, err := server.NewServer(&server.Options{
+			ServerName: "cohort-bench",
+			Host:       "127.0.0.1",
+			Port:       server.RANDOM_PORT,
+			JetStream:  true,
+			StoreDir:   filepath.Join(b.dir, "jetstream"),
+			NoLog:      true,
+			NoSigs:     true,
+		})
+		if err != nil {
+			return err
+		}
+		go srv.Start()
+		if !srv.ReadyForConnections(10 * time.Second) {
+			srv.Shutdown()
+			srv.WaitForShutdown()
+			return errors.New("the embedded NATS server did not start within 10s")
+		}
+		b.srv, b.url = srv, srv.ClientURL()
+	}
+	nc, err := nats.Connect(b.url, nats.Name("cohort-bench"), nats.MaxReconnects(-1))
+	if err != nil {
+		return fmt.Errorf("connecting to NATS at %s: %w", b.url, err)
+	}
+	b.nc = nc
+	b.js, err = jetstream.New(nc,
+		jetstream.WithPublishAsyncMaxPending(publishMaxPending),
+		jetstream.WithPublishAsyncErrHandler(func(jetstream.JetStream, *nats.Msg, error) { b.publishErrs.Add(1) }))
+	return err
+}
+
+// close stops what setUp started and removes the temp dir (unless -keep).
+func (b *bench) close() error {
+	var errs []error
+	if b.sim != nil {
+		errs = append(errs, b.sim.Close())
+	}
+	if b.nc != nil {
+		if b.srv == nil && b.owned && !b.o.keep {
+			errs = append(errs, b.deleteObjects())
+		}
+		b.nc.Close()
+	}
+	if b.srv != nil {
+		b.srv.Shutdown()
+		b.srv.WaitForShutdown()
+	}
+	if b.dir != "" {
+		if b.o.keep {
+			b.progress("kept %s", b.dir)
+		} else {
+			errs = append(errs, os.RemoveAll(b.dir))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// progress writes one line about what the bench is doing (not a figure).
+func (b *bench) progress(format string, args ...any) {
+	fmt.Fprintf(b.log, "cohort-bench: "+format+"\n", args...)
+}
+
+// errDeadline is poll's error when its limit passed first.
+var errDeadline = errors.New("deadline passed")
+
+// poll calls cond every interval until it returns true or an error, the
+// limit passes (errDeadline) or ctx ends.
+func poll(ctx context.Context, limit, interval time.Duration, cond func() (bool, error)) error {
+	deadline := time.NewTimer(limit)
+	defer deadline.Stop()
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		if ok, err := cond(); ok || err != nil {
+			return err
+		}
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			return fmt.Errorf("%w after %s", errDeadline, limit)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	// The bench re-executes its own binary as the bare consumer; under go
+	// test that binary is this one.
+	if len(os.Args) > 1 && os.Args[1] == bareCommand {
+		os.Exit(runBare(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// A whole run at a tiny size: every phase runs, the last line is one
+// parsable BENCH line with every key, and nothing is left pending or lost.
+// No figure is checked against a speed.
+func TestATinyRunPrintsOneParsableBenchLine(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the bench builds and runs the daemon")
+	}
+	var stdout, stderr bytes.Buffer
+	code := run(t.Context(), []string{"-n", "2000", "-cohorts", "5", "-latency-duration", "1s", "-rate", "200"}, &stdout, &stderr)
+	require.Equal(t, 0, code, "stderr:\n%s\nstdout:\n%s", stderr.String(), stdout.String())
+
+	var lines []string
+	for l := range strings.Lines(stdout.String()) {
+		if strings.HasPrefix(l, "BENCH ") {
+			lines = append(lines, strings.TrimPrefix(strings.TrimSpace(l), "BENCH "))
+		}
+	}
+	require.Len(t, lines, 1, stdout.String())
+	var got map[string]any
+	require.NoError(t, json.Unmarshal([]byte(lines[0]), &got))
+	for _, key := range jsonKeys() {
+		assert.Contains(t, got, key)
+	}
+	for _, key := range []string{"n", "cohorts", "msgs_per_s", "bare_msgs_per_s", "ratio", "peak_rss_mb", "cpu_us_per_msg",
+		"bare_cpu_us_per_msg", "bare_peak_rss_mb", "p50_ms", "p90_ms", "p99_ms", "max_ms", "calls_per_min_max",
+		"duplicates", "pending", "ack_pending", "lost", "go_version", "cores"} {
+		assert.NotNil(t, got[key], "%s measured", key)
+	}
+	assert.EqualValues(t, 2000, got["n"])
+	assert.EqualValues(t, 5, got["cohorts"])
+	assert.EqualValues(t, 0, got["pending"])
+	assert.EqualValues(t, 0, got["ack_pending"])
+	assert.EqualValues(t, 0, got["lost"])
+	assert.Greater(t, got["msgs_per_s"], 0.0)
+	assert.Greater(t, got["bare_msgs_per_s"], 0.0)
+	assert.EqualValues(t, 200, got["latency_published"])
+}
+
+// jsonKeys are the keys of the BENCH line.
+func jsonKeys() []string {
+	var keys []string
+	for f := range reflect.TypeFor[benchLine]().Fields() {
+		keys = append(keys, strings.Split(f.Tag.Get("json"), ",")[0])
+	}
+	return keys
+}
+
+func TestPercentilesAreNearestRank(t *testing.T) {
+	var lat []time.Duration
+	for i := 100; i >= 1; i-- { // unsorted on purpose
+		lat = append(lat, time.Duration(i)*time.Millisecond)
+	}
+	f := summarize(lat, 101, 1)
+	assert.Equal(t, 50*time.Millisecond, f.p50)
+	assert.Equal(t, 90*time.Millisecond, f.p90)
+	assert.Equal(t, 99*time.Millisecond, f.p99)
+	assert.Equal(t, 100*time.Millisecond, f.max)
+	assert.Equal(t, 100, f.arrived)
+	assert.Equal(t, 1, f.lost)
+	assert.Equal(t, 100*time.Millisecond, lat[0], "the caller's slice is not sorted in place")
+
+	assert.Zero(t, summarize(nil, 3, 3).p50, "nothing arrived")
+}
+
+func TestCallsPerMinute(t *testing.T) {
+	at := func(s float64) time.Time { return time.Unix(0, 0).Add(time.Duration(s * float64(time.Second))) }
+
+	short := []callSample{{at(0), 0}, {at(1), 10}, {at(2), 40}, {at(2.1), 45}}
+	f := callsPerMinute(short)
+	assert.True(t, f.scaled)
+	assert.InDelta(t, 30*60, f.perMinute, 0.001, "the highest full second, × 60; the 0.1-s tail is not a rate")
+
+	var long []callSample
+	for s := 0; s <= 90; s++ {
+		n := int64(s * 10)
+		if s > 20 {
+			n += 100 // 100 extra calls in second 21
+		}
+		long = append(long, callSample{at(float64(s)), n})
+	}
+	f = callsPerMinute(long)
+	assert.False(t, f.scaled)
+	assert.InDelta(t, 700, f.perMinute, 0.001, "60 s at 10 a second plus the burst")
+}
+
+func TestReadProcReadsThisProcess(t *testing.T) {
+	s, err := readProc(os.Getpid())
+	require.NoError(t, err)
+	assert.Positive(t, s.hwmKiB)
+	assert.GreaterOrEqual(t, s.cpu, time.Duration(0))
+}

@@ -155,6 +155,11 @@ type Connector struct {
 	accounts []string // sorted
 	lanes    map[string]*lane
 	results  chan laneResult // lanes → loop
+	// routedScratch holds a delivery's lane items while route builds them
+	// (loop only): kept between deliveries, so routing allocates none.
+	routedScratch []routed
+	batches       *batchPool // the lanes' batches, recycled by apply
+	callItems     itemsPool  // the items of the calls being made (senders)
 
 	// Owned by the loop goroutine.
 	order    *orderBook
@@ -211,6 +216,7 @@ func New(o Options) (*Connector, error) {
 		settled:  map[[2]string]prometheus.Counter{},
 	}
 	c.sendCtx, c.cancelSend = context.WithCancel(context.Background())
+	c.batches = newBatchPool(c.o.BatchSize)
 	for _, account := range c.accounts {
 		fn := laneFuncs{
 			send:   c.sender(account),
@@ -220,7 +226,7 @@ func New(o Options) (*Connector, error) {
 		if gate, ok := o.Destination.(destinations.CallGate); ok {
 			fn.ready = func(ctx context.Context) error { return gate.AwaitCall(ctx, account) }
 		}
-		c.lanes[account] = newLane(account, o.AdAccounts[account], fn, &c.o, c.sendCtx, o.Metrics.setFailing)
+		c.lanes[account] = newLane(account, o.AdAccounts[account], fn, &c.o, c.sendCtx, o.Metrics.setFailing, c.batches)
 	}
 	c.src = c.newSource()
 	return c, nil
@@ -426,7 +432,8 @@ func (c *Connector) sender(account string) func(context.Context, []laneItem) ([]
 	applier := c.Applier()
 	return func(ctx context.Context, items []laneItem) ([]outcome, error) {
 		now := c.o.Now()
-		events := make([]destinations.Item, len(items))
+		events := c.callItems.get(len(items))
+		defer c.callItems.put(events)
 		for i, it := range items {
 			events[i] = it.event
 			// A message that waited long (a slow account ahead of it) has
@@ -465,4 +472,22 @@ func (c *Connector) sender(account string) func(context.Context, []laneItem) ([]
 // connector applied them (all replicas): the denominator of its match rate.
 func (c *Connector) ListMembers(ctx context.Context, listID string) (int64, error) {
 	return c.applied.ListMembers(ctx, listID)
+}
+
+// itemsPool recycles the destination items of calls: a call's items are
+// not kept by the destination once it has answered.
+type itemsPool struct{ pool sync.Pool }
+
+// get returns n zero items.
+func (p *itemsPool) get(n int) []destinations.Item {
+	if b, ok := p.pool.Get().(*[]destinations.Item); ok && cap(*b) >= n {
+		return (*b)[:n]
+	}
+	return make([]destinations.Item, n)
+}
+
+// put takes items back, cleared.
+func (p *itemsPool) put(items []destinations.Item) {
+	clear(items)
+	p.pool.Put(&items)
 }

@@ -55,6 +55,17 @@ type delivery struct {
 	// delivery: their entries are released or kept when it is settled.
 	ordered []string
 	parked  []string // the ad accounts it was parked for in this delivery
+
+	// Room for done and ordered of a delivery to one ad account, the
+	// usual case, without an allocation of their own.
+	doneRoom, orderedRoom [1]string
+}
+
+// newDelivery is a delivery of msg, received at now.
+func newDelivery(msg jetstream.Msg, meta *jetstream.MsgMetadata, parkedFor string, now time.Time) *delivery {
+	d := &delivery{msg: msg, meta: meta, origin: originOf(msg, meta, parkedFor), received: now, parkedFor: parkedFor}
+	d.done, d.ordered = d.doneRoom[:0], d.orderedRoom[:0]
+	return d
 }
 
 // last reports whether JetStream will not deliver the message again after

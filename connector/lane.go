@@ -22,7 +22,32 @@ type laneItem struct {
 	// mustPark: an earlier change of the same user waits parked for this
 	// account, so this one joins it there whatever the account's health.
 	mustPark bool
-	counters []*activationCounters // the activations credited with the outcome
+	credits  credits // the activations credited with the outcome
+}
+
+// credits are the activations credited with an item's outcome: almost
+// always one, held without an allocation.
+type credits struct {
+	first *activationCounters
+	more  []*activationCounters
+}
+
+func (cr *credits) add(ctr *activationCounters) {
+	if cr.first == nil {
+		cr.first = ctr
+		return
+	}
+	cr.more = append(cr.more, ctr)
+}
+
+// each calls f for every activation credited.
+func (cr *credits) each(f func(*activationCounters)) {
+	if cr.first != nil {
+		f(cr.first)
+	}
+	for _, ctr := range cr.more {
+		f(ctr)
+	}
 }
 
 // laneFuncs are what a lane is given; it knows nothing else of the connector.
@@ -72,8 +97,9 @@ type lane struct {
 	slowCall    time.Duration
 	sendCtx     context.Context // cancelled when the shutdown drain runs out
 
-	in  chan laneItem
-	out chan []laneItem
+	in      chan laneItem
+	out     chan []laneItem
+	batches *batchPool
 
 	mu      sync.Mutex
 	failure error // the fault that makes the account failing, nil when healthy
@@ -83,8 +109,9 @@ type lane struct {
 	callStarted []atomic.Int64
 }
 
-func newLane(account string, tags []string, fn laneFuncs, o *Options, sendCtx context.Context, failing func(string, bool)) *lane {
+func newLane(account string, tags []string, fn laneFuncs, o *Options, sendCtx context.Context, failing func(string, bool), batches *batchPool) *lane {
 	return &lane{
+		batches: batches,
 		account: account, tags: tags, fn: fn, log: o.Logger, failing: failing,
 		batchSize: o.BatchSize, batchPeriod: o.BatchPeriod, maxInFlight: o.MaxInFlight, slowCall: o.SlowCall,
 		sendCtx:     sendCtx,
@@ -98,13 +125,16 @@ func newLane(account string, tags []string, fn laneFuncs, o *Options, sendCtx co
 // waits for its senders and returns.
 func (l *lane) run() {
 	var senders sync.WaitGroup
+	// Waiting for a turn ends when the last batch has been handed out.
+	readyCtx, noMoreBatches := context.WithCancel(l.sendCtx)
+	defer noMoreBatches()
 	for slot := range l.maxInFlight {
 		senders.Add(1)
 		go func() {
 			defer senders.Done()
 			for {
 				if l.fn.ready != nil {
-					_ = l.fn.ready(l.sendCtx) // cancelled: the call fails as a shutdown
+					_ = l.fn.ready(readyCtx) // ended early: there is no batch left, or the drain ran out
 				}
 				b, ok := <-l.out
 				if !ok {
@@ -115,6 +145,7 @@ func (l *lane) run() {
 		}()
 	}
 	l.accumulate()
+	noMoreBatches()
 	close(l.out)
 	senders.Wait()
 }
@@ -140,7 +171,7 @@ func (l *lane) accumulate() {
 				continue
 			}
 			if len(batch) == 0 {
-				batch = make([]laneItem, 0, min(l.batchSize, 64))
+				batch = l.batches.get()
 				timer.Reset(l.batchPeriod)
 			}
 			batch = append(batch, it)
@@ -261,4 +292,34 @@ func (l *lane) setFailure(err error) {
 		}
 		ev.Str("ad_account_id", l.account).Strs("tag_id", l.tags).Str("reason", string(reason)).Err(err).Msg(msg)
 	}
+}
+
+// batchPool recycles the lanes' batches: a batch is taken when its first
+// item comes and put back once its outcomes are applied (Connector.apply),
+// so a busy lane does not allocate one per call.
+type batchPool struct {
+	size int
+	pool sync.Pool
+}
+
+func newBatchPool(size int) *batchPool { return &batchPool{size: size} }
+
+// get returns an empty batch with room for size items.
+func (p *batchPool) get() []laneItem {
+	if b, ok := p.pool.Get().(*[]laneItem); ok {
+		return *b
+	}
+	return make([]laneItem, 0, p.size)
+}
+
+// put takes back a batch nothing refers to any more. Only whole batches
+// come back (not the single items held at once, nor parts).
+func (p *batchPool) put(b []laneItem) {
+	if cap(b) != p.size {
+		return
+	}
+	b = b[:cap(b)]
+	clear(b) // holds no delivery while it waits
+	b = b[:0]
+	p.pool.Put(&b)
 }

@@ -29,6 +29,7 @@ type laneRig struct {
 	sendErr  error
 	blocking bool
 	release  chan struct{}
+	stopping chan struct{} // closed when the test stops the lane
 	done     chan struct{}
 }
 
@@ -40,7 +41,7 @@ func newLaneRig(t *testing.T, batchSize int, period time.Duration) *laneRig {
 // value received from turns (the call budget allowing one call), when
 // turns is not nil.
 func newGatedLaneRig(t *testing.T, batchSize int, period time.Duration, turns chan struct{}) *laneRig {
-	r := &laneRig{reported: map[*delivery]outcome{}, release: make(chan struct{}), done: make(chan struct{})}
+	r := &laneRig{reported: map[*delivery]outcome{}, release: make(chan struct{}), stopping: make(chan struct{}), done: make(chan struct{})}
 	o := &Options{BatchSize: batchSize, BatchPeriod: period, MaxInFlight: 1, SlowCall: 50 * time.Millisecond, Logger: zerolog.Nop()}
 	fn := laneFuncs{
 		send: func(ctx context.Context, items []laneItem) ([]outcome, error) {
@@ -88,7 +89,7 @@ func newGatedLaneRig(t *testing.T, batchSize int, period time.Duration, turns ch
 				return nil
 			case <-ctx.Done():
 				return ctx.Err()
-			case <-r.done: // stopped: no more calls
+			case <-r.stopping: // no more turns are given
 				return nil
 			}
 		}
@@ -97,7 +98,7 @@ func newGatedLaneRig(t *testing.T, batchSize int, period time.Duration, turns ch
 		r.mu.Lock()
 		r.failing = append(r.failing, on)
 		r.mu.Unlock()
-	})
+	}, newBatchPool(batchSize))
 	go func() {
 		r.l.run()
 		close(r.done)
@@ -124,6 +125,7 @@ func (r *laneRig) stop(t *testing.T) {
 		return
 	default:
 	}
+	close(r.stopping)
 	close(r.l.in)
 	select {
 	case <-r.done:

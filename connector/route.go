@@ -25,7 +25,7 @@ func (c *Connector) route(msg jetstream.Msg, parkedFor string) {
 		c.o.Logger.Error().Err(err).Str("subject", msg.Subject()).Msg("message without JetStream metadata ignored")
 		return
 	}
-	d := &delivery{msg: msg, meta: meta, origin: originOf(msg, meta, parkedFor), received: c.o.Now(), parkedFor: parkedFor}
+	d := newDelivery(msg, meta, parkedFor, c.o.Now())
 	if parkedFor == "" && !c.forgetExpectedAt.IsZero() && d.received.After(c.forgetExpectedAt) {
 		// Every change read back at startup whose AckWait has expired was
 		// handed out before this delivery if it was still unacknowledged.
@@ -57,6 +57,8 @@ func (c *Connector) route(msg jetstream.Msg, parkedFor string) {
 	for _, it := range items {
 		c.enqueue(c.lanes[it.account], it.laneItem)
 	}
+	c.routedScratch = items[:0]
+	clear(items) // let the scratch hold no delivery
 }
 
 // routed is a lane item and the lane it goes to.
@@ -86,8 +88,8 @@ func (c *Connector) targets(d *delivery, m cohorts.Membership) []routed {
 		// copy of it) on an earlier delivery are not charged again.
 		d.done = slices.Clone(c.memo[d.origin])
 	}
-	var items []routed
-	var waiting []string // ad accounts with a customer list not created yet
+	items := c.routedScratch[:0] // enqueued by value before the next delivery
+	var waiting []string         // ad accounts with a customer list not created yet
 	for _, tg := range targets {
 		ctrs := c.activationCounters(tg.Activation.ID)
 		if first {
@@ -180,9 +182,7 @@ func holdWaiting(items []routed, waiting []string) []routed {
 		if !slices.Contains(waiting, r.account) {
 			return false
 		}
-		for _, ctr := range r.counters {
-			ctr.held.Add(1)
-		}
+		r.credits.each(func(ctr *activationCounters) { ctr.held.Add(1) })
 		return true
 	})
 }
@@ -197,7 +197,7 @@ func addShare(items []routed, d *delivery, account, list string, ctrs *activatio
 			event: destinations.Item{ListsOnly: true}}})
 		i = len(items) - 1
 	}
-	items[i].counters = append(items[i].counters, ctrs)
+	items[i].credits.add(ctrs)
 	if list == "" {
 		items[i].event.ListsOnly = false
 	} else {

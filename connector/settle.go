@@ -16,7 +16,7 @@ import (
 func (c *Connector) apply(r laneResult) {
 	for i, it := range r.items {
 		o := r.outcomes[i]
-		for _, ctr := range it.counters {
+		it.credits.each(func(ctr *activationCounters) {
 			switch o.reason {
 			case reasonOK:
 				ctr.processed.Add(1)
@@ -28,7 +28,7 @@ func (c *Connector) apply(r laneResult) {
 			default:
 				ctr.held.Add(1)
 			}
-		}
+		})
 		d := it.d
 		if o.kind == kindDone {
 			d.done = append(d.done, r.account)
@@ -42,6 +42,7 @@ func (c *Connector) apply(r laneResult) {
 			c.settle(d)
 		}
 	}
+	c.batches.put(r.items)
 }
 
 // settle carries out d's merged outcome, exactly once per delivery. It is
@@ -122,7 +123,7 @@ func (c *Connector) settleOrder(d *delivery, due time.Time) {
 		if due.IsZero() {
 			delete(c.memo, d.origin)
 		} else if len(d.done) > 0 && len(c.memo) < memoMax {
-			c.memo[d.origin] = d.done
+			c.memo[d.origin] = slices.Clone(d.done) // not d's room: the memo must not keep d
 		}
 	}
 	accounts := d.ordered

@@ -1,5 +1,7 @@
 package cohorts
 
+import "github.com/cohort-connector/cohort-connector/cohorts/plainjson"
+
 // scanPlain reads a message in its plain shape without encoding/json:
 // the fast path of Decode. The plain shape is what producers send: one
 // JSON object whose members are the known fields, each at most once,
@@ -12,116 +14,39 @@ package cohorts
 // numbers, null, a syntax error) makes scanPlain return false, leaving
 // the message to encoding/json with its exact rules and error messages.
 // So scanPlain never decides an error, and on what it accepts, json.Unmarshal
-// would have filled w the same (membership_test.go checks it on a fuzzed
-// corpus). No library gives both zero-copy strings and this strictness.
+// would have filled w the same (scan_test.go checks it on a fuzzed corpus).
 func scanPlain(s string, w *wireMembership) bool {
-	sc := scanner{s: s}
+	sc := plainjson.New(s)
 	var seen uint8
-	return sc.object(func(key string) bool {
+	return sc.Object(func(key string) bool {
 		var bit uint8
 		var ok bool
 		switch key {
 		case "user_id":
-			bit, ok = 1, sc.str(&w.UserID)
+			bit, ok = 1, sc.String(&w.UserID)
 		case "cohort_id":
-			bit, ok = 2, sc.str(&w.CohortID)
+			bit, ok = 2, sc.String(&w.CohortID)
 		case "action":
-			bit, ok = 4, sc.str(&w.Action)
+			bit, ok = 4, sc.String(&w.Action)
 		case "ts":
-			bit, ok = 8, sc.str(&w.TS)
+			bit, ok = 8, sc.String(&w.TS)
 		case "identifiers":
-			bit, ok = 16, sc.identifiers(&w.Identifiers)
+			bit, ok = 16, scanIdentifiers(sc, &w.Identifiers)
 		case "activation_ids":
-			bit, ok = 32, sc.strings(&w.ActivationIDs)
+			bit, ok = 32, sc.Strings(&w.ActivationIDs)
 		}
 		if !ok || seen&bit != 0 {
 			return false
 		}
 		seen |= bit
 		return true
-	}) && sc.end()
+	}) && sc.End()
 }
 
-// scanner walks s; every method returns false at anything outside the
-// plain shape.
-type scanner struct {
-	s string
-	i int
-}
-
-func (sc *scanner) skipSpace() {
-	for sc.i < len(sc.s) {
-		switch sc.s[sc.i] {
-		case ' ', '\t', '\r', '\n':
-			sc.i++
-		default:
-			return
-		}
-	}
-}
-
-// consume skips spaces and then c.
-func (sc *scanner) consume(c byte) bool {
-	sc.skipSpace()
-	if sc.i < len(sc.s) && sc.s[sc.i] == c {
-		sc.i++
-		return true
-	}
-	return false
-}
-
-// end reports whether only spaces are left.
-func (sc *scanner) end() bool {
-	sc.skipSpace()
-	return sc.i == len(sc.s)
-}
-
-// object reads {"key": value, ...}, calling member after each key's colon
-// to read its value.
-func (sc *scanner) object(member func(key string) bool) bool {
-	if !sc.consume('{') {
-		return false
-	}
-	if sc.consume('}') {
-		return true
-	}
-	for {
-		var key string
-		if !sc.str(&key) || !sc.consume(':') || !member(key) {
-			return false
-		}
-		if sc.consume('}') {
-			return true
-		}
-		if !sc.consume(',') {
-			return false
-		}
-	}
-}
-
-// str reads a string without escapes or control characters into v.
-func (sc *scanner) str(v *string) bool {
-	if !sc.consume('"') {
-		return false
-	}
-	start := sc.i
-	for ; sc.i < len(sc.s); sc.i++ {
-		switch c := sc.s[sc.i]; {
-		case c == '"':
-			*v = sc.s[start:sc.i]
-			sc.i++
-			return true
-		case c == '\\' || c < 0x20:
-			return false
-		}
-	}
-	return false
-}
-
-// identifiers reads the identifiers object.
-func (sc *scanner) identifiers(ids *Identifiers) bool {
+// scanIdentifiers reads the identifiers object.
+func scanIdentifiers(sc *plainjson.Scanner, ids *Identifiers) bool {
 	var seen uint8
-	return sc.object(func(key string) bool {
+	return sc.Object(func(key string) bool {
 		var bit uint8
 		var v *string
 		switch key {
@@ -138,36 +63,10 @@ func (sc *scanner) identifiers(ids *Identifiers) bool {
 		default:
 			return false
 		}
-		if seen&bit != 0 || !sc.str(v) {
+		if seen&bit != 0 || !sc.String(v) {
 			return false
 		}
 		seen |= bit
 		return true
 	})
-}
-
-// strings reads an array of strings.
-func (sc *scanner) strings(v *[]string) bool {
-	if !sc.consume('[') {
-		return false
-	}
-	out := []string{}
-	if sc.consume(']') {
-		*v = out
-		return true
-	}
-	for {
-		var e string
-		if !sc.str(&e) {
-			return false
-		}
-		out = append(out, e)
-		if sc.consume(']') {
-			*v = out
-			return true
-		}
-		if !sc.consume(',') {
-			return false
-		}
-	}
 }

@@ -1,0 +1,157 @@
+// Package plainjson reads JSON in its plain shape without reflection or
+// allocation: objects, strings without escape sequences or control
+// characters, arrays of such strings, and non-negative integers. It is the
+// fast path of decoders whose input is almost always that plain (membership
+// messages, Pinterest's answers): on anything else a Scanner method
+// reports false, and the caller decodes the input with encoding/json
+// instead, which keeps encoding/json's exact rules and errors. The strings
+// it returns are substrings of the input.
+package plainjson
+
+import "strings"
+
+// Scanner walks a JSON text. Every method skips the spaces before what it
+// reads, and reports false at anything outside the plain shape (it may
+// then have read part of the input).
+type Scanner struct {
+	s string
+	i int
+}
+
+// New returns a Scanner at the start of s.
+func New(s string) *Scanner { return &Scanner{s: s} }
+
+func (sc *Scanner) skipSpace() {
+	for sc.i < len(sc.s) {
+		switch sc.s[sc.i] {
+		case ' ', '\t', '\r', '\n':
+			sc.i++
+		default:
+			return
+		}
+	}
+}
+
+// consume reads the byte c.
+func (sc *Scanner) consume(c byte) bool {
+	sc.skipSpace()
+	if sc.i < len(sc.s) && sc.s[sc.i] == c {
+		sc.i++
+		return true
+	}
+	return false
+}
+
+// End reports whether only spaces are left.
+func (sc *Scanner) End() bool {
+	sc.skipSpace()
+	return sc.i == len(sc.s)
+}
+
+// Object reads {"key": value, ...}, calling member after each key's colon;
+// member reads the value and reports whether it could.
+func (sc *Scanner) Object(member func(key string) bool) bool {
+	if !sc.consume('{') {
+		return false
+	}
+	if sc.consume('}') {
+		return true
+	}
+	for {
+		var key string
+		if !sc.String(&key) || !sc.consume(':') || !member(key) {
+			return false
+		}
+		if sc.consume('}') {
+			return true
+		}
+		if !sc.consume(',') {
+			return false
+		}
+	}
+}
+
+// Array reads [value, ...], calling elem to read each value.
+func (sc *Scanner) Array(elem func() bool) bool {
+	if !sc.consume('[') {
+		return false
+	}
+	if sc.consume(']') {
+		return true
+	}
+	for {
+		if !elem() {
+			return false
+		}
+		if sc.consume(']') {
+			return true
+		}
+		if !sc.consume(',') {
+			return false
+		}
+	}
+}
+
+// String reads a string without escapes or control characters into v.
+func (sc *Scanner) String(v *string) bool {
+	if !sc.consume('"') {
+		return false
+	}
+	rest := sc.s[sc.i:]
+	end := strings.IndexByte(rest, '"')
+	if end < 0 {
+		return false
+	}
+	str := rest[:end]
+	if strings.IndexByte(str, '\\') >= 0 {
+		return false
+	}
+	for i := 0; i < len(str); i++ {
+		if str[i] < 0x20 {
+			return false
+		}
+	}
+	*v = str
+	sc.i += end + 1
+	return true
+}
+
+// Strings reads an array of strings into v (a non-nil slice, empty for []).
+func (sc *Scanner) Strings(v *[]string) bool {
+	out := []string{}
+	ok := sc.Array(func() bool {
+		var e string
+		if !sc.String(&e) {
+			return false
+		}
+		out = append(out, e)
+		return true
+	})
+	if ok {
+		*v = out
+	}
+	return ok
+}
+
+// Int reads a non-negative integer without sign, fraction or exponent
+// (and without leading zeros), of at most 18 digits.
+func (sc *Scanner) Int(v *int) bool {
+	sc.skipSpace()
+	start, n := sc.i, 0
+	for sc.i < len(sc.s) && '0' <= sc.s[sc.i] && sc.s[sc.i] <= '9' {
+		n = n*10 + int(sc.s[sc.i]-'0')
+		sc.i++
+	}
+	digits := sc.i - start
+	if digits == 0 || digits > 18 || (digits > 1 && sc.s[start] == '0') {
+		return false
+	}
+	if sc.i < len(sc.s) {
+		switch sc.s[sc.i] {
+		case '.', 'e', 'E':
+			return false
+		}
+	}
+	*v = n
+	return true
+}

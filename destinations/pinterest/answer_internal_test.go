@@ -34,7 +34,9 @@ func mutateAnswer(rng *rand.Rand, s string) string {
 		func(s string) string { return strings.Replace(s, `2`, `2.5`, 1) },
 		func(s string) string { return strings.Replace(s, `3`, `"3"`, 1) },
 		func(s string) string { return strings.Replace(s, `"processed"`, `7`, 1) },
-		func(s string) string { return strings.Replace(s, `"num_events_received"`, `"other":{"a":[1]},"num_events_received"`, 1) },
+		func(s string) string {
+			return strings.Replace(s, `"num_events_received"`, `"other":{"a":[1]},"num_events_received"`, 1)
+		},
 		func(s string) string { return strings.Replace(s, `]`, `,]`, 1) },
 		func(s string) string { return s + ` {"more":1}` },
 		func(s string) string { return s + "\xff" },

@@ -43,9 +43,10 @@ type Destination interface {
 
 // CallGate is implemented by a destination whose calls an ad account may
 // make are budgeted (Pinterest: 5,000 a minute). AwaitCall returns when
-// the account could make a call now, without taking it from the budget,
-// or with ctx's error: a sender waits for its turn before it takes a
-// batch, so that the batch carries everything that arrived meanwhile.
+// the account may make a call, that call's place in the budget taken (the
+// next call of the account uses it), or with ctx's error: a sender waits
+// for its turn before it takes a batch, so that the batch carries
+// everything that arrived meanwhile and its call then goes at once.
 type CallGate interface {
 	AwaitCall(ctx context.Context, adAccountID string) error
 }

@@ -3,6 +3,7 @@ package pinterest
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -14,10 +15,15 @@ import (
 // endpoint: 5,000 calls a minute per ad account.
 const DefaultCallsPerMinute = 5000
 
-// budgetBurst is the token bucket's burst. The refill rate is
-// (limit − burst) / 60 s, so that no 60-second window, sliding or not, can
-// hold more than limit calls: burst + rate × 60 s = limit.
-const budgetBurst = 10
+// budgetBurst is the token bucket's burst, and maxPrepaid the most tokens
+// taken ahead of their call (reserve). The refill rate is
+// (limit − burst − maxPrepaid) / 60 s, so that no 60-second window,
+// sliding or not, can hold more than limit calls: a call uses a token
+// taken in that window, or one of at most maxPrepaid taken before it.
+const (
+	budgetBurst = 10
+	maxPrepaid  = 16 // the most senders an account has (CONNECTOR_MAX_INFLIGHT)
+)
 
 // budget is the call budget of one ad account: a token bucket that every
 // HTTP attempt (first tries and retries alike) waits on. It adapts:
@@ -36,6 +42,8 @@ type budget struct {
 	mu          sync.Mutex
 	pausedUntil time.Time
 	lastCut     time.Time
+
+	prepaid atomic.Int64 // tokens taken by reserve, not used by a call yet
 }
 
 // cutEpisode is the least time between two halvings of the rate.
@@ -43,7 +51,7 @@ const cutEpisode = time.Second
 
 func newBudget(callsPerMinute int, maxPause time.Duration) *budget {
 	burst := min(budgetBurst, callsPerMinute)
-	r := rate.Limit(float64(callsPerMinute-burst) / 60)
+	r := rate.Limit(float64(callsPerMinute-burst-maxPrepaid) / 60)
 	if r <= 0 {
 		r = rate.Limit(float64(callsPerMinute) / 60)
 	}
@@ -71,6 +79,9 @@ func (b *budget) wait(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+	if b.takePrepaid() {
+		return nil
+	}
 	if err := b.lim.Wait(ctx); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -82,27 +93,51 @@ func (b *budget) wait(ctx context.Context) error {
 	return nil
 }
 
-// ready blocks until a call would find a token (and no pause), without
-// taking it: the caller's call then waits in wait only if another caller
-// took that token first.
-func (b *budget) ready(ctx context.Context) error {
+// reserve blocks until the account may make a call and takes the token
+// for it: the next call's wait then finds it prepaid instead of waiting
+// again. A sender reserves before it takes a batch, so that the batch
+// carries what arrived while it waited, and leaves at once.
+func (b *budget) reserve(ctx context.Context) error {
+	if err := b.waitPause(ctx); err != nil {
+		return err
+	}
+	if b.prepaid.Load() >= maxPrepaid {
+		return nil // the calls wait for their own tokens
+	}
+	if err := b.lim.Wait(ctx); err != nil {
+		return err
+	}
+	b.prepaid.Add(1)
+	return nil
+}
+
+// waitPause blocks while the account is paused by a 429.
+func (b *budget) waitPause(ctx context.Context) error {
+	b.mu.Lock()
+	pause := time.Until(b.pausedUntil)
+	b.mu.Unlock()
+	if pause <= 0 {
+		return nil
+	}
+	t := time.NewTimer(pause)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// takePrepaid uses a token taken by reserve, if one is left.
+func (b *budget) takePrepaid() bool {
 	for {
-		b.mu.Lock()
-		pause := time.Until(b.pausedUntil)
-		b.mu.Unlock()
-		if pause <= 0 {
-			tokens := b.lim.Tokens()
-			if tokens >= 1 {
-				return nil
-			}
-			pause = time.Duration((1 - tokens) / float64(b.lim.Limit()) * float64(time.Second))
+		n := b.prepaid.Load()
+		if n <= 0 {
+			return false
 		}
-		t := time.NewTimer(pause)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
+		if b.prepaid.CompareAndSwap(n, n-1) {
+			return true
 		}
 	}
 }

@@ -29,18 +29,22 @@ func TestAPauseNeverLastsLongerThanMaxPause(t *testing.T) {
 		"a Retry-After of a day pauses the account for the cap")
 }
 
-func TestReadyWaitsForATokenWithoutTakingIt(t *testing.T) {
-	b := newBudget(70, time.Minute) // burst 10, a token a second
+func TestReserveTakesATokenThatTheNextCallUses(t *testing.T) {
+	b := newBudget(86, time.Minute) // burst 10, (86-10-16)/60: a token a second
 	for range 10 {
 		assert.NoError(t, b.wait(t.Context()))
 	}
 	assert.Less(t, b.lim.Tokens(), 1.0, "the burst is spent")
 	start := time.Now()
-	assert.NoError(t, b.ready(t.Context()))
-	assert.GreaterOrEqual(t, b.lim.Tokens(), 1.0, "ready returned with a token there, not taken")
-	assert.Greater(t, time.Since(start), 500*time.Millisecond, "ready waited for the token to be refilled")
+	assert.NoError(t, b.reserve(t.Context()))
+	assert.Greater(t, time.Since(start), 500*time.Millisecond, "reserve waited for the token to be refilled")
+	before := b.lim.Tokens()
+	assert.NoError(t, b.wait(t.Context()))
+	assert.GreaterOrEqual(t, b.lim.Tokens(), before, "the call took no token of its own: it found one prepaid")
+	assert.Zero(t, b.prepaid.Load())
+
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	b.throttled(time.Minute)
-	assert.ErrorIs(t, b.ready(ctx), context.Canceled, "a paused account: ready ends with its context")
+	assert.ErrorIs(t, b.reserve(ctx), context.Canceled, "a paused account: reserve ends with its context")
 }

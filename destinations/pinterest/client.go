@@ -202,11 +202,12 @@ func (c *Client) CallsPerMinute(adAccountID string) float64 {
 	return 0
 }
 
-// AwaitCall returns when the ad account's call budget would allow a call
-// now (destinations.CallGate), or with ctx's error.
+// AwaitCall returns when the ad account may make a call, having taken
+// that call's place in the budget (destinations.CallGate), or with ctx's
+// error.
 func (c *Client) AwaitCall(ctx context.Context, adAccountID string) error {
 	if b := c.budgets[adAccountID]; b != nil {
-		return b.ready(ctx)
+		return b.reserve(ctx)
 	}
 	return nil
 }

@@ -155,9 +155,12 @@ loop:
 	drainCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	waitDrained(drainCtx, d)
 	cancel()
+	// The audiences are read while NATS is still connected; the counts
+	// after the stop, which settles the last messages.
+	views, viewsErr := readAudienceViews(context.Background(), d.objs.State, d.audiences.sketches, d.resolver.List())
 	stopDaemon()
 	err = <-runErr
-	printActivations(context.Background(), stdout, d)
+	printActivations(stdout, d, views, viewsErr)
 	fmt.Fprintf(stdout, "%s\nstopped cleanly\n", final)
 	return err
 }
@@ -255,17 +258,18 @@ func waitDrained(ctx context.Context, d *daemon) {
 }
 
 func printTable(ctx context.Context, w io.Writer, d *daemon, published *publishedCount) {
-	printActivations(ctx, w, d)
+	views, err := readAudienceViews(ctx, d.objs.State, d.audiences.sketches, d.resolver.List())
+	printActivations(w, d, views, err)
 	fmt.Fprintf(w, "%s\n\n", pipelineLine(ctx, d, published))
 }
 
 // printActivations prints one row per activation: where it goes, what
-// Pinterest accepted, and its audience with the match rate.
-func printActivations(ctx context.Context, w io.Writer, d *daemon) {
+// Pinterest accepted, and its audience with the match rate (views, read
+// by the caller; err when they could not be).
+func printActivations(w io.Writer, d *daemon, views map[string]audienceView, err error) {
 	snap := d.stats.Snapshot()
 	list := d.resolver.List()
 	sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
-	views, err := readAudienceViews(ctx, d.objs.State, d.audiences.sketches, list)
 	if err != nil {
 		fmt.Fprintf(w, "audiences not readable: %v\n", err)
 	}

@@ -87,25 +87,50 @@ func TestPercentilesAreNearestRank(t *testing.T) {
 	assert.Zero(t, summarize(nil, 3, 3).p50, "nothing arrived")
 }
 
-func TestCallsPerMinute(t *testing.T) {
+// The calls figure is the busiest account's most calls between two
+// samples at most 60 s apart; over a run shorter than a minute, all its
+// calls.
+func TestCallsInAnyMinute(t *testing.T) {
 	at := func(s float64) time.Time { return time.Unix(0, 0).Add(time.Duration(s * float64(time.Second))) }
 
-	short := []callSample{{at(0), 0}, {at(1), 10}, {at(2), 40}, {at(2.1), 45}}
-	f := callsPerMinute(short)
-	assert.True(t, f.scaled)
-	assert.InDelta(t, 30*60, f.perMinute, 0.001, "the highest full second, × 60; the 0.1-s tail is not a rate")
+	// 27.3 s: account 1 makes 30 calls a second, account 0 ten, and the
+	// last sample (taken at stop) comes 0.3 s after the one before.
+	var short []callSample
+	for s := 0; s <= 27; s++ {
+		short = append(short, callSample{at(float64(s)), []int64{int64(s * 10), int64(s * 30)}})
+	}
+	short = append(short, callSample{at(27.3), []int64{275, 820}})
+	f := callsInAnyMinute(short)
+	assert.True(t, f.shortRun())
+	assert.EqualValues(t, 820, f.calls, "all of account 1's calls during the run")
+	assert.Equal(t, 1, f.account)
+	assert.Equal(t, 27300*time.Millisecond, f.window)
+	assert.Equal(t, 27300*time.Millisecond, f.run)
 
+	// 90 s: account 0 makes 10 calls a second plus a burst of 100 in
+	// second 21; account 1 makes 11 a second. Windows are bounded by
+	// samples at most 60 s apart.
 	var long []callSample
 	for s := 0; s <= 90; s++ {
 		n := int64(s * 10)
 		if s > 20 {
-			n += 100 // 100 extra calls in second 21
+			n += 100
 		}
-		long = append(long, callSample{at(float64(s)), n})
+		long = append(long, callSample{at(float64(s)), []int64{n, int64(s * 11)}})
 	}
-	f = callsPerMinute(long)
-	assert.False(t, f.scaled)
-	assert.InDelta(t, 700, f.perMinute, 0.001, "60 s at 10 a second plus the burst")
+	f = callsInAnyMinute(long)
+	assert.False(t, f.shortRun())
+	assert.EqualValues(t, 700, f.calls, "60 s at 10 a second plus the burst, not the 900 + 100 of the whole run")
+	assert.Equal(t, 0, f.account)
+	assert.Equal(t, time.Minute, f.window)
+	assert.Equal(t, 90*time.Second, f.run)
+
+	// A sample a little late: 60 s and 1 ms is not a 60-second window.
+	late := []callSample{{at(0), []int64{0}}, {at(30), []int64{100}}, {at(60.001), []int64{300}}, {at(61), []int64{301}}}
+	f = callsInAnyMinute(late)
+	assert.EqualValues(t, 201, f.calls, "from 30 s to 61 s, not from 0 to 60.001 s")
+
+	assert.Zero(t, callsInAnyMinute([]callSample{{at(0), []int64{5, 7}}}).calls, "one sample: no call counted")
 }
 
 func TestReadProcReadsThisProcess(t *testing.T) {

@@ -22,6 +22,10 @@ func (b *bench) measure(ctx context.Context) (*results, error) {
 		}
 	}
 	b.progress("daemon: draining %d messages", b.o.n)
+	// The calls of each ad account, counted once a second from the
+	// daemon's start until just before its SIGTERM.
+	calls := startCallSampler(b.sim, []string{adAccountID})
+	defer calls.stop()
 	d, err := b.startDaemon()
 	if err != nil {
 		return nil, err
@@ -43,6 +47,7 @@ func (b *bench) measure(ctx context.Context) (*results, error) {
 		return nil, err
 	}
 	r.runHWMKiB = s.hwmKiB
+	r.calls = callsInAnyMinute(calls.stop())
 	b.progress("stopping the daemon (SIGTERM)")
 	r.exitCode = d.stop(stopLimit)
 	if err := b.final(ctx, r); err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"os"
 	"reflect"
 	"strings"
@@ -31,7 +32,7 @@ func TestATinyRunPrintsOneParsableBenchLine(t *testing.T) {
 		t.Skip("-short: the bench builds and runs the daemon")
 	}
 	var stdout, stderr bytes.Buffer
-	code := run(t.Context(), []string{"-n", "2000", "-cohorts", "5", "-latency-duration", "1s", "-rate", "200"}, &stdout, &stderr)
+	code := run(t.Context(), []string{"-n", "2000", "-cohorts", "5", "-accounts", "2", "-latency-duration", "1s", "-rate", "200"}, &stdout, &stderr)
 	require.Equal(t, 0, code, "stderr:\n%s\nstdout:\n%s", stderr.String(), stdout.String())
 
 	var lines []string
@@ -46,13 +47,14 @@ func TestATinyRunPrintsOneParsableBenchLine(t *testing.T) {
 	for _, key := range jsonKeys() {
 		assert.Contains(t, got, key)
 	}
-	for _, key := range []string{"n", "cohorts", "msgs_per_s", "bare_msgs_per_s", "ratio", "peak_rss_mb", "cpu_us_per_msg",
+	for _, key := range []string{"n", "cohorts", "accounts", "msgs_per_s", "bare_msgs_per_s", "ratio", "peak_rss_mb", "cpu_us_per_msg",
 		"bare_cpu_us_per_msg", "bare_peak_rss_mb", "p50_ms", "p90_ms", "p99_ms", "max_ms", "calls_per_min_max",
 		"duplicates", "pending", "ack_pending", "lost", "go_version", "cores"} {
 		assert.NotNil(t, got[key], "%s measured", key)
 	}
 	assert.EqualValues(t, 2000, got["n"])
 	assert.EqualValues(t, 5, got["cohorts"])
+	assert.EqualValues(t, 2, got["accounts"])
 	assert.EqualValues(t, 0, got["pending"])
 	assert.EqualValues(t, 0, got["ack_pending"])
 	assert.EqualValues(t, 0, got["lost"])
@@ -131,6 +133,20 @@ func TestCallsInAnyMinute(t *testing.T) {
 	assert.EqualValues(t, 201, f.calls, "from 30 s to 61 s, not from 0 to 60.001 s")
 
 	assert.Zero(t, callsInAnyMinute([]callSample{{at(0), []int64{5, 7}}}).calls, "one sample: no call counted")
+}
+
+func TestAccountsAreNamedByLetter(t *testing.T) {
+	a := accounts(maxAccounts)
+	assert.Equal(t, benchAccount{name: "a", adAccountID: "549755885175", token: "bench-token-a", tagID: "2612345678901"}, a[0])
+	assert.Equal(t, benchAccount{name: "z", adAccountID: "549755885200", token: "bench-token-z", tagID: "2612345678926"}, a[25])
+
+	for _, n := range []string{"0", "27"} {
+		_, err := parseFlags([]string{"-accounts", n}, io.Discard)
+		assert.Error(t, err, "-accounts %s", n)
+	}
+	o, err := parseFlags(nil, io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, 4, o.accounts, "the default")
 }
 
 func TestReadProcReadsThisProcess(t *testing.T) {

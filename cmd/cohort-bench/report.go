@@ -70,6 +70,7 @@ func (r *results) lost() int {
 type benchLine struct {
 	N               int      `json:"n"`
 	Cohorts         int      `json:"cohorts"`
+	Accounts        int      `json:"accounts"`
 	MsgsPerS        float64  `json:"msgs_per_s"`
 	BareMsgsPerS    *float64 `json:"bare_msgs_per_s"`
 	Ratio           *float64 `json:"ratio"`
@@ -108,7 +109,7 @@ type benchLine struct {
 
 func (r *results) line() benchLine {
 	l := benchLine{
-		N: r.o.n, Cohorts: r.o.cohorts,
+		N: r.o.n, Cohorts: r.o.cohorts, Accounts: r.o.accounts,
 		MsgsPerS:    round(r.msgsPerS(), 1),
 		PeakRSSMB:   round(mib(r.drain.hwmKiB), 1),
 		CPUUsPerMsg: round(r.usPerMsg(r.drain.cpu), 3),
@@ -162,6 +163,7 @@ func (r *results) table(out io.Writer) {
 		return f(r.bare)
 	}
 	row("measure", "bare consumer", "daemon")
+	row(fmt.Sprintf("ad accounts (cohort c goes to account c mod %d)", r.o.accounts), "", fmt.Sprint(r.o.accounts))
 	row("messages drained", bareOr(func(*bareFigures) string { return fmt.Sprint(r.o.n) }), fmt.Sprint(r.o.n))
 	row("time from process start to all acked", bareOr(func(b *bareFigures) string { return secs(b.took) }), secs(r.drain.took))
 	row("msgs/s", bareOr(func(*bareFigures) string { return fmt.Sprintf("%.0f", r.bareMsgsPerS()) }), fmt.Sprintf("%.0f", r.msgsPerS()))
@@ -171,10 +173,10 @@ func (r *results) table(out io.Writer) {
 	row("peak RSS MiB at the end of the drain",
 		bareOr(func(b *bareFigures) string { return fmt.Sprintf("%.1f", mib(b.hwmKiB)) }), fmt.Sprintf("%.1f", mib(r.drain.hwmKiB)))
 	row("peak RSS MiB from start to SIGTERM", "", fmt.Sprintf("%.1f", mib(r.runHWMKiB)))
-	row("Pinterest calls during the drain", "", fmt.Sprint(r.drain.calls))
+	row("Pinterest calls during the drain (all accounts)", "", fmt.Sprint(r.drain.calls))
 	r.callRows(row)
 	r.latencyRows(row)
-	row("calls answered 429 (whole run)", "", fmt.Sprint(r.rateLimited))
+	row("calls answered 429 (whole run, all accounts)", "", fmt.Sprint(r.rateLimited))
 	row("duplicates (events received − distinct ids)", "", fmt.Sprint(r.duplicates()))
 	row("backlog event ids never received", "", fmt.Sprint(r.backlogMissing))
 	row("consumer NumPending / NumAckPending after exit", "", fmt.Sprintf("%d / %d", r.pending, r.ackPending))
@@ -199,7 +201,7 @@ func (r *results) latencyRows(row func(measure, bare, daemon string)) {
 }
 
 // callRows adds the calls of the busiest ad account in any minute of the
-// daemon's run.
+// daemon's run, and which account it was.
 func (r *results) callRows(row func(measure, bare, daemon string)) {
 	f := r.calls
 	if f == nil {
@@ -209,7 +211,7 @@ func (r *results) callRows(row func(measure, bare, daemon string)) {
 	if f.shortRun() {
 		label += fmt.Sprintf(" (run of %.1f s: all its calls)", f.run.Seconds())
 	}
-	row(label, "", fmt.Sprint(f.calls))
+	row(label, "", fmt.Sprintf("%d (account %s)", f.calls, accountName(f.account)))
 }
 
 func secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }

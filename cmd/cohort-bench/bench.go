@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -19,14 +20,50 @@ import (
 	"github.com/cohort-connector/cohort-connector/destinations/pinterest/simulator"
 )
 
-// The one ad account the daemon sends to, its token and its Tag ID (the
-// default Tag ID, so every activation leaves tag_id blank).
+// benchAccount is one ad account of the run (see accounts).
+type benchAccount struct {
+	name        string // "a", "b", …: CONNECTOR_ACCOUNTS
+	adAccountID string
+	token       string
+	tagID       string // its one Tag ID; account 0's is the default Tag ID
+}
+
+// Ad account ids and Tag IDs of the run: account i has firstAdAccountID + i
+// and firstTagID + i.
 const (
-	accountName = "a"
-	adAccountID = "549755885175"
-	adToken     = "bench-token"
-	tagID       = "2612345678901"
+	firstAdAccountID = 549755885175
+	firstTagID       = 2612345678901
+	maxAccounts      = 26 // one letter each
 )
+
+// accounts are the run's n ad accounts: account i is named by the i-th
+// letter, its token is "bench-token-<name>". Cohort c goes to account
+// c mod n (see createObjects).
+func accounts(n int) []benchAccount {
+	out := make([]benchAccount, n)
+	for i := range out {
+		name := accountName(i)
+		out[i] = benchAccount{
+			name:        name,
+			adAccountID: strconv.FormatInt(firstAdAccountID+int64(i), 10),
+			token:       "bench-token-" + name,
+			tagID:       strconv.FormatInt(firstTagID+int64(i), 10),
+		}
+	}
+	return out
+}
+
+// accountName is the name of account i: "a", "b", …
+func accountName(i int) string { return string(rune('a' + i)) }
+
+// adAccountIDs are the run's ad account ids, account 0 first.
+func (b *bench) adAccountIDs() []string {
+	ids := make([]string, len(b.accounts))
+	for i, a := range b.accounts {
+		ids[i] = a.adAccountID
+	}
+	return ids
+}
 
 // publishMaxPending bounds the asynchronous publishes awaiting their PubAck.
 const publishMaxPending = 4096
@@ -34,8 +71,9 @@ const publishMaxPending = 4096
 // bench is one run: its temp dir, the JetStream server and connection, the
 // simulator, the daemon binary and the JetStream objects' definitions.
 type bench struct {
-	o   options
-	log io.Writer // progress lines (stderr)
+	o        options
+	log      io.Writer // progress lines (stderr)
+	accounts []benchAccount
 
 	dir       string // temp dir: daemon binary and log, JetStream storage
 	root      string // the module's directory
@@ -60,7 +98,7 @@ type bench struct {
 // setUp prepares everything the phases need; on error it releases what it
 // had set up.
 func setUp(ctx context.Context, o options, log io.Writer) (b *bench, err error) {
-	b = &bench{o: o, log: log}
+	b = &bench{o: o, log: log, accounts: accounts(o.accounts)}
 	defer func() {
 		if err != nil {
 			_ = b.close()
@@ -85,8 +123,12 @@ func setUp(ctx context.Context, o options, log io.Writer) (b *bench, err error) 
 	if err = b.prepareDaemon(); err != nil {
 		return b, err
 	}
+	tokens := make(map[string]string, len(b.accounts))
+	for _, a := range b.accounts {
+		tokens[a.adAccountID] = a.token
+	}
 	b.sim, err = simulator.Start(simulator.Options{
-		Accounts: map[string]string{adAccountID: adToken},
+		Accounts: tokens,
 		// No user is a known Pinterest user: the answers are the same
 		// (an unmatched user is processed), and the simulator keeps no
 		// per-user visitor tally, which would grow with -n.

@@ -7,22 +7,31 @@ import (
 	"github.com/cohort-connector/cohort-connector/destinations/pinterest/simulator"
 )
 
-// callSample is the simulator's request count for the ad account at a time.
+// callSample is the simulator's request count of each ad account at a time.
 type callSample struct {
 	at       time.Time
-	requests int64
+	requests []int64 // per ad account, in the sampler's order
 }
 
-// callSampler reads the simulator's request counter once a second.
+// callSampler reads the simulator's request counter of each ad account once
+// a second, from its start until stop.
 type callSampler struct {
 	stopc   chan struct{}
+	once    sync.Once
 	wg      sync.WaitGroup
 	samples []callSample // written by the sampling goroutine until stop
 }
 
-func startCallSampler(sim *simulator.Simulator) *callSampler {
+// startCallSampler takes a first sample at once, then one a second.
+func startCallSampler(sim *simulator.Simulator, adAccountIDs []string) *callSampler {
 	c := &callSampler{stopc: make(chan struct{})}
-	take := func() { c.samples = append(c.samples, callSample{time.Now(), sim.Stats(adAccountID).Requests}) }
+	take := func() {
+		s := callSample{at: time.Now(), requests: make([]int64, len(adAccountIDs))}
+		for i, id := range adAccountIDs {
+			s.requests[i] = sim.Stats(id).Requests
+		}
+		c.samples = append(c.samples, s)
+	}
 	take()
 	c.wg.Go(func() {
 		tick := time.NewTicker(time.Second)
@@ -40,48 +49,53 @@ func startCallSampler(sim *simulator.Simulator) *callSampler {
 	return c
 }
 
-// stop ends the sampling and returns the samples.
+// stop ends the sampling with a last sample and returns the samples; it
+// may be called again (an aborted run), and returns the same samples.
 func (c *callSampler) stop() []callSample {
-	close(c.stopc)
+	c.once.Do(func() { close(c.stopc) })
 	c.wg.Wait()
 	return c.samples
 }
 
-// callFigures is the highest call rate per minute seen, and how it was
-// obtained.
+// callFigures are the most calls one ad account received in any 60-second
+// window of the samples.
 type callFigures struct {
-	perMinute float64
-	scaled    bool // the phase was shorter than a minute: a 1-s rate × 60
+	calls   int64         // the busiest account's count
+	account int           // the busiest account (index in the samples)
+	window  time.Duration // the span the count covers: a minute, or run when shorter
+	run     time.Duration // from the first sample to the last
 }
 
-// callsPerMinute is the highest count of calls in any 60-second window of
-// the samples (1-s steps), or, when they span less than a minute, the
-// highest rate between two consecutive samples (at least half a second
-// apart) scaled to a minute.
-func callsPerMinute(samples []callSample) *callFigures {
-	if len(samples) < 2 {
-		return &callFigures{scaled: true}
-	}
-	if samples[len(samples)-1].at.Sub(samples[0].at) < time.Minute {
-		f := &callFigures{scaled: true}
-		for i := 1; i < len(samples); i++ {
-			// The last interval (ended by stop) may be a fraction of a
-			// second: too short to give a rate.
-			dt := samples[i].at.Sub(samples[i-1].at).Seconds()
-			if dt >= 0.5 {
-				f.perMinute = max(f.perMinute, float64(samples[i].requests-samples[i-1].requests)/dt*60)
-			}
-		}
+// shortRun reports whether the samples span less than a minute: then the
+// count is all of the account's calls during the run, an upper bound for
+// any 60-second window that overlaps it.
+func (f *callFigures) shortRun() bool { return f.run < time.Minute }
+
+// callsInAnyMinute is, for the account with the most, the highest number of
+// calls between two samples at most 60 s apart: at the samples' 1-s
+// resolution, the most calls in any 60-second window of the run. When the
+// samples span less than a minute, that is the calls between the first and
+// the last sample.
+func callsInAnyMinute(samples []callSample) *callFigures {
+	f := &callFigures{}
+	if len(samples) == 0 {
 		return f
 	}
-	f := &callFigures{}
-	j := 0
-	for i := range samples {
-		// j: the last sample at most a minute after sample i.
-		for j+1 < len(samples) && samples[j+1].at.Sub(samples[i].at) <= time.Minute {
-			j++
+	last := len(samples) - 1
+	f.run = samples[last].at.Sub(samples[0].at)
+	f.window = min(f.run, time.Minute)
+	for acct := range samples[0].requests {
+		j := 0
+		for i := range samples {
+			// j: the last sample at most a minute after sample i.
+			j = max(j, i)
+			for j < last && samples[j+1].at.Sub(samples[i].at) <= time.Minute {
+				j++
+			}
+			if n := samples[j].requests[acct] - samples[i].requests[acct]; n > f.calls {
+				f.calls, f.account = n, acct
+			}
 		}
-		f.perMinute = max(f.perMinute, float64(samples[j].requests-samples[i].requests))
 	}
 	return f
 }

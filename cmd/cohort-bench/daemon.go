@@ -21,30 +21,36 @@ type daemonProc struct {
 }
 
 // daemonEnv is the daemon's configuration: the run's server, objects and
-// simulator, one account owning the default Tag ID, the batch flags, warn
-// logs, no HTTP listener; every other variable at its default.
+// simulator, the run's accounts (account 0 owning the default Tag ID), the
+// batch flags, warn logs, no HTTP listener; every other variable at its
+// default.
 func (b *bench) daemonEnv() []string {
 	vars := map[string]string{
-		"CONNECTOR_NATS_URL":                b.url,
-		"CONNECTOR_STREAM":                  b.defs.stream.Name,
-		"CONNECTOR_SUBJECTS":                strings.Join(b.defs.stream.Subjects, ","),
-		"CONNECTOR_DURABLE":                 b.defs.consumer.Durable,
-		"CONNECTOR_DLQ_STREAM":              b.defs.dlq.Name,
-		"CONNECTOR_PARKING_STREAM":          b.defs.parking.Name,
-		"CONNECTOR_ACTIVATIONS_BUCKET":      b.defs.activations.Bucket,
-		"CONNECTOR_ORDER_BUCKET":            b.defs.order.Bucket,
-		"CONNECTOR_STATE_BUCKET":            b.defs.states.Bucket,
-		"CONNECTOR_PINTEREST_BASE_URL":      b.sim.URL(),
-		"CONNECTOR_DEFAULT_TAG_ID":          tagID,
-		"CONNECTOR_ACCOUNTS":                accountName,
-		"CONNECTOR_ACCOUNT_A_AD_ACCOUNT_ID": adAccountID,
-		"CONNECTOR_ACCOUNT_A_TOKEN":         adToken,
-		"CONNECTOR_ACCOUNT_A_TAG_IDS":       tagID,
-		"CONNECTOR_BATCH_SIZE":              strconv.Itoa(b.o.batchSize),
-		"CONNECTOR_BATCH_PERIOD":            b.o.batchPeriod.String(),
-		"CONNECTOR_LOG_LEVEL":               "warn",
-		"CONNECTOR_LISTEN_ADDR":             "",
+		"CONNECTOR_NATS_URL":           b.url,
+		"CONNECTOR_STREAM":             b.defs.stream.Name,
+		"CONNECTOR_SUBJECTS":           strings.Join(b.defs.stream.Subjects, ","),
+		"CONNECTOR_DURABLE":            b.defs.consumer.Durable,
+		"CONNECTOR_DLQ_STREAM":         b.defs.dlq.Name,
+		"CONNECTOR_PARKING_STREAM":     b.defs.parking.Name,
+		"CONNECTOR_ACTIVATIONS_BUCKET": b.defs.activations.Bucket,
+		"CONNECTOR_ORDER_BUCKET":       b.defs.order.Bucket,
+		"CONNECTOR_STATE_BUCKET":       b.defs.states.Bucket,
+		"CONNECTOR_PINTEREST_BASE_URL": b.sim.URL(),
+		"CONNECTOR_DEFAULT_TAG_ID":     b.accounts[0].tagID,
+		"CONNECTOR_BATCH_SIZE":         strconv.Itoa(b.o.batchSize),
+		"CONNECTOR_BATCH_PERIOD":       b.o.batchPeriod.String(),
+		"CONNECTOR_LOG_LEVEL":          "warn",
+		"CONNECTOR_LISTEN_ADDR":        "",
 	}
+	names := make([]string, len(b.accounts))
+	for i, a := range b.accounts {
+		names[i] = a.name
+		prefix := "CONNECTOR_ACCOUNT_" + strings.ToUpper(a.name)
+		vars[prefix+"_AD_ACCOUNT_ID"] = a.adAccountID
+		vars[prefix+"_TOKEN"] = a.token
+		vars[prefix+"_TAG_IDS"] = a.tagID
+	}
+	vars["CONNECTOR_ACCOUNTS"] = strings.Join(names, ",")
 	var env []string
 	for _, kv := range os.Environ() {
 		// An unknown CONNECTOR_* variable is fatal to the daemon, and a

@@ -79,8 +79,8 @@ func (b *bench) latencyMembership(k int, ts time.Time) cohorts.Membership {
 }
 
 // latencyPhase publishes -rate memberships a second for -latency-duration
-// to the running daemon and records each one's latency, the calls the
-// simulator received each second, and the daemon's CPU time meanwhile.
+// to the running daemon and records each one's latency and the daemon's
+// CPU time meanwhile.
 func (b *bench) latencyPhase(ctx context.Context, d *daemonProc, r *results) error {
 	b.progress("latency: %d memberships a second for %s", b.o.rate, b.o.latencyDuration)
 	before, err := readProc(d.pid())
@@ -91,9 +91,7 @@ func (b *bench) latencyPhase(ctx context.Context, d *daemonProc, r *results) err
 	b.sim.SetArrivalHook(t.arrived)
 	defer b.sim.SetArrivalHook(nil)
 
-	calls := startCallSampler(b.sim)
 	last, err := b.publishAtRate(ctx, t)
-	samples := calls.stop()
 	if err != nil {
 		return err
 	}
@@ -111,7 +109,6 @@ func (b *bench) latencyPhase(ctx context.Context, d *daemonProc, r *results) err
 	defer t.mu.Unlock()
 	r.latency = summarize(t.latencies, t.published, len(t.waiting))
 	r.latency.cpu = after.cpu - before.cpu
-	r.calls = callsPerMinute(samples)
 	return nil
 }
 

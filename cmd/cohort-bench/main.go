@@ -10,7 +10,7 @@
 // process. Phases:
 //
 //  1. publish -n memberships across -cohorts cohorts, one enabled events
-//     activation per cohort;
+//     activation per cohort, cohort c's to ad account c mod -accounts;
 //  2. the bare consumer: a second durable pull consumer on the same stream
 //     that only fetches and acks (this binary re-executed as
 //     "cohort-bench bare-consumer"), timed until it has acked every message
@@ -51,6 +51,7 @@ func main() {
 // options are the command's flags.
 type options struct {
 	n, cohorts      int
+	accounts        int
 	natsURL         string
 	rate            int
 	latencyDuration time.Duration
@@ -69,6 +70,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.SetOutput(stderr)
 	fs.IntVar(&o.n, "n", 1_000_000, "memberships in the backlog the daemon drains")
 	fs.IntVar(&o.cohorts, "cohorts", 200, "cohorts, one enabled events activation each")
+	fs.IntVar(&o.accounts, "accounts", 4, "ad accounts (1 to 26): cohort c goes to account c mod -accounts, each with its own limit of 5,000 calls a minute")
 	fs.StringVar(&o.natsURL, "nats-url", "", "external NATS server with JetStream (default: an embedded one, file storage in a temp dir)")
 	fs.IntVar(&o.rate, "rate", 2000, "memberships a second in the latency phase")
 	fs.DurationVar(&o.latencyDuration, "latency-duration", 10*time.Second, "how long the latency phase publishes")
@@ -90,6 +92,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-n must be at least 1")
 	case o.cohorts < 1:
 		return o, errors.New("-cohorts must be at least 1")
+	case o.accounts < 1 || o.accounts > maxAccounts:
+		return o, fmt.Errorf("-accounts must be 1 to %d", maxAccounts)
 	case o.rate < 1 && !o.skipLatency:
 		return o, errors.New("-rate must be at least 1")
 	case o.latencyDuration <= 0 && !o.skipLatency:

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"os"
 	"reflect"
 	"strings"
@@ -31,7 +32,7 @@ func TestATinyRunPrintsOneParsableBenchLine(t *testing.T) {
 		t.Skip("-short: the bench builds and runs the daemon")
 	}
 	var stdout, stderr bytes.Buffer
-	code := run(t.Context(), []string{"-n", "2000", "-cohorts", "5", "-latency-duration", "1s", "-rate", "200"}, &stdout, &stderr)
+	code := run(t.Context(), []string{"-n", "2000", "-cohorts", "5", "-accounts", "2", "-latency-duration", "1s", "-rate", "200"}, &stdout, &stderr)
 	require.Equal(t, 0, code, "stderr:\n%s\nstdout:\n%s", stderr.String(), stdout.String())
 
 	var lines []string
@@ -46,13 +47,14 @@ func TestATinyRunPrintsOneParsableBenchLine(t *testing.T) {
 	for _, key := range jsonKeys() {
 		assert.Contains(t, got, key)
 	}
-	for _, key := range []string{"n", "cohorts", "msgs_per_s", "bare_msgs_per_s", "ratio", "peak_rss_mb", "cpu_us_per_msg",
+	for _, key := range []string{"n", "cohorts", "accounts", "msgs_per_s", "bare_msgs_per_s", "ratio", "peak_rss_mb", "cpu_us_per_msg",
 		"bare_cpu_us_per_msg", "bare_peak_rss_mb", "p50_ms", "p90_ms", "p99_ms", "max_ms", "calls_per_min_max",
 		"duplicates", "pending", "ack_pending", "lost", "go_version", "cores"} {
 		assert.NotNil(t, got[key], "%s measured", key)
 	}
 	assert.EqualValues(t, 2000, got["n"])
 	assert.EqualValues(t, 5, got["cohorts"])
+	assert.EqualValues(t, 2, got["accounts"])
 	assert.EqualValues(t, 0, got["pending"])
 	assert.EqualValues(t, 0, got["ack_pending"])
 	assert.EqualValues(t, 0, got["lost"])
@@ -87,25 +89,64 @@ func TestPercentilesAreNearestRank(t *testing.T) {
 	assert.Zero(t, summarize(nil, 3, 3).p50, "nothing arrived")
 }
 
-func TestCallsPerMinute(t *testing.T) {
+// The calls figure is the busiest account's most calls between two
+// samples at most 60 s apart; over a run shorter than a minute, all its
+// calls.
+func TestCallsInAnyMinute(t *testing.T) {
 	at := func(s float64) time.Time { return time.Unix(0, 0).Add(time.Duration(s * float64(time.Second))) }
 
-	short := []callSample{{at(0), 0}, {at(1), 10}, {at(2), 40}, {at(2.1), 45}}
-	f := callsPerMinute(short)
-	assert.True(t, f.scaled)
-	assert.InDelta(t, 30*60, f.perMinute, 0.001, "the highest full second, × 60; the 0.1-s tail is not a rate")
+	// 27.3 s: account 1 makes 30 calls a second, account 0 ten, and the
+	// last sample (taken at stop) comes 0.3 s after the one before.
+	var short []callSample
+	for s := 0; s <= 27; s++ {
+		short = append(short, callSample{at(float64(s)), []int64{int64(s * 10), int64(s * 30)}})
+	}
+	short = append(short, callSample{at(27.3), []int64{275, 820}})
+	f := callsInAnyMinute(short)
+	assert.True(t, f.shortRun())
+	assert.EqualValues(t, 820, f.calls, "all of account 1's calls during the run")
+	assert.Equal(t, 1, f.account)
+	assert.Equal(t, 27300*time.Millisecond, f.window)
+	assert.Equal(t, 27300*time.Millisecond, f.run)
 
+	// 90 s: account 0 makes 10 calls a second plus a burst of 100 in
+	// second 21; account 1 makes 11 a second. Windows are bounded by
+	// samples at most 60 s apart.
 	var long []callSample
 	for s := 0; s <= 90; s++ {
 		n := int64(s * 10)
 		if s > 20 {
-			n += 100 // 100 extra calls in second 21
+			n += 100
 		}
-		long = append(long, callSample{at(float64(s)), n})
+		long = append(long, callSample{at(float64(s)), []int64{n, int64(s * 11)}})
 	}
-	f = callsPerMinute(long)
-	assert.False(t, f.scaled)
-	assert.InDelta(t, 700, f.perMinute, 0.001, "60 s at 10 a second plus the burst")
+	f = callsInAnyMinute(long)
+	assert.False(t, f.shortRun())
+	assert.EqualValues(t, 700, f.calls, "60 s at 10 a second plus the burst, not the 900 + 100 of the whole run")
+	assert.Equal(t, 0, f.account)
+	assert.Equal(t, time.Minute, f.window)
+	assert.Equal(t, 90*time.Second, f.run)
+
+	// A sample a little late: 60 s and 1 ms is not a 60-second window.
+	late := []callSample{{at(0), []int64{0}}, {at(30), []int64{100}}, {at(60.001), []int64{300}}, {at(61), []int64{301}}}
+	f = callsInAnyMinute(late)
+	assert.EqualValues(t, 201, f.calls, "from 30 s to 61 s, not from 0 to 60.001 s")
+
+	assert.Zero(t, callsInAnyMinute([]callSample{{at(0), []int64{5, 7}}}).calls, "one sample: no call counted")
+}
+
+func TestAccountsAreNamedByLetter(t *testing.T) {
+	a := accounts(maxAccounts)
+	assert.Equal(t, benchAccount{name: "a", adAccountID: "549755885175", token: "bench-token-a", tagID: "2612345678901"}, a[0])
+	assert.Equal(t, benchAccount{name: "z", adAccountID: "549755885200", token: "bench-token-z", tagID: "2612345678926"}, a[25])
+
+	for _, n := range []string{"0", "27"} {
+		_, err := parseFlags([]string{"-accounts", n}, io.Discard)
+		assert.Error(t, err, "-accounts %s", n)
+	}
+	o, err := parseFlags(nil, io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, 4, o.accounts, "the default")
 }
 
 func TestReadProcReadsThisProcess(t *testing.T) {

@@ -22,6 +22,10 @@ func (b *bench) measure(ctx context.Context) (*results, error) {
 		}
 	}
 	b.progress("daemon: draining %d messages", b.o.n)
+	// The calls of each ad account, counted once a second from the
+	// daemon's start until just before its SIGTERM.
+	calls := startCallSampler(b.sim, b.adAccountIDs())
+	defer calls.stop()
 	d, err := b.startDaemon()
 	if err != nil {
 		return nil, err
@@ -43,6 +47,7 @@ func (b *bench) measure(ctx context.Context) (*results, error) {
 		return nil, err
 	}
 	r.runHWMKiB = s.hwmKiB
+	r.calls = callsInAnyMinute(calls.stop())
 	b.progress("stopping the daemon (SIGTERM)")
 	r.exitCode = d.stop(stopLimit)
 	if err := b.final(ctx, r); err != nil {
@@ -56,12 +61,13 @@ type drainFigures struct {
 	took   time.Duration // from the process start until drained
 	cpu    time.Duration // its CPU time by then (startup included)
 	hwmKiB int64         // its peak RSS by then
-	calls  int64         // requests the simulator had received by then
+	calls  int64         // requests the simulator had received by then (all accounts)
 }
 
-// drain waits until the simulator has received at least -n events (a
-// cheap counter, polled every 10ms) and then until the main consumer has
-// nothing pending or awaiting an ack, and samples the daemon there.
+// drain waits until the simulator has received at least -n events over
+// all accounts (cheap counters, polled every 10ms) and then until the main
+// consumer has nothing pending or awaiting an ack, and samples the daemon
+// there.
 // Whether each backlog event id arrived is checked once, by final.
 func (b *bench) drain(ctx context.Context, d *daemonProc, r *results) error {
 	n := int64(b.o.n)
@@ -70,7 +76,7 @@ func (b *bench) drain(ctx context.Context, d *daemonProc, r *results) error {
 		if d.exited() {
 			return false, fmt.Errorf("the daemon exited during the drain (%s); its log ends:\n%s", d.cmd.ProcessState, d.logTail())
 		}
-		if b.sim.Stats(adAccountID).Events < n {
+		if b.sim.Stats("").Events < n {
 			return false, nil
 		}
 		ci, err := b.consumerInfo(ctx, b.defs.consumer.Durable)
@@ -81,27 +87,33 @@ func (b *bench) drain(ctx context.Context, d *daemonProc, r *results) error {
 		return true, nil
 	})
 	if err != nil {
-		return fmt.Errorf("daemon drain (the simulator has %d of %d events): %w", b.sim.Stats(adAccountID).Events, n, err)
+		return fmt.Errorf("daemon drain (the simulator has %d of %d events): %w", b.sim.Stats("").Events, n, err)
 	}
 	s, err := readProc(d.pid())
 	if err != nil {
 		return err
 	}
-	r.drain = drainFigures{took: took, cpu: s.cpu, hwmKiB: s.hwmKiB, calls: b.sim.Stats(adAccountID).Requests}
+	r.drain = drainFigures{took: took, cpu: s.cpu, hwmKiB: s.hwmKiB, calls: b.sim.Stats("").Requests}
 	return nil
 }
 
 // final reads, after the daemon's exit, the main consumer's state and the
-// simulator's event-id tally (copied once: duplicates, and backlog ids
-// never received).
+// simulator's event-id tally, merged over the accounts (copied once:
+// duplicates, counted per id over all accounts, and backlog ids never
+// received).
 func (b *bench) final(ctx context.Context, r *results) error {
 	ci, err := b.consumerInfo(ctx, b.defs.consumer.Durable)
 	if err != nil {
 		return err
 	}
 	r.pending, r.ackPending = ci.NumPending, ci.NumAckPending
-	st := b.sim.Stats(adAccountID)
-	ids := b.sim.EventIDs(adAccountID)
+	st := b.sim.Stats("")
+	ids := b.sim.EventIDs(b.accounts[0].adAccountID)
+	for _, a := range b.accounts[1:] {
+		for id, n := range b.sim.EventIDs(a.adAccountID) {
+			ids[id] += n
+		}
+	}
 	r.events, r.distinct, r.rateLimited = st.Events, len(ids), st.RateLimited
 	r.backlogMissing = b.backlogMissing(ids)
 	return nil

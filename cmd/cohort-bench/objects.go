@@ -63,7 +63,9 @@ func (d deployDefs) streamNames() []string {
 
 // createObjects creates the stream, DLQ stream, consumer and activations
 // bucket from their definitions (the consumer's MaxAckPending as deployed)
-// and puts one enabled events activation per cohort. With -nats-url none
+// and puts one enabled events activation per cohort: cohort c's goes to
+// account c mod -accounts, with a blank tag_id (the default Tag ID) for
+// account 0 and the account's Tag ID for the others. With -nats-url none
 // of the run's streams may exist yet: leftovers would be measured too.
 func (b *bench) createObjects(ctx context.Context) error {
 	for _, name := range b.defs.streamNames() {
@@ -93,6 +95,9 @@ func (b *bench) createObjects(ctx context.Context) error {
 	for c := range b.o.cohorts {
 		a := cohorts.Activation{ID: "bench-" + cohortID(c), CohortID: cohortID(c),
 			Destination: cohorts.DestinationPinterest, Enabled: true, Mode: cohorts.ModeEvents}
+		if i := c % len(b.accounts); i != 0 {
+			a.TagID = b.accounts[i].tagID
+		}
 		data, err := json.Marshal(a)
 		if err != nil {
 			return err

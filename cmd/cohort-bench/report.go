@@ -70,6 +70,7 @@ func (r *results) lost() int {
 type benchLine struct {
 	N               int      `json:"n"`
 	Cohorts         int      `json:"cohorts"`
+	Accounts        int      `json:"accounts"`
 	MsgsPerS        float64  `json:"msgs_per_s"`
 	BareMsgsPerS    *float64 `json:"bare_msgs_per_s"`
 	Ratio           *float64 `json:"ratio"`
@@ -81,7 +82,7 @@ type benchLine struct {
 	P90Ms           *float64 `json:"p90_ms"`
 	P99Ms           *float64 `json:"p99_ms"`
 	MaxMs           *float64 `json:"max_ms"`
-	CallsPerMinMax  *float64 `json:"calls_per_min_max"`
+	CallsPerMinMax  *int64   `json:"calls_per_min_max"`
 	Duplicates      int64    `json:"duplicates"`
 	Pending         uint64   `json:"pending"`
 	AckPending      int      `json:"ack_pending"`
@@ -90,24 +91,25 @@ type benchLine struct {
 	Cores           int      `json:"cores"`
 
 	// Beyond the figures above: what qualifies them.
-	CallsPerMinScaled bool     `json:"calls_per_min_scaled"` // a 1-s rate × 60 (latency phase under a minute)
-	PeakRSSMBRun      float64  `json:"peak_rss_mb_run"`      // from start to SIGTERM, not only the drain
-	DrainS            float64  `json:"drain_s"`
-	BareS             *float64 `json:"bare_s"`
-	PublishMsgsPerS   float64  `json:"publish_msgs_per_s"`
-	MsgBytes          float64  `json:"msg_bytes"`
-	BacklogMissing    int      `json:"backlog_missing"`
-	LatencyPublished  int      `json:"latency_published"`
-	RateLimited       int64    `json:"rate_limited"`
-	DaemonExitCode    int      `json:"daemon_exit_code"`
-	BatchSize         int      `json:"batch_size"`
-	BatchPeriodMs     float64  `json:"batch_period_ms"`
-	Rate              int      `json:"rate"`
+	CallsWindowS     *float64 `json:"calls_window_s"`  // the span calls_per_min_max covers: 60, or the run when shorter
+	CallsDrain       int64    `json:"calls_drain"`     // Pinterest calls until the backlog was drained
+	PeakRSSMBRun     float64  `json:"peak_rss_mb_run"` // from start to SIGTERM, not only the drain
+	DrainS           float64  `json:"drain_s"`
+	BareS            *float64 `json:"bare_s"`
+	PublishMsgsPerS  float64  `json:"publish_msgs_per_s"`
+	MsgBytes         float64  `json:"msg_bytes"`
+	BacklogMissing   int      `json:"backlog_missing"`
+	LatencyPublished int      `json:"latency_published"`
+	RateLimited      int64    `json:"rate_limited"`
+	DaemonExitCode   int      `json:"daemon_exit_code"`
+	BatchSize        int      `json:"batch_size"`
+	BatchPeriodMs    float64  `json:"batch_period_ms"`
+	Rate             int      `json:"rate"`
 }
 
 func (r *results) line() benchLine {
 	l := benchLine{
-		N: r.o.n, Cohorts: r.o.cohorts,
+		N: r.o.n, Cohorts: r.o.cohorts, Accounts: r.o.accounts,
 		MsgsPerS:    round(r.msgsPerS(), 1),
 		PeakRSSMB:   round(mib(r.drain.hwmKiB), 1),
 		CPUUsPerMsg: round(r.usPerMsg(r.drain.cpu), 3),
@@ -116,6 +118,7 @@ func (r *results) line() benchLine {
 
 		PeakRSSMBRun: round(mib(r.runHWMKiB), 1), DrainS: round(r.drain.took.Seconds(), 3),
 		PublishMsgsPerS: round(r.publishMsgsPerS, 1), MsgBytes: round(r.msgBytes, 1),
+		CallsDrain:     r.drain.calls,
 		BacklogMissing: r.backlogMissing, RateLimited: r.rateLimited, DaemonExitCode: r.exitCode,
 		BatchSize: r.o.batchSize, BatchPeriodMs: float64(r.o.batchPeriod.Microseconds()) / 1000, Rate: r.o.rate,
 	}
@@ -133,8 +136,8 @@ func (r *results) line() benchLine {
 		}
 	}
 	if r.calls != nil {
-		l.CallsPerMinMax = ptr(math.Round(r.calls.perMinute))
-		l.CallsPerMinScaled = r.calls.scaled
+		l.CallsPerMinMax = ptr(r.calls.calls)
+		l.CallsWindowS = ptr(round(r.calls.window.Seconds(), 1))
 	}
 	return l
 }
@@ -160,6 +163,7 @@ func (r *results) table(out io.Writer) {
 		return f(r.bare)
 	}
 	row("measure", "bare consumer", "daemon")
+	row(fmt.Sprintf("ad accounts (cohort c goes to account c mod %d)", r.o.accounts), "", fmt.Sprint(r.o.accounts))
 	row("messages drained", bareOr(func(*bareFigures) string { return fmt.Sprint(r.o.n) }), fmt.Sprint(r.o.n))
 	row("time from process start to all acked", bareOr(func(b *bareFigures) string { return secs(b.took) }), secs(r.drain.took))
 	row("msgs/s", bareOr(func(*bareFigures) string { return fmt.Sprintf("%.0f", r.bareMsgsPerS()) }), fmt.Sprintf("%.0f", r.msgsPerS()))
@@ -169,9 +173,10 @@ func (r *results) table(out io.Writer) {
 	row("peak RSS MiB at the end of the drain",
 		bareOr(func(b *bareFigures) string { return fmt.Sprintf("%.1f", mib(b.hwmKiB)) }), fmt.Sprintf("%.1f", mib(r.drain.hwmKiB)))
 	row("peak RSS MiB from start to SIGTERM", "", fmt.Sprintf("%.1f", mib(r.runHWMKiB)))
-	row("Pinterest calls during the drain", "", fmt.Sprint(r.drain.calls))
+	row("Pinterest calls during the drain (all accounts)", "", fmt.Sprint(r.drain.calls))
+	r.callRows(row)
 	r.latencyRows(row)
-	row("calls answered 429 (whole run)", "", fmt.Sprint(r.rateLimited))
+	row("calls answered 429 (whole run, all accounts)", "", fmt.Sprint(r.rateLimited))
 	row("duplicates (events received − distinct ids)", "", fmt.Sprint(r.duplicates()))
 	row("backlog event ids never received", "", fmt.Sprint(r.backlogMissing))
 	row("consumer NumPending / NumAckPending after exit", "", fmt.Sprintf("%d / %d", r.pending, r.ackPending))
@@ -193,11 +198,20 @@ func (r *results) latencyRows(row func(measure, bare, daemon string)) {
 	if f.published > 0 {
 		row("CPU µs per message during the latency phase", "", fmt.Sprintf("%.2f", float64(f.cpu.Microseconds())/float64(f.published)))
 	}
-	label := "calls per minute, most in any 60-s window"
-	if r.calls.scaled {
-		label = "calls per minute, highest 1-s rate × 60 (phase under 60 s)"
+}
+
+// callRows adds the calls of the busiest ad account in any minute of the
+// daemon's run, and which account it was.
+func (r *results) callRows(row func(measure, bare, daemon string)) {
+	f := r.calls
+	if f == nil {
+		return
 	}
-	row(label, "", fmt.Sprintf("%.0f", r.calls.perMinute))
+	label := "calls of the busiest account in any 60 s window"
+	if f.shortRun() {
+		label += fmt.Sprintf(" (run of %.1f s: all its calls)", f.run.Seconds())
+	}
+	row(label, "", fmt.Sprintf("%d (account %s)", f.calls, accountName(f.account)))
 }
 
 func secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }

@@ -435,7 +435,7 @@ func (c *Connector) sender(account string) func(context.Context, []laneItem) ([]
 		events := c.callItems.get(len(items))
 		defer c.callItems.put(events)
 		for i, it := range items {
-			events[i] = it.event
+			events[i] = it.item()
 			// A message that waited long (a slow account ahead of it) has
 			// its AckWait restarted, so it is not redelivered while its
 			// call is still running.

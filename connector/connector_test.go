@@ -372,10 +372,15 @@ func TestShutdownFlushesTheOpenBatchAndAcksItBeforeRunReturns(t *testing.T) {
 			o.BatchPeriod = 10 * time.Second
 			o.BatchSize = 1000
 			o.MaxInFlight = 1
+			o.SlowCall = 10 * time.Second // the slow call is not a hanging account here
 		},
+		// The slow first call must not time out (and be retried, a second
+		// request) while the test publishes: the harness's attempt
+		// timeout is 500ms.
+		client:      func(c *pinterest.Config) { c.AttemptTimeout, c.CallTimeout = 10*time.Second, 20*time.Second },
 		activations: []cohorts.Activation{activation("flush-a", "c-flush", "")},
 	})
-	h.sim.SetFault(acctA, simulator.Fault{Latency: 2 * time.Second, Times: 1})
+	h.sim.SetFault(acctA, simulator.Fault{Latency: 3 * time.Second, Times: 1})
 	ms := memberships("c-flush", 0, 31)
 	h.publishMembership(ms[0])
 	require.Eventually(t, func() bool { return h.sim.Stats(acctA).Requests == 1 }, waitFor, tick, "the slow first call")

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cohort-connector/cohort-connector/cohorts"
 )
 
 // origin identifies a message of the input stream. A parked copy carries its
@@ -45,8 +47,13 @@ type delivery struct {
 	parkedFor string
 
 	cohortID, userID string
-	pending          int     // targets still to report
-	outcome          outcome // merged outcome of the targets that reported
+	// The event of the change, set when it is routed to any ad account
+	// (and read by the lanes' senders after that, never written again).
+	eventID    string
+	membership cohorts.Membership
+	hashed     cohorts.Hashed
+	pending    int     // targets still to report
+	outcome    outcome // merged outcome of the targets that reported
 	// done lists the ad accounts that need nothing more of this message:
 	// they accepted it or it was parked for them, in this delivery or an
 	// earlier one (the memo).

@@ -12,10 +12,16 @@ import (
 	"github.com/cohort-connector/cohort-connector/destinations"
 )
 
-// laneItem is one delivery's share for one ad account: the event to send.
+// laneItem is one delivery's share for one ad account. The event itself
+// (id, membership, hashes) is the delivery's (d.item): a lane holds what
+// differs per account, small, so that queues and batches stay small.
 type laneItem struct {
-	d     *delivery
-	event destinations.Item
+	d *delivery
+	// lists are the customer lists the change goes to at this account;
+	// listsOnly is set when no activation of the account is in events
+	// mode (see destinations.Item).
+	lists     []string
+	listsOnly bool
 	// parkable: the delivery comes from the main consumer, so its share can
 	// be parked when the account fails (a parked copy is never parked again).
 	parkable bool
@@ -23,6 +29,12 @@ type laneItem struct {
 	// account, so this one joins it there whatever the account's health.
 	mustPark bool
 	credits  credits // the activations credited with the outcome
+}
+
+// item is the destination item of the share.
+func (it *laneItem) item() destinations.Item {
+	return destinations.Item{EventID: it.d.eventID, Membership: it.d.membership, Hashed: it.d.hashed,
+		CustomerLists: it.lists, ListsOnly: it.listsOnly}
 }
 
 // credits are the activations credited with an item's outcome: almost

@@ -10,7 +10,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cohort-connector/cohort-connector/cohorts"
-	"github.com/cohort-connector/cohort-connector/destinations"
 )
 
 // route decodes one delivery, resolves its targets (the ad accounts its
@@ -57,8 +56,10 @@ func (c *Connector) route(msg jetstream.Msg, parkedFor string) {
 	for _, it := range items {
 		c.enqueue(c.lanes[it.account], it.laneItem)
 	}
-	c.routedScratch = items[:0]
-	clear(items) // let the scratch hold no delivery
+	if cap(items) > 0 { // targets returns nil without items
+		c.routedScratch = items[:0]
+		clear(items) // let the scratch hold no delivery
+	}
 }
 
 // routed is a lane item and the lane it goes to.
@@ -126,9 +127,11 @@ func (c *Connector) targets(d *delivery, m cohorts.Membership) []routed {
 	admitted := items[:0]
 	for _, r := range items {
 		if c.admit(d, &r.laneItem, r.account) {
-			r.event.EventID, r.event.Membership, r.event.Hashed = eventID, m, hashed
 			admitted = append(admitted, r)
 		}
+	}
+	if len(admitted) > 0 {
+		d.eventID, d.membership, d.hashed = eventID, m, hashed
 	}
 	return admitted
 }
@@ -193,15 +196,14 @@ func holdWaiting(items []routed, waiting []string) []routed {
 func addShare(items []routed, d *delivery, account, list string, ctrs *activationCounters) []routed {
 	i := slices.IndexFunc(items, func(r routed) bool { return r.account == account })
 	if i < 0 {
-		items = append(items, routed{account: account, laneItem: laneItem{d: d, parkable: d.parkedFor == "",
-			event: destinations.Item{ListsOnly: true}}})
+		items = append(items, routed{account: account, laneItem: laneItem{d: d, parkable: d.parkedFor == "", listsOnly: true}})
 		i = len(items) - 1
 	}
 	items[i].credits.add(ctrs)
 	if list == "" {
-		items[i].event.ListsOnly = false
+		items[i].listsOnly = false
 	} else {
-		items[i].event.CustomerLists = append(items[i].event.CustomerLists, list)
+		items[i].lists = append(items[i].lists, list)
 	}
 	return items
 }

@@ -43,30 +43,10 @@ func scanPlain(s string, w *wireMembership) bool {
 	}) && sc.End()
 }
 
+// identifierKeys are the members of the identifiers object.
+var identifierKeys = []string{"email", "maid", "external_id", "ip", "user_agent"}
+
 // scanIdentifiers reads the identifiers object.
 func scanIdentifiers(sc *plainjson.Scanner, ids *Identifiers) bool {
-	var seen uint8
-	return sc.Object(func(key string) bool {
-		var bit uint8
-		var v *string
-		switch key {
-		case "email":
-			bit, v = 1, &ids.Email
-		case "maid":
-			bit, v = 2, &ids.MAID
-		case "external_id":
-			bit, v = 4, &ids.ExternalID
-		case "ip":
-			bit, v = 8, &ids.IP
-		case "user_agent":
-			bit, v = 16, &ids.UserAgent
-		default:
-			return false
-		}
-		if seen&bit != 0 || !sc.String(v) {
-			return false
-		}
-		seen |= bit
-		return true
-	})
+	return sc.StringObject(identifierKeys, []*string{&ids.Email, &ids.MAID, &ids.ExternalID, &ids.IP, &ids.UserAgent})
 }

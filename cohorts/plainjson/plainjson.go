@@ -8,7 +8,10 @@
 // it returns are substrings of the input.
 package plainjson
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // Scanner walks a JSON text. Every method skips the spaces before what it
 // reads, and reports false at anything outside the plain shape (it may
@@ -69,6 +72,23 @@ func (sc *Scanner) Object(member func(key string) bool) bool {
 			return false
 		}
 	}
+}
+
+// StringObject reads an object whose members are all strings: the value
+// of keys[i] goes to *values[i]. A key not in keys, or given twice, ends
+// the read with false. (Keys and destinations are passed side by side,
+// not through a callback returning pointers, so that the caller's values
+// can stay on its stack.)
+func (sc *Scanner) StringObject(keys []string, values []*string) bool {
+	var seen uint64
+	return sc.Object(func(key string) bool {
+		i := slices.Index(keys, key)
+		if i < 0 || i >= 64 || seen&(1<<i) != 0 {
+			return false
+		}
+		seen |= 1 << i
+		return sc.String(values[i])
+	})
 }
 
 // Array reads [value, ...], calling elem to read each value.

@@ -46,30 +46,14 @@ func scanEventsResponse(s string, r *EventsResponse) bool {
 	}) && sc.End()
 }
 
+// eventResponseKeys are the members of an EventResponse.
+var eventResponseKeys = []string{"status", "error_message", "warning_message"}
+
 func scanEventResponses(sc *plainjson.Scanner, events *[]EventResponse) bool {
 	out := make([]EventResponse, 0, 64)
 	ok := sc.Array(func() bool {
 		var e EventResponse
-		var seen uint8
-		if !sc.Object(func(key string) bool {
-			var bit uint8
-			var v *string
-			switch key {
-			case "status":
-				bit, v = 1, &e.Status
-			case "error_message":
-				bit, v = 2, &e.ErrorMessage
-			case "warning_message":
-				bit, v = 4, &e.WarningMessage
-			default:
-				return false
-			}
-			if seen&bit != 0 || !sc.String(v) {
-				return false
-			}
-			seen |= bit
-			return true
-		}) {
+		if !sc.StringObject(eventResponseKeys, []*string{&e.Status, &e.ErrorMessage, &e.WarningMessage}) {
 			return false
 		}
 		out = append(out, e)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cohort-connector/cohort-connector/cohorts"
@@ -144,4 +145,24 @@ func BenchmarkHotPath(b *testing.B) {
 		id, hashed := m.Prepare()
 		buf = append(appendEvent(buf, destinations.Item{EventID: id, Membership: m, Hashed: hashed}), ',')
 	}
+}
+
+// TestTheHotPathAllocatesTwiceAMessage: what BenchmarkHotPath measures,
+// as a check that cannot drift unnoticed.
+func TestTheHotPathAllocatesTwiceAMessage(t *testing.T) {
+	r, err := cohorts.NewResolver("2612345678901", map[string]string{"2612345678901": "549755885175"})
+	require.NoError(t, err)
+	require.NoError(t, r.Put(cohorts.Activation{ID: "act", CohortID: "cohort-1", Destination: cohorts.DestinationPinterest, Enabled: true, Mode: cohorts.ModeEvents}))
+	msg := []byte(`{"user_id":"user-0000001","cohort_id":"cohort-1","action":"enter","ts":"2026-11-30T05:00:00.000000001Z","identifiers":{"email":"Bench.User1@Example.com"}}`)
+	now := time.Date(2026, 11, 30, 6, 0, 0, 0, time.UTC)
+	buf := make([]byte, 0, 4096)
+	allocs := testing.AllocsPerRun(1000, func() {
+		m, err := cohorts.Decode(msg, now)
+		if err != nil || len(r.Resolve(m)) != 1 {
+			t.Fatal("decode or resolve failed")
+		}
+		id, hashed := m.Prepare()
+		buf = appendEvent(buf[:0], destinations.Item{EventID: id, Membership: m, Hashed: hashed})
+	})
+	assert.LessOrEqual(t, allocs, 2.0)
 }

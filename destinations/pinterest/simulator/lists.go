@@ -305,22 +305,23 @@ func isLowerEmail(v string) bool {
 
 // ListMembers returns the current members of a customer list, sorted.
 func (s *Simulator) ListMembers(adAccountID, listID string) []string {
+	var out []string
+	s.withList(adAccountID, listID, func(l *customerList) { out = slices.Sorted(maps.Keys(l.members)) })
+	return out
+}
+
+// withList calls f with one customer list under its account's lock, if
+// both exist.
+func (s *Simulator) withList(adAccountID, listID string, f func(*customerList)) {
 	a := s.account(adAccountID)
 	if a == nil {
-		return nil
+		return
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	l := a.lists[listID]
-	if l == nil {
-		return nil
+	if l := a.lists[listID]; l != nil {
+		f(l)
 	}
-	out := make([]string, 0, len(l.members))
-	for m := range l.members {
-		out = append(out, m)
-	}
-	slices.Sort(out)
-	return out
 }
 
 // Lists returns the customer lists of an ad account, by id.
@@ -346,33 +347,17 @@ func (s *Simulator) Lists(adAccountID string) []CustomerListInfo {
 // CustomerListRecords returns the records added and removed so far on one
 // customer list (num_uploaded_user_records and num_removed_user_records).
 func (s *Simulator) CustomerListRecords(adAccountID, listID string) (added, removed int) {
-	a := s.account(adAccountID)
-	if a == nil {
-		return 0, 0
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if l := a.lists[listID]; l != nil {
-		return l.added, l.removed
-	}
-	return 0, 0
+	s.withList(adAccountID, listID, func(l *customerList) { added, removed = l.added, l.removed })
+	return added, removed
 }
 
 // RemovedFirst returns the records whose first operation on one customer
 // list was a REMOVE, sorted: for records that are added later (an enter and
 // then its exit), each is an exit that reached the list before its enter.
 func (s *Simulator) RemovedFirst(adAccountID, listID string) []string {
-	a := s.account(adAccountID)
-	if a == nil {
-		return nil
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	l := a.lists[listID]
-	if l == nil {
-		return nil
-	}
-	return slices.Sorted(maps.Keys(l.removedFirst))
+	var out []string
+	s.withList(adAccountID, listID, func(l *customerList) { out = slices.Sorted(maps.Keys(l.removedFirst)) })
+	return out
 }
 
 // firstID is the first id given to a customer list or audience.

@@ -13,8 +13,8 @@ import (
 )
 
 // laneItem is one delivery's share for one ad account. The event itself
-// (id, membership, hashes) is the delivery's (d.item): a lane holds what
-// differs per account, small, so that queues and batches stay small.
+// (id, membership, hashes) is kept once in the delivery (see item): a lane
+// holds what differs per account, so that queues and batches stay small.
 type laneItem struct {
 	d *delivery
 	// lists are the customer lists the change goes to at this account;
@@ -76,14 +76,15 @@ type laneFuncs struct {
 	hold func(items []laneItem, err error) []outcome
 	// report hands the outcomes of items on to settlement.
 	report func(items []laneItem, outcomes []outcome)
-	// ready, when set, returns when the account's call budget would allow
-	// a call (or ctx is done).
+	// ready, when set, returns when the account may make a call, that
+	// call's place in its budget taken (destinations.CallGate), or when ctx
+	// is done.
 	ready func(ctx context.Context) error
 }
 
 // lane batches and sends the items of one ad account. One goroutine
 // accumulates a batch; maxInFlight senders make the calls. A sender that
-// is free, and whose account's call budget allows a call (ready), takes
+// is free, once its account's budget has given it a call (ready), takes
 // the batch as it is: so calls go out as soon as they may, carrying
 // whatever accumulated meanwhile — full batches at high rates, small ones
 // at low rates. A batch that reaches batchSize, or whose oldest item has

@@ -10,7 +10,6 @@ package plainjson
 
 import (
 	"slices"
-	"strings"
 )
 
 // Scanner walks a JSON text. Every method skips the spaces before what it
@@ -117,24 +116,30 @@ func (sc *Scanner) String(v *string) bool {
 	if !sc.consume('"') {
 		return false
 	}
-	rest := sc.s[sc.i:]
-	end := strings.IndexByte(rest, '"')
-	if end < 0 {
-		return false
-	}
-	str := rest[:end]
-	if strings.IndexByte(str, '\\') >= 0 {
-		return false
-	}
-	for i := 0; i < len(str); i++ {
-		if str[i] < 0x20 {
-			return false
+	start := sc.i
+	for i := start; i < len(sc.s); i++ {
+		if c := sc.s[i]; stringStop[c] {
+			if c != '"' {
+				return false // an escape or a control character
+			}
+			*v = sc.s[start:i]
+			sc.i = i + 1
+			return true
 		}
 	}
-	*v = str
-	sc.i += end + 1
-	return true
+	return false
 }
+
+// stringStop marks the bytes String stops at: the closing quote, the
+// backslash of an escape, and the control characters JSON forbids in a
+// string.
+var stringStop = func() (t [256]bool) {
+	for c := range 0x20 {
+		t[c] = true
+	}
+	t['"'], t['\\'] = true, true
+	return t
+}()
 
 // Strings reads an array of strings into v (a non-nil slice, empty for []).
 func (sc *Scanner) Strings(v *[]string) bool {

@@ -159,7 +159,9 @@ type Connector struct {
 	// (loop only): kept between deliveries, so routing allocates none.
 	routedScratch []routed
 	batches       *batchPool // the lanes' batches, recycled by apply
-	callItems     itemsPool  // the items of the calls being made (senders)
+	// spareDeliveries are settled deliveries kept for reuse (loop only).
+	spareDeliveries []*delivery
+	callItems       itemsPool // the items of the calls being made (senders)
 
 	// Owned by the loop goroutine.
 	order    *orderBook

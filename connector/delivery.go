@@ -68,12 +68,32 @@ type delivery struct {
 	doneRoom, orderedRoom [1]string
 }
 
-// newDelivery is a delivery of msg, received at now.
-func newDelivery(msg jetstream.Msg, meta *jetstream.MsgMetadata, parkedFor string, now time.Time) *delivery {
-	d := &delivery{msg: msg, meta: meta, origin: originOf(msg, meta, parkedFor), received: now, parkedFor: parkedFor}
+// newDelivery is a delivery of msg, received at now: a settled one reused
+// if there is (loop only).
+func (c *Connector) newDelivery(msg jetstream.Msg, meta *jetstream.MsgMetadata, parkedFor string, now time.Time) *delivery {
+	var d *delivery
+	if n := len(c.spareDeliveries); n > 0 {
+		d, c.spareDeliveries = c.spareDeliveries[n-1], c.spareDeliveries[:n-1]
+	} else {
+		d = &delivery{}
+	}
+	*d = delivery{msg: msg, meta: meta, origin: originOf(msg, meta, parkedFor), received: now, parkedFor: parkedFor}
 	d.done, d.ordered = d.doneRoom[:0], d.orderedRoom[:0]
 	return d
 }
+
+// recycle keeps d, settled, for reuse. Nothing refers to a settled
+// delivery: every lane that had a share of it has reported (its batch is
+// cleared when applied), and the memo keeps a copy of its accounts.
+func (c *Connector) recycle(d *delivery) {
+	if len(c.spareDeliveries) < maxSettledKept {
+		*d = delivery{}
+		c.spareDeliveries = append(c.spareDeliveries, d)
+	}
+}
+
+// maxSettledKept bounds the settled deliveries kept for reuse.
+const maxSettledKept = 4096
 
 // last reports whether JetStream will not deliver the message again after
 // this delivery (its consumer's MaxDeliver; 0 or less is unlimited).

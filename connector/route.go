@@ -24,7 +24,7 @@ func (c *Connector) route(msg jetstream.Msg, parkedFor string) {
 		c.o.Logger.Error().Err(err).Str("subject", msg.Subject()).Msg("message without JetStream metadata ignored")
 		return
 	}
-	d := newDelivery(msg, meta, parkedFor, c.o.Now())
+	d := c.newDelivery(msg, meta, parkedFor, c.o.Now())
 	if parkedFor == "" && !c.forgetExpectedAt.IsZero() && d.received.After(c.forgetExpectedAt) {
 		// Every change read back at startup whose AckWait has expired was
 		// handed out before this delivery if it was still unacknowledged.

@@ -71,6 +71,7 @@ func (c *Connector) settle(d *delivery) {
 		result, err = "term", d.msg.TermWithReason(o.reason)
 		c.o.Metrics.deadLetters.WithLabelValues(o.reason).Inc()
 	case kindKeep:
+		c.recycle(d)
 		return
 	}
 	if err != nil {
@@ -80,6 +81,7 @@ func (c *Connector) settle(d *delivery) {
 			Uint64("stream_seq", d.meta.Sequence.Stream).Msg("settling failed: the message will be redelivered")
 	}
 	c.countSettled(result, o.reason)
+	c.recycle(d)
 }
 
 // final turns d's merged outcome into what settle does: a retry at the

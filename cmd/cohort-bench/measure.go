@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // stopLimit bounds the wait for the daemon's exit after SIGTERM: its
@@ -112,6 +115,27 @@ func (b *bench) drain(ctx context.Context, d *daemonProc, r *results) error {
 	return nil
 }
 
+// parkedCopies is how many copies the daemon parked during the run (an
+// ad account failing, or congested: a call longer than 1 s): the parking
+// stream's last sequence (limits retention, created by the daemon in this
+// run; 0 when it does not exist).
+func (b *bench) parkedCopies(ctx context.Context) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	s, err := b.js.Stream(ctx, b.defs.parking.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.LastSeq, nil
+}
+
 // taken is what the simulator has taken so far over all accounts: events
 // received, or in customer_list mode records added to or removed from the
 // customer lists (repeats included).
@@ -139,6 +163,9 @@ func (b *bench) final(ctx context.Context, r *results) error {
 		return err
 	}
 	r.pending, r.ackPending = ci.NumPending, ci.NumAckPending
+	if r.parked, err = b.parkedCopies(ctx); err != nil {
+		return err
+	}
 	st := b.sim.Stats("")
 	r.events, r.rateLimited = st.Events, st.RateLimited
 	if b.o.lists() {

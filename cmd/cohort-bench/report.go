@@ -28,10 +28,11 @@ type results struct {
 
 	pending        uint64 // main consumer after the daemon's exit
 	ackPending     int
-	events         int64 // events the simulator received (duplicates included)
-	distinct       int   // distinct event ids among them
-	backlogMissing int   // backlog event ids never received, or backlog changes not applied to their list
-	rateLimited    int64 // calls answered 429
+	events         int64  // events the simulator received (duplicates included)
+	distinct       int    // distinct event ids among them
+	backlogMissing int    // backlog event ids never received, or backlog changes not applied to their list
+	rateLimited    int64  // calls answered 429
+	parked         uint64 // copies parked during the run
 
 	lists *listFigures // customer_list mode; nil in events mode
 }
@@ -119,6 +120,7 @@ type benchLine struct {
 	LatencyPublished int      `json:"latency_published"`
 	RateLimited      int64    `json:"rate_limited"`
 	DaemonExitCode   int      `json:"daemon_exit_code"`
+	Parked           uint64   `json:"parked"` // copies parked (an account failing or congested), whole run
 	BatchSize        int      `json:"batch_size"`
 	BatchPeriodMs    float64  `json:"batch_period_ms"`
 	Rate             int      `json:"rate"`
@@ -142,7 +144,7 @@ func (r *results) line() benchLine {
 		PeakRSSMBRun: round(mib(r.runHWMKiB), 1), DrainS: round(r.drain.took.Seconds(), 3),
 		PublishMsgsPerS: round(r.publishMsgsPerS, 1), MsgBytes: round(r.msgBytes, 1),
 		CallsDrain:     r.drain.calls,
-		BacklogMissing: r.backlogMissing, RateLimited: r.rateLimited, DaemonExitCode: r.exitCode,
+		BacklogMissing: r.backlogMissing, RateLimited: r.rateLimited, DaemonExitCode: r.exitCode, Parked: r.parked,
 		BatchSize: r.o.batchSize, BatchPeriodMs: float64(r.o.batchPeriod.Microseconds()) / 1000, Rate: r.o.rate,
 	}
 	if r.bare != nil {
@@ -213,6 +215,7 @@ func (r *results) table(out io.Writer) {
 	r.callRows(row)
 	r.latencyRows(row)
 	row("calls answered 429 (whole run, all accounts)", "", fmt.Sprint(r.rateLimited))
+	row("copies parked (account failing, or congested: a call over 1 s; whole run)", "", fmt.Sprint(r.parked))
 	if r.lists != nil {
 		row("list records taken / distinct (whole run, all lists)", "", fmt.Sprintf("%d / %d", r.lists.records, r.lists.distinct))
 		row("records applied more than once (taken − distinct)", "", fmt.Sprint(r.duplicates()))

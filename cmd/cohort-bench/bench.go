@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -26,28 +28,37 @@ type benchAccount struct {
 	adAccountID string
 	token       string
 	tagID       string // its one Tag ID; account 0's is the default Tag ID
+	// Its OAuth app (customer_list mode): app id, secret and first
+	// refresh token.
+	appID, appSecret, refreshToken string
 }
 
-// Ad account ids and Tag IDs of the run: account i has firstAdAccountID + i
-// and firstTagID + i.
+// Ad account ids, Tag IDs and OAuth app ids of the run: account i has
+// firstAdAccountID + i, firstTagID + i and firstAppID + i.
 const (
 	firstAdAccountID = 549755885175
 	firstTagID       = 2612345678901
+	firstAppID       = 1484960
 	maxAccounts      = 26 // one letter each
 )
 
 // accounts are the run's n ad accounts: account i is named by the i-th
-// letter, its token is "bench-token-<name>". Cohort c goes to account
-// c mod n (see createObjects).
+// letter, its token is "bench-token-<name>", its OAuth app's secret
+// "bench-app-secret-<name>" and first refresh token
+// "bench-refresh-<name>". Cohort c goes to account c mod n (see
+// createObjects).
 func accounts(n int) []benchAccount {
 	out := make([]benchAccount, n)
 	for i := range out {
 		name := accountName(i)
 		out[i] = benchAccount{
-			name:        name,
-			adAccountID: strconv.FormatInt(firstAdAccountID+int64(i), 10),
-			token:       "bench-token-" + name,
-			tagID:       strconv.FormatInt(firstTagID+int64(i), 10),
+			name:         name,
+			adAccountID:  strconv.FormatInt(firstAdAccountID+int64(i), 10),
+			token:        "bench-token-" + name,
+			tagID:        strconv.FormatInt(firstTagID+int64(i), 10),
+			appID:        strconv.FormatInt(firstAppID+int64(i), 10),
+			appSecret:    "bench-app-secret-" + name,
+			refreshToken: "bench-refresh-" + name,
 		}
 	}
 	return out
@@ -79,6 +90,10 @@ type bench struct {
 	root      string // the module's directory
 	daemonBin string
 	defs      deployDefs
+
+	// secretsKey is the daemon's CONNECTOR_SECRETS_KEY in customer_list
+	// mode: 32 random bytes of this run, base64.
+	secretsKey string
 
 	srv *server.Server // the embedded server; nil with -nats-url
 	url string
@@ -142,6 +157,20 @@ func setUp(ctx context.Context, o options, log io.Writer) (b *bench, err error) 
 	}
 	// Keep only the event-id tally (counts per id), not whole events.
 	b.sim.SetRecord(false)
+	if b.o.lists() {
+		// Customer lists take OAuth only: an app per account, as a
+		// publisher authorises one per ad account. The conversion token
+		// stays (unused: no activation sends events).
+		key := make([]byte, 32)
+		if _, err = rand.Read(key); err != nil {
+			return b, err
+		}
+		b.secretsKey = base64.StdEncoding.EncodeToString(key)
+		for _, a := range b.accounts {
+			b.sim.AddApp(a.appID, a.appSecret, a.refreshToken, a.adAccountID)
+			b.sim.SetTags(a.adAccountID, a.tagID)
+		}
+	}
 	return b, nil
 }
 

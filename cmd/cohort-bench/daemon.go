@@ -21,9 +21,10 @@ type daemonProc struct {
 }
 
 // daemonEnv is the daemon's configuration: the run's server, objects and
-// simulator, the run's accounts (account 0 owning the default Tag ID), the
-// batch flags, warn logs, no HTTP listener; every other variable at its
-// default.
+// simulator, the run's accounts (account 0 owning the default Tag ID; in
+// customer_list mode each with its OAuth app, and the run's secrets key),
+// the batch flags, warn logs, no HTTP listener; every other variable at
+// its default.
 func (b *bench) daemonEnv() []string {
 	vars := map[string]string{
 		"CONNECTOR_NATS_URL":           b.url,
@@ -49,6 +50,14 @@ func (b *bench) daemonEnv() []string {
 		vars[prefix+"_AD_ACCOUNT_ID"] = a.adAccountID
 		vars[prefix+"_TOKEN"] = a.token
 		vars[prefix+"_TAG_IDS"] = a.tagID
+		if b.o.lists() {
+			vars[prefix+"_APP_ID"] = a.appID
+			vars[prefix+"_APP_SECRET"] = a.appSecret
+			vars[prefix+"_REFRESH_TOKEN"] = a.refreshToken
+		}
+	}
+	if b.o.lists() {
+		vars["CONNECTOR_SECRETS_KEY"] = b.secretsKey
 	}
 	vars["CONNECTOR_ACCOUNTS"] = strings.Join(names, ",")
 	var env []string

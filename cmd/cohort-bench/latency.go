@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -17,47 +15,56 @@ import (
 	"github.com/cohort-connector/cohort-connector/cohorts"
 )
 
-// lostAfter: a latency-phase event not at the simulator this long after the
-// last publish is counted lost.
+// lostAfter: a latency-phase change not at the simulator this long after
+// the last publish is counted lost.
 const lostAfter = 30 * time.Second
 
-// latencyTracker records, per latency-phase event, its first arrival at
-// the simulator (SetArrivalHook); it knows only the phase's event ids.
+// latencyTracker records, per latency-phase change, its first arrival at
+// the simulator: its event's (SetArrivalHook, keyed by event id) in events
+// mode, the first ADD of its record to a customer list
+// (SetListArrivalHook, keyed by the hashed email) in customer_list mode.
+// It knows only the phase's keys.
 type latencyTracker struct {
 	mu        sync.Mutex
-	waiting   map[string]struct{} // published, not arrived yet
-	latencies []time.Duration     // arrival − ts, one per arrived event
+	waiting   map[string]time.Time // key → ts: published, not arrived yet
+	latencies []time.Duration      // arrival − ts, one per arrived change
 	published int
 }
 
 func newLatencyTracker() *latencyTracker {
-	return &latencyTracker{waiting: make(map[string]struct{})}
+	return &latencyTracker{waiting: make(map[string]time.Time)}
 }
 
-// expect registers an event id before its membership is published.
-func (t *latencyTracker) expect(eventID string) {
+// expect registers a change's key and ts before it is published.
+func (t *latencyTracker) expect(key string, ts time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.waiting[eventID] = struct{}{}
+	t.waiting[key] = ts
 	t.published++
 }
 
-// arrived is the simulator's arrival hook. The ts is read back from the
-// event id, which ends with ":<ts in Unix nanoseconds>"
-// (cohorts.Membership.EventID); ids of other events and repeats of an
-// arrived one are ignored.
-func (t *latencyTracker) arrived(_, eventID string, at time.Time) {
+// arrived records key's arrival at the simulator; keys of other changes
+// and repeats of an arrived one are ignored.
+func (t *latencyTracker) arrived(key string, at time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, ok := t.waiting[eventID]; !ok {
+	ts, ok := t.waiting[key]
+	if !ok {
 		return
 	}
-	delete(t.waiting, eventID)
-	ns, err := strconv.ParseInt(eventID[strings.LastIndexByte(eventID, ':')+1:], 10, 64)
-	if err != nil {
-		return // not one of ours: every id the bench publishes has the suffix
+	delete(t.waiting, key)
+	t.latencies = append(t.latencies, at.Sub(ts))
+}
+
+// eventArrived is the simulator's arrival hook (events mode).
+func (t *latencyTracker) eventArrived(_, eventID string, at time.Time) { t.arrived(eventID, at) }
+
+// recordArrived is the simulator's list arrival hook (customer_list mode):
+// the phase's changes are enters, so only ADDs count.
+func (t *latencyTracker) recordArrived(_, _ string, add bool, record string, at time.Time) {
+	if add {
+		t.arrived(record, at)
 	}
-	t.latencies = append(t.latencies, at.Sub(time.Unix(0, ns)))
 }
 
 func (t *latencyTracker) outstanding() int {
@@ -78,6 +85,15 @@ func (b *bench) latencyMembership(k int, ts time.Time) cohorts.Membership {
 	}
 }
 
+// latencyKey is what the simulator's hook tells of m's arrival: its event
+// id, or in customer_list mode its list record (the hashed email).
+func (b *bench) latencyKey(m cohorts.Membership) string {
+	if b.o.lists() {
+		return m.Identifiers.Hash().Em
+	}
+	return m.EventID()
+}
+
 // latencyPhase publishes -rate memberships a second for -latency-duration
 // to the running daemon and records each one's latency and the daemon's
 // CPU time meanwhile.
@@ -88,8 +104,13 @@ func (b *bench) latencyPhase(ctx context.Context, d *daemonProc, r *results) err
 		return err
 	}
 	t := newLatencyTracker()
-	b.sim.SetArrivalHook(t.arrived)
-	defer b.sim.SetArrivalHook(nil)
+	if b.o.lists() {
+		b.sim.SetListArrivalHook(t.recordArrived)
+		defer b.sim.SetListArrivalHook(nil)
+	} else {
+		b.sim.SetArrivalHook(t.eventArrived)
+		defer b.sim.SetArrivalHook(nil)
+	}
 
 	last, err := b.publishAtRate(ctx, t)
 	if err != nil {
@@ -135,7 +156,7 @@ func (b *bench) publishAtRate(ctx context.Context, t *latencyTracker) (time.Time
 			if err != nil {
 				return last, err
 			}
-			t.expect(m.EventID())
+			t.expect(b.latencyKey(m), m.TS)
 			if _, err := b.js.PublishAsync(prefix+m.CohortID, data, jetstream.WithStallWait(time.Minute)); err != nil {
 				return last, fmt.Errorf("publishing latency membership %d: %w", sent, err)
 			}
@@ -154,12 +175,12 @@ func (b *bench) publishAtRate(ctx context.Context, t *latencyTracker) (time.Time
 
 // latencyFigures summarize the latency phase.
 type latencyFigures struct {
-	published, arrived, lost int
+	published, arrived, lost int // changes
 	p50, p90, p99, max       time.Duration
 	cpu                      time.Duration // the daemon's CPU time during the phase
 }
 
-// summarize computes nearest-rank percentiles of the arrived events'
+// summarize computes nearest-rank percentiles of the arrived changes'
 // latencies; lost are those still waiting.
 func summarize(latencies []time.Duration, published, waiting int) *latencyFigures {
 	f := &latencyFigures{published: published, arrived: len(latencies), lost: waiting}

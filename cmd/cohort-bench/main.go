@@ -9,19 +9,23 @@
 // child processes, so that their CPU time and memory can be read per
 // process. Phases:
 //
-//  1. publish -n memberships across -cohorts cohorts, one enabled events
-//     activation per cohort, cohort c's to ad account c mod -accounts;
+//  1. publish -n memberships across -cohorts cohorts, one enabled
+//     activation per cohort in -mode (events or customer_list), cohort c's
+//     to ad account c mod -accounts;
 //  2. the bare consumer: a second durable pull consumer on the same stream
 //     that only fetches and acks (this binary re-executed as
 //     "cohort-bench bare-consumer"), timed until it has acked every message
 //     and its NumAckPending is 0;
 //  3. the daemon drains the same backlog, timed from its process start until
-//     the simulator has received every event and the main consumer has
-//     nothing pending;
+//     the simulator has received every event (events mode) or its customer
+//     lists have taken as many records as there are changes (customer_list
+//     mode), and the main consumer has nothing pending;
 //  4. latency: -rate new memberships a second for -latency-duration, each
-//     timed from its ts to its arrival at the simulator;
+//     timed from its ts to its arrival at the simulator (its event, or the
+//     PATCH that adds it to its list);
 //  5. SIGTERM, and the final state of the consumer and of the simulator's
-//     event-id tally.
+//     event-id tally (events mode) or of every customer list, compared with
+//     the changes published (customer_list mode).
 //
 // It measures and reports; it checks nothing against a threshold.
 package main
@@ -36,6 +40,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/cohort-connector/cohort-connector/cohorts"
 )
 
 func main() {
@@ -62,7 +68,11 @@ type options struct {
 	keep            bool
 	daemon          string
 	drainTimeout    time.Duration
+	mode            cohorts.Mode // every activation's
 }
+
+// lists reports whether the run is in customer_list mode.
+func (o options) lists() bool { return o.mode == cohorts.ModeCustomerList }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var o options
@@ -80,6 +90,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.skipLatency, "skip-latency", false, "do not run the latency phase")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temp dir (daemon binary and log, JetStream storage) and, with -nats-url, the streams and buckets")
 	fs.StringVar(&o.daemon, "daemon", "", "prebuilt cohort-connector binary (default: go build ./cmd/cohort-connector)")
+	mode := fs.String("mode", string(cohorts.ModeEvents), "every activation's mode: events (conversion events) or customer_list (ADD/REMOVE on a customer list per activation; every account gets an OAuth app)")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Minute, "give up a drain (bare consumer or daemon) not finished after this long")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -87,7 +98,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
+	o.mode = cohorts.Mode(*mode)
 	switch {
+	case o.mode != cohorts.ModeEvents && o.mode != cohorts.ModeCustomerList:
+		return o, fmt.Errorf("-mode must be %s or %s, not %q", cohorts.ModeEvents, cohorts.ModeCustomerList, *mode)
 	case o.n < 1:
 		return o, errors.New("-n must be at least 1")
 	case o.cohorts < 1:

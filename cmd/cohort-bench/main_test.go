@@ -13,6 +13,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/cohort-connector/cohort-connector/cohorts"
 )
 
 func TestMain(m *testing.M) {
@@ -28,11 +30,56 @@ func TestMain(m *testing.M) {
 // parsable BENCH line with every key, and nothing is left pending or lost.
 // No figure is checked against a speed.
 func TestATinyRunPrintsOneParsableBenchLine(t *testing.T) {
+	got := tinyRun(t, "-n", "2000", "-cohorts", "5", "-accounts", "2", "-latency-duration", "1s", "-rate", "200")
+	for _, key := range []string{"n", "cohorts", "accounts", "msgs_per_s", "bare_msgs_per_s", "ratio", "peak_rss_mb", "cpu_us_per_msg",
+		"bare_cpu_us_per_msg", "bare_peak_rss_mb", "p50_ms", "p90_ms", "p99_ms", "max_ms", "calls_per_min_max",
+		"duplicates", "pending", "ack_pending", "lost", "go_version", "cores"} {
+		assert.NotNil(t, got[key], "%s measured", key)
+	}
+	assert.Equal(t, "events", got["mode"], "the default")
+	assert.EqualValues(t, 2000, got["n"])
+	assert.EqualValues(t, 5, got["cohorts"])
+	assert.EqualValues(t, 2, got["accounts"])
+	assert.EqualValues(t, 0, got["pending"])
+	assert.EqualValues(t, 0, got["ack_pending"])
+	assert.EqualValues(t, 0, got["lost"])
+	assert.Greater(t, got["msgs_per_s"], 0.0)
+	assert.Greater(t, got["bare_msgs_per_s"], 0.0)
+	assert.EqualValues(t, 200, got["latency_published"])
+	for _, key := range []string{"list_updates_drain", "list_records", "list_unexpected"} {
+		assert.Nil(t, got[key], "%s: customer_list mode only", key)
+	}
+}
+
+// The same in customer_list mode: every activation's list is created by
+// the daemon, every change applied to it (lost 0 is the comparison of each
+// list with the changes published), the latency phase timed to the PATCHes.
+func TestATinyCustomerListRun(t *testing.T) {
+	got := tinyRun(t, "-mode", "customer_list", "-n", "2000", "-cohorts", "4", "-accounts", "2", "-latency-duration", "1s", "-rate", "200")
+	assert.Equal(t, "customer_list", got["mode"])
+	for _, key := range []string{"msgs_per_s", "ratio", "cpu_us_per_msg", "p50_ms", "p99_ms", "calls_per_min_max",
+		"list_updates_drain", "list_records", "list_unexpected"} {
+		assert.NotNil(t, got[key], "%s measured", key)
+	}
+	assert.EqualValues(t, 0, got["pending"])
+	assert.EqualValues(t, 0, got["ack_pending"])
+	assert.EqualValues(t, 0, got["lost"])
+	assert.EqualValues(t, 0, got["backlog_missing"])
+	assert.EqualValues(t, 0, got["list_unexpected"])
+	assert.EqualValues(t, 200, got["latency_published"])
+	assert.GreaterOrEqual(t, got["list_records"], 2200.0, "a record per change: 2,000 in the backlog, 200 in the latency phase")
+	assert.Positive(t, got["list_updates_drain"])
+}
+
+// tinyRun runs the command with args and returns its one BENCH line,
+// decoded, after checking that it has every key.
+func tinyRun(t *testing.T, args ...string) map[string]any {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("-short: the bench builds and runs the daemon")
 	}
 	var stdout, stderr bytes.Buffer
-	code := run(t.Context(), []string{"-n", "2000", "-cohorts", "5", "-accounts", "2", "-latency-duration", "1s", "-rate", "200"}, &stdout, &stderr)
+	code := run(t.Context(), args, &stdout, &stderr)
 	require.Equal(t, 0, code, "stderr:\n%s\nstdout:\n%s", stderr.String(), stdout.String())
 
 	var lines []string
@@ -47,20 +94,8 @@ func TestATinyRunPrintsOneParsableBenchLine(t *testing.T) {
 	for _, key := range jsonKeys() {
 		assert.Contains(t, got, key)
 	}
-	for _, key := range []string{"n", "cohorts", "accounts", "msgs_per_s", "bare_msgs_per_s", "ratio", "peak_rss_mb", "cpu_us_per_msg",
-		"bare_cpu_us_per_msg", "bare_peak_rss_mb", "p50_ms", "p90_ms", "p99_ms", "max_ms", "calls_per_min_max",
-		"duplicates", "pending", "ack_pending", "lost", "go_version", "cores"} {
-		assert.NotNil(t, got[key], "%s measured", key)
-	}
-	assert.EqualValues(t, 2000, got["n"])
-	assert.EqualValues(t, 5, got["cohorts"])
-	assert.EqualValues(t, 2, got["accounts"])
-	assert.EqualValues(t, 0, got["pending"])
-	assert.EqualValues(t, 0, got["ack_pending"])
-	assert.EqualValues(t, 0, got["lost"])
-	assert.Greater(t, got["msgs_per_s"], 0.0)
-	assert.Greater(t, got["bare_msgs_per_s"], 0.0)
-	assert.EqualValues(t, 200, got["latency_published"])
+	t.Logf("%s", stdout.String())
+	return got
 }
 
 // jsonKeys are the keys of the BENCH line.
@@ -137,8 +172,10 @@ func TestCallsInAnyMinute(t *testing.T) {
 
 func TestAccountsAreNamedByLetter(t *testing.T) {
 	a := accounts(maxAccounts)
-	assert.Equal(t, benchAccount{name: "a", adAccountID: "549755885175", token: "bench-token-a", tagID: "2612345678901"}, a[0])
-	assert.Equal(t, benchAccount{name: "z", adAccountID: "549755885200", token: "bench-token-z", tagID: "2612345678926"}, a[25])
+	assert.Equal(t, benchAccount{name: "a", adAccountID: "549755885175", token: "bench-token-a", tagID: "2612345678901",
+		appID: "1484960", appSecret: "bench-app-secret-a", refreshToken: "bench-refresh-a"}, a[0])
+	assert.Equal(t, benchAccount{name: "z", adAccountID: "549755885200", token: "bench-token-z", tagID: "2612345678926",
+		appID: "1484985", appSecret: "bench-app-secret-z", refreshToken: "bench-refresh-z"}, a[25])
 
 	for _, n := range []string{"0", "27"} {
 		_, err := parseFlags([]string{"-accounts", n}, io.Discard)
@@ -147,6 +184,20 @@ func TestAccountsAreNamedByLetter(t *testing.T) {
 	o, err := parseFlags(nil, io.Discard)
 	require.NoError(t, err)
 	assert.Equal(t, 4, o.accounts, "the default")
+}
+
+func TestModeIsEventsOrCustomerList(t *testing.T) {
+	o, err := parseFlags(nil, io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, cohorts.ModeEvents, o.mode, "the default")
+	assert.False(t, o.lists())
+	o, err = parseFlags([]string{"-mode", "customer_list"}, io.Discard)
+	require.NoError(t, err)
+	assert.True(t, o.lists())
+	for _, m := range []string{"", "lists", "EVENTS"} {
+		_, err := parseFlags([]string{"-mode", m}, io.Discard)
+		assert.Error(t, err, "-mode %q", m)
+	}
 }
 
 func TestReadProcReadsThisProcess(t *testing.T) {

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // stopLimit bounds the wait for the daemon's exit after SIGTERM: its
@@ -62,13 +65,20 @@ type drainFigures struct {
 	cpu    time.Duration // its CPU time by then (startup included)
 	hwmKiB int64         // its peak RSS by then
 	calls  int64         // requests the simulator had received by then (all accounts)
+	// listUpdates are the customer list PATCHes answered 200 by then, and
+	// listRecords the records they carried (customer_list mode).
+	listUpdates, listRecords int64
 }
 
-// drain waits until the simulator has received at least -n events over
-// all accounts (cheap counters, polled every 10ms) and then until the main
-// consumer has nothing pending or awaiting an ack, and samples the daemon
-// there.
-// Whether each backlog event id arrived is checked once, by final.
+// drain waits until the simulator has taken at least -n changes over all
+// accounts (cheap counters, polled every 10ms: events received, or in
+// customer_list mode records added to or removed from the lists) and then
+// until the main consumer has nothing pending or awaiting an ack, and
+// samples the daemon there. In customer_list mode every backlog change is
+// one record (an email, no MAID) of a user of its own: n records taken and
+// nothing left to settle means each change has been applied to its list
+// once, or some twice and others not at all, which final tells apart.
+// Whether each backlog change arrived is checked once, by final.
 func (b *bench) drain(ctx context.Context, d *daemonProc, r *results) error {
 	n := int64(b.o.n)
 	var took time.Duration
@@ -76,7 +86,7 @@ func (b *bench) drain(ctx context.Context, d *daemonProc, r *results) error {
 		if d.exited() {
 			return false, fmt.Errorf("the daemon exited during the drain (%s); its log ends:\n%s", d.cmd.ProcessState, d.logTail())
 		}
-		if b.sim.Stats("").Events < n {
+		if b.taken() < n {
 			return false, nil
 		}
 		ci, err := b.consumerInfo(ctx, b.defs.consumer.Durable)
@@ -87,34 +97,93 @@ func (b *bench) drain(ctx context.Context, d *daemonProc, r *results) error {
 		return true, nil
 	})
 	if err != nil {
-		return fmt.Errorf("daemon drain (the simulator has %d of %d events): %w", b.sim.Stats("").Events, n, err)
+		what := "events"
+		if b.o.lists() {
+			what = "list records"
+		}
+		return fmt.Errorf("daemon drain (the simulator has %d of %d %s): %w", b.taken(), n, what, err)
 	}
 	s, err := readProc(d.pid())
 	if err != nil {
 		return err
 	}
-	r.drain = drainFigures{took: took, cpu: s.cpu, hwmKiB: s.hwmKiB, calls: b.sim.Stats("").Requests}
+	st := b.sim.Stats("")
+	r.drain = drainFigures{took: took, cpu: s.cpu, hwmKiB: s.hwmKiB, calls: st.Requests, listUpdates: st.ListUpdates}
+	if b.o.lists() {
+		r.drain.listRecords = b.taken()
+	}
 	return nil
 }
 
-// final reads, after the daemon's exit, the main consumer's state and the
-// simulator's event-id tally, merged over the accounts (copied once:
-// duplicates, counted per id over all accounts, and backlog ids never
-// received).
+// parkedCopies is how many copies the daemon parked during the run (an
+// ad account failing, or congested: a call longer than 1 s): the parking
+// stream's last sequence (limits retention, created by the daemon in this
+// run; 0 when it does not exist).
+func (b *bench) parkedCopies(ctx context.Context) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	s, err := b.js.Stream(ctx, b.defs.parking.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.LastSeq, nil
+}
+
+// taken is what the simulator has taken so far over all accounts: events
+// received, or in customer_list mode records added to or removed from the
+// customer lists (repeats included).
+func (b *bench) taken() int64 {
+	if !b.o.lists() {
+		return b.sim.Stats("").Events
+	}
+	var n int64
+	for _, a := range b.accounts {
+		for _, l := range b.sim.Lists(a.adAccountID) {
+			n += int64(l.Uploaded + l.Removed)
+		}
+	}
+	return n
+}
+
+// final reads, after the daemon's exit, the main consumer's state and
+// what the simulator took: in events mode its event-id tally, merged over
+// the accounts (copied once: duplicates, counted per id over all accounts,
+// and backlog ids never received); in customer_list mode every list,
+// compared with the changes published (checkLists).
 func (b *bench) final(ctx context.Context, r *results) error {
 	ci, err := b.consumerInfo(ctx, b.defs.consumer.Durable)
 	if err != nil {
 		return err
 	}
 	r.pending, r.ackPending = ci.NumPending, ci.NumAckPending
+	if r.parked, err = b.parkedCopies(ctx); err != nil {
+		return err
+	}
 	st := b.sim.Stats("")
+	r.events, r.rateLimited = st.Events, st.RateLimited
+	if b.o.lists() {
+		published := 0
+		if r.latency != nil {
+			published = r.latency.published
+		}
+		r.lists = b.checkLists(published)
+		r.backlogMissing = r.lists.missing
+		return nil
+	}
 	ids := b.sim.EventIDs(b.accounts[0].adAccountID)
 	for _, a := range b.accounts[1:] {
 		for id, n := range b.sim.EventIDs(a.adAccountID) {
 			ids[id] += n
 		}
 	}
-	r.events, r.distinct, r.rateLimited = st.Events, len(ids), st.RateLimited
+	r.distinct = len(ids)
 	r.backlogMissing = b.backlogMissing(ids)
 	return nil
 }

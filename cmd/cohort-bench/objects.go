@@ -63,7 +63,8 @@ func (d deployDefs) streamNames() []string {
 
 // createObjects creates the stream, DLQ stream, consumer and activations
 // bucket from their definitions (the consumer's MaxAckPending as deployed)
-// and puts one enabled events activation per cohort: cohort c's goes to
+// and puts one enabled activation in -mode per cohort (activationID):
+// cohort c's goes to
 // account c mod -accounts, with a blank tag_id (the default Tag ID) for
 // account 0 and the account's Tag ID for the others. With -nats-url none
 // of the run's streams may exist yet: leftovers would be measured too.
@@ -93,8 +94,8 @@ func (b *bench) createObjects(ctx context.Context) error {
 		return err
 	}
 	for c := range b.o.cohorts {
-		a := cohorts.Activation{ID: "bench-" + cohortID(c), CohortID: cohortID(c),
-			Destination: cohorts.DestinationPinterest, Enabled: true, Mode: cohorts.ModeEvents}
+		a := cohorts.Activation{ID: activationID(c), CohortID: cohortID(c),
+			Destination: cohorts.DestinationPinterest, Enabled: true, Mode: b.o.mode}
 		if i := c % len(b.accounts); i != 0 {
 			a.TagID = b.accounts[i].tagID
 		}
@@ -136,3 +137,6 @@ func (b *bench) consumerInfo(ctx context.Context, durable string) (*jetstream.Co
 
 // cohortID is the id of cohort c: cohort-000, cohort-001, …
 func cohortID(c int) string { return fmt.Sprintf("cohort-%03d", c) }
+
+// activationID is the id of cohort c's activation: bench-cohort-000, …
+func activationID(c int) string { return "bench-" + cohortID(c) }

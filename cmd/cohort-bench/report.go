@@ -28,10 +28,13 @@ type results struct {
 
 	pending        uint64 // main consumer after the daemon's exit
 	ackPending     int
-	events         int64 // events the simulator received (duplicates included)
-	distinct       int   // distinct event ids among them
-	backlogMissing int   // backlog event ids never received
-	rateLimited    int64 // calls answered 429
+	events         int64  // events the simulator received (duplicates included)
+	distinct       int    // distinct event ids among them
+	backlogMissing int    // backlog event ids never received, or backlog changes not applied to their list
+	rateLimited    int64  // calls answered 429
+	parked         uint64 // copies parked during the run
+
+	lists *listFigures // customer_list mode; nil in events mode
 }
 
 // bareFigures are the bare consumer's.
@@ -51,23 +54,38 @@ func (r *results) usPerMsg(cpu time.Duration) float64 {
 	return float64(cpu.Microseconds()) / float64(r.o.n)
 }
 
-func (r *results) duplicates() int64 { return r.events - int64(r.distinct) }
+// duplicates are events received − distinct event ids, or in
+// customer_list mode records the lists took − distinct records.
+func (r *results) duplicates() int64 {
+	if r.lists != nil {
+		return r.lists.records - int64(r.lists.distinct)
+	}
+	return r.events - int64(r.distinct)
+}
 
-// lost is every event that never arrived: latency-phase events not at the
-// simulator within lostAfter of the last publish, and backlog ones.
+// lost is every change that never arrived: latency-phase ones not at the
+// simulator within lostAfter of the last publish, and backlog ones; in
+// customer_list mode also the list members no change accounts for (any
+// mismatch of a list counts).
 func (r *results) lost() int {
 	n := r.backlogMissing
 	if r.latency != nil {
 		n += r.latency.lost
 	}
+	if r.lists != nil {
+		n += r.lists.unexpected
+	}
 	return n
 }
 
 // benchLine is the machine-readable line's JSON; null marks a figure not
-// measured. "mb" figures are MiB (2^20 bytes); ratio is daemon ÷ bare
-// consumer msgs/s; lost adds the latency phase's lost events and the
-// backlog's event ids never received.
+// measured (or not of this mode). "mb" figures are MiB (2^20 bytes); ratio
+// is daemon ÷ bare consumer msgs/s; lost adds the latency phase's lost
+// changes and the backlog's changes never received (events mode) or not
+// applied to their list, plus the list members no change accounts for
+// (customer_list mode).
 type benchLine struct {
+	Mode            string   `json:"mode"`
 	N               int      `json:"n"`
 	Cohorts         int      `json:"cohorts"`
 	Accounts        int      `json:"accounts"`
@@ -102,14 +120,21 @@ type benchLine struct {
 	LatencyPublished int      `json:"latency_published"`
 	RateLimited      int64    `json:"rate_limited"`
 	DaemonExitCode   int      `json:"daemon_exit_code"`
+	Parked           uint64   `json:"parked"` // copies parked (an account failing or congested), whole run
 	BatchSize        int      `json:"batch_size"`
 	BatchPeriodMs    float64  `json:"batch_period_ms"`
 	Rate             int      `json:"rate"`
+	// customer_list mode only: PATCHes answered 200 during the drain, the
+	// records the lists took (whole run) and their members no change
+	// accounts for.
+	ListUpdatesDrain *int64 `json:"list_updates_drain"`
+	ListRecords      *int64 `json:"list_records"`
+	ListUnexpected   *int   `json:"list_unexpected"`
 }
 
 func (r *results) line() benchLine {
 	l := benchLine{
-		N: r.o.n, Cohorts: r.o.cohorts, Accounts: r.o.accounts,
+		Mode: string(r.o.mode), N: r.o.n, Cohorts: r.o.cohorts, Accounts: r.o.accounts,
 		MsgsPerS:    round(r.msgsPerS(), 1),
 		PeakRSSMB:   round(mib(r.drain.hwmKiB), 1),
 		CPUUsPerMsg: round(r.usPerMsg(r.drain.cpu), 3),
@@ -119,7 +144,7 @@ func (r *results) line() benchLine {
 		PeakRSSMBRun: round(mib(r.runHWMKiB), 1), DrainS: round(r.drain.took.Seconds(), 3),
 		PublishMsgsPerS: round(r.publishMsgsPerS, 1), MsgBytes: round(r.msgBytes, 1),
 		CallsDrain:     r.drain.calls,
-		BacklogMissing: r.backlogMissing, RateLimited: r.rateLimited, DaemonExitCode: r.exitCode,
+		BacklogMissing: r.backlogMissing, RateLimited: r.rateLimited, DaemonExitCode: r.exitCode, Parked: r.parked,
 		BatchSize: r.o.batchSize, BatchPeriodMs: float64(r.o.batchPeriod.Microseconds()) / 1000, Rate: r.o.rate,
 	}
 	if r.bare != nil {
@@ -134,6 +159,11 @@ func (r *results) line() benchLine {
 		if f.arrived > 0 {
 			l.P50Ms, l.P90Ms, l.P99Ms, l.MaxMs = ptr(ms(f.p50)), ptr(ms(f.p90)), ptr(ms(f.p99)), ptr(ms(f.max))
 		}
+	}
+	if r.lists != nil {
+		l.ListUpdatesDrain = ptr(r.drain.listUpdates)
+		l.ListRecords = ptr(r.lists.records)
+		l.ListUnexpected = ptr(r.lists.unexpected)
 	}
 	if r.calls != nil {
 		l.CallsPerMinMax = ptr(r.calls.calls)
@@ -163,6 +193,7 @@ func (r *results) table(out io.Writer) {
 		return f(r.bare)
 	}
 	row("measure", "bare consumer", "daemon")
+	row("mode of every activation", "", string(r.o.mode))
 	row(fmt.Sprintf("ad accounts (cohort c goes to account c mod %d)", r.o.accounts), "", fmt.Sprint(r.o.accounts))
 	row("messages drained", bareOr(func(*bareFigures) string { return fmt.Sprint(r.o.n) }), fmt.Sprint(r.o.n))
 	row("time from process start to all acked", bareOr(func(b *bareFigures) string { return secs(b.took) }), secs(r.drain.took))
@@ -174,11 +205,27 @@ func (r *results) table(out io.Writer) {
 		bareOr(func(b *bareFigures) string { return fmt.Sprintf("%.1f", mib(b.hwmKiB)) }), fmt.Sprintf("%.1f", mib(r.drain.hwmKiB)))
 	row("peak RSS MiB from start to SIGTERM", "", fmt.Sprintf("%.1f", mib(r.runHWMKiB)))
 	row("Pinterest calls during the drain (all accounts)", "", fmt.Sprint(r.drain.calls))
+	if r.lists != nil {
+		perCall := 0.0
+		if r.drain.listUpdates > 0 {
+			perCall = float64(r.drain.listRecords) / float64(r.drain.listUpdates)
+		}
+		row("of which customer list PATCHes (records per PATCH)", "", fmt.Sprintf("%d (%.1f)", r.drain.listUpdates, perCall))
+	}
 	r.callRows(row)
 	r.latencyRows(row)
 	row("calls answered 429 (whole run, all accounts)", "", fmt.Sprint(r.rateLimited))
-	row("duplicates (events received − distinct ids)", "", fmt.Sprint(r.duplicates()))
-	row("backlog event ids never received", "", fmt.Sprint(r.backlogMissing))
+	row("copies parked (account failing, or congested: a call over 1 s; whole run)", "", fmt.Sprint(r.parked))
+	if r.lists != nil {
+		row("list records taken / distinct (whole run, all lists)", "", fmt.Sprintf("%d / %d", r.lists.records, r.lists.distinct))
+		row("records applied more than once (taken − distinct)", "", fmt.Sprint(r.duplicates()))
+		row("backlog changes not applied (enter not a member, exit never removed)", "", fmt.Sprint(r.backlogMissing))
+		row("list members no change accounts for", "", fmt.Sprint(r.lists.unexpected))
+		row("activations without a customer list", "", fmt.Sprint(r.lists.noList))
+	} else {
+		row("duplicates (events received − distinct ids)", "", fmt.Sprint(r.duplicates()))
+		row("backlog event ids never received", "", fmt.Sprint(r.backlogMissing))
+	}
 	row("consumer NumPending / NumAckPending after exit", "", fmt.Sprintf("%d / %d", r.pending, r.ackPending))
 	row("daemon exit code after SIGTERM", "", fmt.Sprint(r.exitCode))
 	row("publish rate (bench, async)", "", fmt.Sprintf("%.0f msgs/s, %.0f bytes each on average", r.publishMsgsPerS, r.msgBytes))
@@ -192,9 +239,13 @@ func (r *results) latencyRows(row func(measure, bare, daemon string)) {
 		row("latency phase", "", "(skipped)")
 		return
 	}
-	row(fmt.Sprintf("latency p50 / p90 / p99 / max (%d msgs/s for %s)", r.o.rate, r.o.latencyDuration), "",
+	what, arrival := "events", "its event's arrival"
+	if r.o.lists() {
+		what, arrival = "enters", "the PATCH adding it"
+	}
+	row(fmt.Sprintf("latency p50 / p90 / p99 / max (%d msgs/s for %s; ts to %s)", r.o.rate, r.o.latencyDuration, arrival), "",
 		fmt.Sprintf("%.1f / %.1f / %.1f / %.1f ms", ms(f.p50), ms(f.p90), ms(f.p99), ms(f.max)))
-	row("latency events published / arrived / lost (not within 30 s)", "", fmt.Sprintf("%d / %d / %d", f.published, f.arrived, f.lost))
+	row(fmt.Sprintf("latency %s published / arrived / lost (not within 30 s)", what), "", fmt.Sprintf("%d / %d / %d", f.published, f.arrived, f.lost))
 	if f.published > 0 {
 		row("CPU µs per message during the latency phase", "", fmt.Sprintf("%.2f", float64(f.cpu.Microseconds())/float64(f.published)))
 	}

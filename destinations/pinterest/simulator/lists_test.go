@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -216,4 +217,42 @@ func TestCustomerListsArePaginated(t *testing.T) {
 		a := do(t, s, http.MethodGet, "/v5/ad_accounts/"+acct+"/customer_lists?"+q, tok, "", nil)
 		assert.Equal(t, 400, a.status, q)
 	}
+}
+
+func TestTheListArrivalHookIsToldOfEveryRecordApplied(t *testing.T) {
+	s, clk, tok := adsSim(t, simulator.Options{RateLimitPerMinute: -1})
+	type arrival struct {
+		account, list string
+		add           bool
+		record        string
+		at            time.Time
+	}
+	var mu sync.Mutex
+	var got []arrival
+	s.SetListArrivalHook(func(adAccountID, listID string, add bool, record string, at time.Time) {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, arrival{adAccountID, listID, add, record, at})
+	})
+
+	l := createList(t, s, tok, "created@example.com")
+	assert.Empty(t, got, "records given at creation are not reported")
+	start := clk.Now()
+	require.Equal(t, 200, patchList(t, s, tok, l.ID, "ADD", []string{sha("x"), " a@b.io", sha("x")}).status)
+	clk.Advance(time.Second)
+	require.Equal(t, 200, patchList(t, s, tok, l.ID, "REMOVE", []string{"absent@b.io"}).status)
+	assert.Equal(t, []arrival{
+		{acct, l.ID, true, sha("x"), start},
+		{acct, l.ID, true, "a@b.io", start},
+		{acct, l.ID, true, sha("x"), start},
+		{acct, l.ID, false, "absent@b.io", start.Add(time.Second)},
+	}, got, "every record of a 200 answer, in request order, repeats and absent ones included, trimmed, at its request's time")
+
+	require.Equal(t, 400, patchList(t, s, tok, l.ID, "ADD", []string{"Bad@B.io"}).status)
+	require.Equal(t, 404, patchList(t, s, tok, "643", "ADD", []string{"a@b.io"}).status)
+	assert.Len(t, got, 4, "an answer other than 200 tells nothing")
+
+	s.SetListArrivalHook(nil)
+	require.Equal(t, 200, patchList(t, s, tok, l.ID, "ADD", []string{"c@d.io"}).status)
+	assert.Len(t, got, 4, "removed")
 }

@@ -270,6 +270,7 @@ type Simulator struct {
 	record      atomic.Bool
 	recordIDs   atomic.Bool
 	arrivalHook atomic.Pointer[ArrivalHook]
+	listHook    atomic.Pointer[ListArrivalHook]
 	inFlight    atomic.Int64
 
 	closing   chan struct{}

@@ -158,6 +158,10 @@ type wireMembership struct {
 //     is the same as none (nil).
 //
 // A required string field that is present but empty counts as missing.
+//
+// A message in the plain shape producers send is read without
+// encoding/json (scanPlain), with the same result; everything else goes
+// through encoding/json.
 func Decode(data []byte, now time.Time) (Membership, error) {
 	if err := checkMessage(data); err != nil {
 		return Membership{}, err

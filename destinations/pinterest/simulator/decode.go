@@ -1,6 +1,16 @@
 package simulator
 
-import "github.com/cohort-connector/cohort-connector/destinations/pinterest"
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"reflect"
+
+	gojson "github.com/goccy/go-json"
+
+	"github.com/cohort-connector/cohort-connector/destinations/pinterest"
+)
 
 // Decoding types: the pinterest wire types plus every other property the
 // spec allows, so that a strict decoder (DisallowUnknownFields) rejects
@@ -78,3 +88,35 @@ type wireCustomData struct {
 type ignored struct{}
 
 func (*ignored) UnmarshalJSON([]byte) error { return nil }
+
+// strictDecode decodes body, exactly one JSON value, into v, refusing
+// properties v does not know. go-json does the work: encoding/json spent
+// about 7 µs an event on a batch of 1,000, and in the benchmark the
+// simulator shares the machine's cores with the daemon it measures. A body
+// go-json refuses is decoded again by encoding/json, whose verdict and
+// error text stand, so the simulator answers exactly what it answered
+// before; TestStrictDecodeIsEncodingJSON holds the two decoders to the
+// same result on plain and mutated request bodies.
+func strictDecode(body []byte, v any) error {
+	fast := gojson.NewDecoder(bytes.NewReader(body))
+	fast.DisallowUnknownFields()
+	if fast.Decode(v) == nil && onlySpace(body[fast.InputOffset():]) {
+		return nil
+	}
+	reflect.ValueOf(v).Elem().SetZero() // what go-json left half-decoded
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		// Exactly one JSON value.
+		if _, e := dec.Token(); e != io.EOF {
+			err = errors.New("unexpected data after the JSON body")
+		}
+	}
+	return err
+}
+
+// onlySpace reports whether b is JSON whitespace only.
+func onlySpace(b []byte) bool {
+	return len(bytes.TrimLeft(b, " \t\r\n")) == 0
+}

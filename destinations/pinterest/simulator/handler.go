@@ -187,14 +187,9 @@ func decodeBody(w http.ResponseWriter, r *http.Request, a *account, v any) bool 
 			return false
 		}
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err == nil {
-		// Exactly one JSON value.
-		if _, e := dec.Token(); e != io.EOF {
-			err = errors.New("unexpected data after the JSON body")
-		}
+		err = strictDecode(body, v)
 	}
 	if err != nil {
 		a.badRequest.Add(1)

@@ -104,6 +104,11 @@ func strictDecode(body []byte, v any) error {
 		return nil
 	}
 	reflect.ValueOf(v).Elem().SetZero() // what go-json left half-decoded
+	return stdDecode(body, v)
+}
+
+// stdDecode is strictDecode by encoding/json alone: the reference.
+func stdDecode(body []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)

@@ -1,10 +1,6 @@
 package simulator
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
-	"io"
 	"math/rand/v2"
 	"reflect"
 	"strconv"
@@ -13,19 +9,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 )
-
-// stdDecode is what decodeBody did before go-json: encoding/json alone.
-func stdDecode(body []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if err == nil {
-		if _, e := dec.Token(); e != io.EOF {
-			err = errors.New("unexpected data after the JSON body")
-		}
-	}
-	return err
-}
 
 // plainEventsBody is a request body as a sender writes it, with now and
 // then a property the spec allows but the daemon never sends.

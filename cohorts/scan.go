@@ -17,29 +17,22 @@ import "github.com/cohort-connector/cohort-connector/cohorts/plainjson"
 // would have filled w the same (scan_test.go checks it on a fuzzed corpus).
 func scanPlain(s string, w *wireMembership) bool {
 	sc := plainjson.New(s)
-	var seen uint8
 	return sc.Object(func(key string) bool {
-		var bit uint8
-		var ok bool
 		switch key {
 		case "user_id":
-			bit, ok = 1, sc.String(&w.UserID)
+			return sc.String(&w.UserID)
 		case "cohort_id":
-			bit, ok = 2, sc.String(&w.CohortID)
+			return sc.String(&w.CohortID)
 		case "action":
-			bit, ok = 4, sc.String(&w.Action)
+			return sc.String(&w.Action)
 		case "ts":
-			bit, ok = 8, sc.String(&w.TS)
+			return sc.String(&w.TS)
 		case "identifiers":
-			bit, ok = 16, scanIdentifiers(sc, &w.Identifiers)
+			return scanIdentifiers(sc, &w.Identifiers)
 		case "activation_ids":
-			bit, ok = 32, sc.Strings(&w.ActivationIDs)
+			return sc.Strings(&w.ActivationIDs)
 		}
-		if !ok || seen&bit != 0 {
-			return false
-		}
-		seen |= bit
-		return true
+		return false // a key the plain shape does not have
 	}) && sc.End()
 }
 

@@ -51,7 +51,10 @@ func (sc *Scanner) End() bool {
 }
 
 // Object reads {"key": value, ...}, calling member after each key's colon;
-// member reads the value and reports whether it could.
+// member reads the value and reports whether it could. A key given twice,
+// or more than maxMembers members, is outside the plain shape: Object
+// reports false (encoding/json's rule for a repeated key, the last one
+// wins, is the caller's fallback to apply).
 func (sc *Scanner) Object(member func(key string) bool) bool {
 	if !sc.consume('{') {
 		return false
@@ -59,11 +62,13 @@ func (sc *Scanner) Object(member func(key string) bool) bool {
 	if sc.consume('}') {
 		return true
 	}
-	for {
+	var seen [maxMembers]string
+	for n := 0; ; n++ {
 		var key string
-		if !sc.String(&key) || !sc.consume(':') || !member(key) {
+		if !sc.String(&key) || n == maxMembers || slices.Contains(seen[:n], key) || !sc.consume(':') || !member(key) {
 			return false
 		}
+		seen[n] = key
 		if sc.consume('}') {
 			return true
 		}
@@ -73,20 +78,18 @@ func (sc *Scanner) Object(member func(key string) bool) bool {
 	}
 }
 
+// maxMembers is the most members a plain object has.
+const maxMembers = 8
+
 // StringObject reads an object whose members are all strings: the value
-// of keys[i] goes to *values[i]. A key not in keys, or given twice, ends
-// the read with false. (Keys and destinations are passed side by side,
-// not through a callback returning pointers, so that the caller's values
-// can stay on its stack.)
+// of keys[i] goes to *values[i]. A key not in keys ends the read with
+// false. (Keys and destinations are passed side by side, not through a
+// callback returning pointers, so that the caller's values can stay on
+// its stack.)
 func (sc *Scanner) StringObject(keys []string, values []*string) bool {
-	var seen uint64
 	return sc.Object(func(key string) bool {
 		i := slices.Index(keys, key)
-		if i < 0 || i >= 64 || seen&(1<<i) != 0 {
-			return false
-		}
-		seen |= 1 << i
-		return sc.String(values[i])
+		return i >= 0 && sc.String(values[i])
 	})
 }
 

@@ -1,6 +1,8 @@
 package plainjson
 
 import (
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -62,4 +64,32 @@ func TestStringObjectRefusesUnknownAndRepeatedKeys(t *testing.T) {
 	assert.False(t, ok, "a key spelled otherwise")
 	_, _, ok = read(`{"status":1}`)
 	assert.False(t, ok, "a value that is no string")
+}
+
+func TestObjectRefusesARepeatedKeyAndTooManyMembers(t *testing.T) {
+	read := func(in string) bool {
+		sc := New(in)
+		var nested func(string) bool
+		nested = func(string) bool {
+			var v string
+			if sc.String(&v) {
+				return true
+			}
+			return sc.Object(nested)
+		}
+		return sc.Object(nested) && sc.End()
+	}
+	assert.True(t, read(`{"a":"1","b":"2"}`))
+	assert.False(t, read(`{"a":"1","b":"2","a":"3"}`), "a key given twice")
+	assert.True(t, read(`{"a":{"a":"1","b":"2"},"b":{"a":"3"}}`), "the same keys in different objects")
+	assert.False(t, read(`{"a":{"b":"1","b":"2"}}`), "a key given twice in a nested object")
+	members := func(n int) string {
+		parts := make([]string, n)
+		for i := range parts {
+			parts[i] = `"k` + strconv.Itoa(i) + `":"v"`
+		}
+		return "{" + strings.Join(parts, ",") + "}"
+	}
+	assert.True(t, read(members(maxMembers)))
+	assert.False(t, read(members(maxMembers+1)), "more members than a plain object has")
 }

@@ -36,19 +36,25 @@ type batchPlan struct {
 	listed    []bool
 }
 
-// planBatch plans b's items. List operations are grouped in item order,
-// per list, and a new run (one PATCH) starts whenever the operation type
-// changes or the run is full: so an enter and a later exit of the same
-// user for the same list are applied in that order (ADD, then REMOVE),
-// never reordered by grouping. Runs of different lists are independent.
-// An item's records are never split across two runs. An item bound for a
-// list with no record for it sends nothing at all, not even its event: its
-// verdict is MsgNoListRecord (bad input).
+// planBatch plans b's items. List operations are grouped per list and
+// operation type: an item joins its list's latest run of its type (one
+// PATCH), so a batch of enters and exits of different users makes one ADD
+// and one REMOVE per list, whatever their interleaving. A new run starts
+// when that run is full, or when one of the item's records was taken by a
+// later run of the list (the other type): so an enter and a later exit of
+// the same record (one user, or two users sharing an email) are applied in
+// batch order, ADD then REMOVE, never reordered by grouping. Runs are
+// applied in the order they are started. An item's records are never
+// split across two runs. An item bound for a list with no record for it
+// sends nothing at all, not even its event: its verdict is MsgNoListRecord
+// (bad input).
 func planBatch(items []destinations.Item) batchPlan {
 	p := batchPlan{listed: make([]bool, len(items))}
-	last := map[string]int{} // list id → index in p.runs of its latest run
+	var latest map[listOp]int    // a list's latest run of a type: index in p.runs
+	var taker map[listRecord]int // the run that last took a record of a list
 	for i, it := range items {
-		n := len(listRecords(it.Hashed))
+		recs := listRecords(it.Hashed)
+		n := len(recs)
 		if len(it.CustomerLists) > 0 && n == 0 {
 			p.noRecords = append(p.noRecords, i)
 			continue
@@ -56,23 +62,47 @@ func planBatch(items []destinations.Item) batchPlan {
 		if !it.ListsOnly {
 			p.events = append(p.events, i)
 		}
+		if len(it.CustomerLists) == 0 {
+			continue
+		}
+		if latest == nil {
+			latest, taker = map[listOp]int{}, map[listRecord]int{}
+		}
 		op := OperationAdd
 		if it.Membership.Action == cohorts.ActionExit {
 			op = OperationRemove
 		}
 		for _, id := range it.CustomerLists {
-			j, ok := last[id]
-			if !ok || p.runs[j].op != op || p.runs[j].records+n > MaxListRecordsPerRequest {
+			j, ok := latest[listOp{id, op}]
+			if !ok || p.runs[j].records+n > MaxListRecordsPerRequest || takenAfter(taker, id, recs, j) {
 				p.runs = append(p.runs, listRun{listID: id, op: op})
 				j = len(p.runs) - 1
-				last[id] = j
+				latest[listOp{id, op}] = j
 			}
 			p.runs[j].items = append(p.runs[j].items, i)
 			p.runs[j].records += n
+			for _, r := range recs {
+				taker[listRecord{id, r}] = j
+			}
 			p.listed[i] = true
 		}
 	}
 	return p
+}
+
+type listOp struct{ listID, op string }
+
+type listRecord struct{ listID, record string }
+
+// takenAfter reports whether a run after run j took one of recs for list
+// id: an operation on them joining run j would be applied before it.
+func takenAfter(taker map[listRecord]int, id string, recs []string, j int) bool {
+	for _, r := range recs {
+		if k, ok := taker[listRecord{id, r}]; ok && k > j {
+			return true
+		}
+	}
+	return false
 }
 
 // listRecords are the hashes an item puts in (or takes out of) a list.

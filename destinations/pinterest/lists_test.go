@@ -77,11 +77,11 @@ func TestSendMirrorsMembershipToCustomerLists(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, allProcessed(4), res.Items)
 	em := func(i int) string { return items[i].Hashed.Em }
-	// Per list: ADD [0 1], then REMOVE [2] (the type changed), then ADD [3].
+	// Per list: ADD [0 1 3] (different users: the exit between them does
+	// not split the run), REMOVE [2].
 	assert.ElementsMatch(t, []listPatch{
-		{"L1", "ADD", []string{em(0), em(1)}}, {"L2", "ADD", []string{em(0), em(1)}},
+		{"L1", "ADD", []string{em(0), em(1), em(3), "maid3"}}, {"L2", "ADD", []string{em(0), em(1), em(3), "maid3"}},
 		{"L1", "REMOVE", []string{em(2)}}, {"L2", "REMOVE", []string{em(2)}},
-		{"L1", "ADD", []string{em(3), "maid3"}}, {"L2", "ADD", []string{em(3), "maid3"}},
 	}, patches(t, srv))
 	for _, r := range srv.requests() {
 		assert.NotEqual(t, "POST", r.Method, "ListsOnly items send no event")
@@ -99,6 +99,48 @@ func TestSendAppliesAnEnterThenAnExitOfOneUserInOrder(t *testing.T) {
 	require.NoError(t, err)
 	em := items[0].Hashed.Em
 	assert.Equal(t, []listPatch{{"L1", "ADD", []string{em}}, {"L1", "REMOVE", []string{em}}}, patches(t, srv))
+}
+
+func TestSendGroupsInterleavedEntersAndExitsOfDifferentUsers(t *testing.T) {
+	items := listItems(1000, "L1")
+	for i := 1; i < len(items); i += 2 {
+		items[i] = exit(items[i])
+	}
+	srv := listServer(t, "")
+
+	res, err := newClient(t, adsConfig(srv.URL)).Send(context.Background(), destinations.Batch{AdAccountID: acct, Items: items})
+
+	require.NoError(t, err)
+	assert.Equal(t, allProcessed(1000), res.Items)
+	ps := patches(t, srv)
+	require.Len(t, ps, 2, "one ADD and one REMOVE, not a PATCH per change")
+	assert.Equal(t, "ADD", ps[0].op)
+	assert.Equal(t, "REMOVE", ps[1].op)
+	assert.Len(t, ps[0].records, 500)
+	assert.Len(t, ps[1].records, 500)
+}
+
+func TestSendKeepsTheOrderOfOperationsOnOneRecord(t *testing.T) {
+	// Users 0, 1 and 2 share an email: ADD, REMOVE, ADD of one record must
+	// reach the list in that order. Users 3 and 4 have emails of their own:
+	// they join the latest run of their type.
+	items := listItems(5, "L1")
+	for i := 1; i <= 2; i++ {
+		items[i].Hashed.Em = items[0].Hashed.Em
+	}
+	items[1] = exit(items[1])
+	items[4] = exit(items[4])
+	srv := listServer(t, "")
+
+	_, err := newClient(t, adsConfig(srv.URL)).Send(context.Background(), destinations.Batch{AdAccountID: acct, Items: items})
+
+	require.NoError(t, err)
+	em := func(i int) string { return items[i].Hashed.Em }
+	assert.Equal(t, []listPatch{
+		{"L1", "ADD", []string{em(0)}},
+		{"L1", "REMOVE", []string{em(1), em(4)}},
+		{"L1", "ADD", []string{em(2), em(3)}},
+	}, patches(t, srv))
 }
 
 func TestSendSplitsListOperationsAtMaxListRecords(t *testing.T) {

@@ -291,7 +291,6 @@ func (c *Client) Send(ctx context.Context, b destinations.Batch) (destinations.R
 // out at the item's index.
 func (c *Client) sendEvents(ctx context.Context, adAccountID string, cred credential, items []destinations.Item, idx []int, out []destinations.ItemResult) error {
 	enc := encodeEvents(items, idx)
-	defer enc.release()
 	verdicts := make([]destinations.ItemResult, len(idx))
 	for start := 0; start < len(idx); start += MaxEventsPerRequest {
 		end := min(start+MaxEventsPerRequest, len(idx))

@@ -2,7 +2,7 @@ package pinterest
 
 import (
 	"strconv"
-	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/cohort-connector/cohort-connector/cohorts"
@@ -15,45 +15,57 @@ import (
 // corpus). NewEvent and the Event type stay the reference and the
 // documentation of the wire format; this is the hot path.
 
-// encodedEvents are the events of a batch, encoded once: each followed by
-// a comma in buf, event k ending before ends[k].
+// encodedEvents are the events of a batch, encoded once into the body of
+// the request that carries them all: buf is {"data":[e0,e1,...]}, event k
+// ending before ends[k] (each followed by a comma or, the last, by "]}").
 type encodedEvents struct {
-	buf  *[]byte
+	buf  []byte
 	ends []int
 }
 
-// eventBuffers recycles encoding buffers between batches.
-var eventBuffers = sync.Pool{New: func() any { return new([]byte) }}
+const (
+	eventsHead = `{"data":[`
+	eventsTail = `]}`
+)
+
+// eventBytes is the size of the last batch's events, on average: the next
+// body is allocated with room for as many, so that it rarely grows.
+var eventBytes atomic.Int64
 
 // encodeEvents encodes the events of items[idx...].
 func encodeEvents(items []destinations.Item, idx []int) encodedEvents {
-	buf := eventBuffers.Get().(*[]byte)
-	b := (*buf)[:0]
+	hint := max(eventBytes.Load(), 256)
+	b := make([]byte, 0, int64(len(eventsHead)+len(eventsTail))+hint*int64(len(idx)))
+	b = append(b, eventsHead...)
 	ends := make([]int, len(idx))
 	for k, i := range idx {
 		b = append(appendEvent(b, items[i]), ',')
 		ends[k] = len(b)
 	}
-	*buf = b
-	return encodedEvents{buf: buf, ends: ends}
+	if len(idx) > 0 {
+		eventBytes.Store(int64(len(b)-len(eventsHead)) / int64(len(idx)))
+		b = b[:len(b)-1] // the last comma
+	}
+	return encodedEvents{buf: append(b, eventsTail...), ends: ends}
 }
 
-// body is the EventsRequest of events lo..hi-1 ({"data":[...]}), in a new
-// slice: the HTTP client may still read it after the call returned.
+// body is the EventsRequest of events lo..hi-1 ({"data":[...]}): the
+// whole buffer for all of them, else a new slice. The HTTP client may
+// still read it after the call returned: neither is ever written again.
 func (e encodedEvents) body(lo, hi int) []byte {
-	from := 0
+	if lo == 0 && hi == len(e.ends) {
+		return e.buf
+	}
+	from := len(eventsHead)
 	if lo > 0 {
 		from = e.ends[lo-1]
 	}
-	events := (*e.buf)[from : e.ends[hi-1]-1] // without the last comma
-	b := make([]byte, 0, len(`{"data":[]}`)+len(events))
-	b = append(b, `{"data":[`...)
+	events := e.buf[from : e.ends[hi-1]-1] // without the comma after the last
+	b := make([]byte, 0, len(eventsHead)+len(events)+len(eventsTail))
+	b = append(b, eventsHead...)
 	b = append(b, events...)
-	return append(b, `]}`...)
+	return append(b, eventsTail...)
 }
-
-// release returns the buffer for reuse.
-func (e encodedEvents) release() { eventBuffers.Put(e.buf) }
 
 // appendEvent appends the JSON of NewEvent(it) to b.
 func appendEvent(b []byte, it destinations.Item) []byte {

@@ -95,7 +95,6 @@ func TestEncodedEventsBodyIsTheEventsRequest(t *testing.T) {
 		}
 	}
 	enc := encodeEvents(items, idx)
-	defer enc.release()
 	for _, r := range [][2]int{{0, len(idx)}, {0, 1}, {5, 6}, {3, 17}, {len(idx) - 1, len(idx)}} {
 		events := make([]Event, 0, r[1]-r[0])
 		for _, i := range idx[r[0]:r[1]] {

@@ -93,7 +93,7 @@ func (c *Connector) recycle(d *delivery) {
 }
 
 // maxSettledKept bounds the settled deliveries kept for reuse.
-const maxSettledKept = 4096
+const maxSettledKept = 1024
 
 // last reports whether JetStream will not deliver the message again after
 // this delivery (its consumer's MaxDeliver; 0 or less is unlimited).

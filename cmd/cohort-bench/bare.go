@@ -15,18 +15,26 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cohort-connector/cohort-connector/cohorts"
 )
 
 // The bare consumer is this binary re-executed as "cohort-bench
 // bare-consumer" (not in the usage: the bench starts it), so that its CPU
 // time and peak RSS are its own process's.
 const (
-	bareCommand = "bare-consumer"
-	bareDurable = "cohort-bench-bare"
-	bareDone    = "done" // the line it prints once every message is acked
+	bareCommand  = "bare-consumer"
+	bareDurable  = "cohort-bench-bare"
+	floorDurable = "cohort-bench-floor"
+	bareDone     = "done" // the line it prints once every message is acked
+
+	// The floor consumer's acks (-floor).
+	floorExplicit = "explicit"
+	floorAll      = "all"
+	ackAllEvery   = 500
 )
 
-// runBareConsumer measures the reference: a second durable pull consumer
+// runBareConsumer measures the reference (floor ""): a second durable pull consumer
 // on the input stream, configured like the daemon's (deploy/nats/
 // consumer.json: no filter, explicit acks, the same MaxAckPending), read
 // by a child process that only fetches and acks. Its time runs from the
@@ -36,40 +44,58 @@ const (
 // do for the RSS: Go runs a new child in this process's address space
 // until its exec, and Linux carries that space's high-water mark into the
 // child's ru_maxrss.)
-func (b *bench) runBareConsumer(ctx context.Context, r *results) error {
-	b.progress("bare consumer: fetching and acking %d messages", b.o.n)
+//
+// With floor set, it is the floor consumer instead (-floor): the same, doing
+// for each message the work the daemon cannot do without whatever its
+// design: read the delivery's metadata (stream sequence and delivery
+// count, for settlement), decode the membership, and compute its event id
+// and hashed identifiers (the event_id contract, and nothing in plain text
+// leaving the process). No routing, order book, encoding, HTTP or
+// settlement bookkeeping: the daemon's CPU per message cannot be below
+// the floor consumer's with explicit acks. With floor "all" its consumer
+// acks cumulatively (AckAll, one ack per ackAllEvery messages): the
+// cheapest settlement JetStream has, for the floor of any design.
+func (b *bench) runBareConsumer(ctx context.Context, floor string) (*bareFigures, error) {
+	durable, what := bareDurable, "bare consumer (fetch and ack only)"
+	if floor != "" {
+		durable, what = floorDurable, "floor consumer (fetch, metadata, decode, event id and hashes; acks "+floor+")"
+	}
+	b.progress("%s: %d messages", what, b.o.n)
 	stream, err := b.js.Stream(ctx, b.defs.stream.Name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cc := b.defs.consumer
-	cc.Durable = bareDurable
-	cc.Description = "cohort-bench: bare consumer (fetch and ack only)"
-	if _, err := stream.CreateConsumer(ctx, cc); err != nil {
-		return err
+	cc.Durable = durable
+	cc.Description = "cohort-bench: " + what
+	if floor == floorAll {
+		cc.AckPolicy = jetstream.AckAllPolicy
 	}
-	defer func() { _ = stream.DeleteConsumer(context.Background(), bareDurable) }()
+	if _, err := stream.CreateConsumer(ctx, cc); err != nil {
+		return nil, err
+	}
+	defer func() { _ = stream.DeleteConsumer(context.Background(), durable) }()
 
 	exe, err := os.Executable()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cmd := exec.CommandContext(ctx, exe, bareCommand, "-nats-url", b.url, "-stream", b.defs.stream.Name,
-		"-durable", bareDurable, "-n", strconv.Itoa(b.o.n), "-pull-max", strconv.Itoa(pullMax(b.o.batchSize)),
-		"-timeout", b.o.drainTimeout.String())
+		"-durable", durable, "-n", strconv.Itoa(b.o.n), "-pull-max", strconv.Itoa(pullMax(b.o.batchSize)),
+		"-timeout", b.o.drainTimeout.String(), "-floor="+floor)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	in, err := cmd.StdinPipe()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
-		return err
+		return nil, err
 	}
 	var took time.Duration
 	var at procSample
@@ -84,13 +110,12 @@ func (b *bench) runBareConsumer(ctx context.Context, r *results) error {
 	}
 	in.Close()
 	if err := cmd.Wait(); err != nil || took == 0 {
-		return fmt.Errorf("bare consumer: %v\n%s", err, stderr.String())
+		return nil, fmt.Errorf("%s: %v\n%s", what, err, stderr.String())
 	}
 	if procErr != nil {
-		return procErr
+		return nil, procErr
 	}
-	r.bare = &bareFigures{took: took, cpu: at.cpu, hwmKiB: at.hwmKiB}
-	return nil
+	return &bareFigures{took: took, cpu: at.cpu, hwmKiB: at.hwmKiB}, nil
 }
 
 // pullMax is the daemon's pull size (connector/source.go): the bare
@@ -107,6 +132,7 @@ func runBare(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	n := fs.Int("n", 0, "messages to ack")
 	pull := fs.Int("pull-max", 2000, "messages asked for at a time")
 	timeout := fs.Duration("timeout", 30*time.Minute, "give up after this long")
+	floor := fs.String("floor", "", "also read each message's metadata, decode it and compute its event id and hashes; acks explicit or all (one per ackAllEvery)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -116,7 +142,7 @@ func runBare(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, bareDone)
 		_, _ = io.Copy(io.Discard, stdin) // until the bench has sampled us
 	}
-	if err := ackAll(ctx, *url, *stream, *durable, *n, *pull, done); err != nil {
+	if err := ackAll(ctx, *url, *stream, *durable, *n, *pull, *floor, done); err != nil {
 		fmt.Fprintln(stderr, "bare consumer:", err)
 		return 1
 	}
@@ -124,9 +150,11 @@ func runBare(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 }
 
 // ackAll consumes the durable with Consume, acks every message with
-// msg.Ack(), and once it has seen n and the server counts none pending and
-// none awaiting an ack, calls done (still connected and consuming).
-func ackAll(ctx context.Context, url, stream, durable string, n, pull int, done func()) error {
+// msg.Ack() (after floorWork with floor set; with floor "all" only every
+// ackAllEvery-th and the last), and once it has seen n and the server
+// counts none pending and none awaiting an ack, calls done (still
+// connected and consuming).
+func ackAll(ctx context.Context, url, stream, durable string, n, pull int, floor string, done func()) error {
 	nc, err := nats.Connect(url, nats.Name("cohort-bench-bare"))
 	if err != nil {
 		return err
@@ -140,13 +168,17 @@ func ackAll(ctx context.Context, url, stream, durable string, n, pull int, done 
 	if err != nil {
 		return err
 	}
-	var seen, ackErrs atomic.Int64
+	var seen, ackErrs, workErrs atomic.Int64
 	all := make(chan struct{})
 	cc, err := c.Consume(func(msg jetstream.Msg) {
-		if msg.Ack() != nil {
+		if floor != "" && floorWork(msg) != nil {
+			workErrs.Add(1)
+		}
+		k := seen.Add(1)
+		if (floor != floorAll || k%ackAllEvery == 0 || k == int64(n)) && msg.Ack() != nil {
 			ackErrs.Add(1)
 		}
-		if seen.Add(1) == int64(n) {
+		if k == int64(n) {
 			close(all)
 		}
 	}, jetstream.PullMaxMessages(pull))
@@ -162,6 +194,9 @@ func ackAll(ctx context.Context, url, stream, durable string, n, pull int, done 
 	if k := ackErrs.Load(); k > 0 {
 		return fmt.Errorf("%d acks could not be sent", k)
 	}
+	if k := workErrs.Load(); k > 0 {
+		return fmt.Errorf("%d messages could not be read or decoded", k)
+	}
 	if err := nc.Flush(); err != nil {
 		return err
 	}
@@ -176,5 +211,22 @@ func ackAll(ctx context.Context, url, stream, durable string, n, pull int, done 
 		return err
 	}
 	done()
+	return nil
+}
+
+// floorWork is the floor consumer's work for one message: what the daemon
+// does for every message whatever its design (see runBareConsumer).
+func floorWork(msg jetstream.Msg) error {
+	if _, err := msg.Metadata(); err != nil {
+		return err
+	}
+	m, err := cohorts.Decode(msg.Data(), time.Now())
+	if err != nil {
+		return err
+	}
+	eventID, h := m.Prepare()
+	if eventID == "" || h.Em == "" {
+		return fmt.Errorf("no event id or hashed email for %q", msg.Data())
+	}
 	return nil
 }

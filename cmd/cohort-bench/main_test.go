@@ -30,8 +30,9 @@ func TestMain(m *testing.M) {
 // parsable BENCH line with every key, and nothing is left pending or lost.
 // No figure is checked against a speed.
 func TestATinyRunPrintsOneParsableBenchLine(t *testing.T) {
-	got := tinyRun(t, "-n", "2000", "-cohorts", "5", "-accounts", "2", "-latency-duration", "1s", "-rate", "200")
+	got := tinyRun(t, "-n", "2000", "-cohorts", "5", "-accounts", "2", "-latency-duration", "1s", "-rate", "200", "-floor", "all")
 	for _, key := range []string{"n", "cohorts", "accounts", "msgs_per_s", "bare_msgs_per_s", "ratio", "peak_rss_mb", "cpu_us_per_msg",
+		"floor_msgs_per_s", "floor_cpu_us_per_msg",
 		"bare_cpu_us_per_msg", "bare_peak_rss_mb", "p50_ms", "p90_ms", "p99_ms", "max_ms", "calls_per_min_max",
 		"duplicates", "pending", "ack_pending", "lost", "go_version", "cores"} {
 		assert.NotNil(t, got[key], "%s measured", key)
@@ -45,6 +46,7 @@ func TestATinyRunPrintsOneParsableBenchLine(t *testing.T) {
 	assert.EqualValues(t, 0, got["lost"])
 	assert.Greater(t, got["msgs_per_s"], 0.0)
 	assert.Greater(t, got["bare_msgs_per_s"], 0.0)
+	assert.Greater(t, got["floor_msgs_per_s"], 0.0)
 	assert.EqualValues(t, 200, got["latency_published"])
 	for _, key := range []string{"list_updates_drain", "list_records", "list_unexpected"} {
 		assert.Nil(t, got[key], "%s: customer_list mode only", key)
@@ -69,6 +71,7 @@ func TestATinyCustomerListRun(t *testing.T) {
 	assert.EqualValues(t, 200, got["latency_published"])
 	assert.GreaterOrEqual(t, got["list_records"], 2200.0, "a record per change: 2,000 in the backlog, 200 in the latency phase")
 	assert.Positive(t, got["list_updates_drain"])
+	assert.Nil(t, got["floor_msgs_per_s"], "the floor consumer runs with -floor only")
 }
 
 // tinyRun runs the command with args and returns its one BENCH line,
@@ -198,6 +201,19 @@ func TestModeIsEventsOrCustomerList(t *testing.T) {
 		_, err := parseFlags([]string{"-mode", m}, io.Discard)
 		assert.Error(t, err, "-mode %q", m)
 	}
+}
+
+func TestFloorIsOffExplicitOrAll(t *testing.T) {
+	o, err := parseFlags(nil, io.Discard)
+	require.NoError(t, err)
+	assert.Empty(t, o.floor, "off by default")
+	for _, f := range []string{floorExplicit, floorAll} {
+		o, err := parseFlags([]string{"-floor", f}, io.Discard)
+		require.NoError(t, err)
+		assert.Equal(t, f, o.floor)
+	}
+	_, err = parseFlags([]string{"-floor", "cumulative"}, io.Discard)
+	assert.ErrorContains(t, err, "-floor must be explicit or all")
 }
 
 func TestReadProcReadsThisProcess(t *testing.T) {

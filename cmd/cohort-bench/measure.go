@@ -16,11 +16,17 @@ const stopLimit = 45 * time.Second
 // measure runs the phases in order and returns their figures.
 func (b *bench) measure(ctx context.Context) (*results, error) {
 	r := &results{o: b.o}
-	if err := b.publishBacklog(ctx, r); err != nil {
+	err := b.publishBacklog(ctx, r)
+	if err != nil {
 		return nil, err
 	}
 	if !b.o.skipBare {
-		if err := b.runBareConsumer(ctx, r); err != nil {
+		if r.bare, err = b.runBareConsumer(ctx, ""); err != nil {
+			return nil, err
+		}
+	}
+	if b.o.floor != "" {
+		if r.floor, err = b.runBareConsumer(ctx, b.o.floor); err != nil {
 			return nil, err
 		}
 	}

@@ -11,7 +11,7 @@ import (
 )
 
 // results are a run's figures; nil parts were not measured (-skip-bare,
-// -skip-latency).
+// -floor, -skip-latency).
 type results struct {
 	o options
 
@@ -19,6 +19,7 @@ type results struct {
 	msgBytes        float64 // average size of a backlog message
 
 	bare    *bareFigures
+	floor   *bareFigures // the floor consumer's (-floor)
 	drain   drainFigures
 	latency *latencyFigures
 	calls   *callFigures
@@ -37,7 +38,7 @@ type results struct {
 	lists *listFigures // customer_list mode; nil in events mode
 }
 
-// bareFigures are the bare consumer's.
+// bareFigures are the bare consumer's (or the floor consumer's).
 type bareFigures struct {
 	took   time.Duration
 	cpu    time.Duration // its CPU time when done (startup included)
@@ -48,6 +49,7 @@ func (r *results) msgsPerS() float64 { return float64(r.o.n) / r.drain.took.Seco
 func (r *results) bareMsgsPerS() float64 {
 	return float64(r.o.n) / r.bare.took.Seconds()
 }
+func (r *results) floorMsgsPerS() float64 { return float64(r.o.n) / r.floor.took.Seconds() }
 
 // usPerMsg is CPU time per backlog message in microseconds.
 func (r *results) usPerMsg(cpu time.Duration) float64 {
@@ -109,11 +111,14 @@ type benchLine struct {
 	Cores           int      `json:"cores"`
 
 	// Beyond the figures above: what qualifies them.
-	CallsWindowS     *float64 `json:"calls_window_s"`  // the span calls_per_min_max covers: 60, or the run when shorter
-	CallsDrain       int64    `json:"calls_drain"`     // Pinterest calls until the backlog was drained
-	PeakRSSMBRun     float64  `json:"peak_rss_mb_run"` // from start to SIGTERM, not only the drain
-	DrainS           float64  `json:"drain_s"`
-	BareS            *float64 `json:"bare_s"`
+	CallsWindowS *float64 `json:"calls_window_s"`  // the span calls_per_min_max covers: 60, or the run when shorter
+	CallsDrain   int64    `json:"calls_drain"`     // Pinterest calls until the backlog was drained
+	PeakRSSMBRun float64  `json:"peak_rss_mb_run"` // from start to SIGTERM, not only the drain
+	DrainS       float64  `json:"drain_s"`
+	BareS        *float64 `json:"bare_s"`
+	// The floor consumer's (-floor; see runBareConsumer).
+	FloorMsgsPerS    *float64 `json:"floor_msgs_per_s"`
+	FloorCPUUsPerMsg *float64 `json:"floor_cpu_us_per_msg"`
 	PublishMsgsPerS  float64  `json:"publish_msgs_per_s"`
 	MsgBytes         float64  `json:"msg_bytes"`
 	BacklogMissing   int      `json:"backlog_missing"`
@@ -153,6 +158,10 @@ func (r *results) line() benchLine {
 		l.BareCPUUsPerMsg = ptr(round(r.usPerMsg(r.bare.cpu), 3))
 		l.BarePeakRSSMB = ptr(round(mib(r.bare.hwmKiB), 1))
 		l.BareS = ptr(round(r.bare.took.Seconds(), 3))
+	}
+	if r.floor != nil {
+		l.FloorMsgsPerS = ptr(round(r.floorMsgsPerS(), 1))
+		l.FloorCPUUsPerMsg = ptr(round(r.usPerMsg(r.floor.cpu), 3))
 	}
 	if f := r.latency; f != nil {
 		l.LatencyPublished = f.published
@@ -204,6 +213,10 @@ func (r *results) table(out io.Writer) {
 	row("peak RSS MiB at the end of the drain",
 		bareOr(func(b *bareFigures) string { return fmt.Sprintf("%.1f", mib(b.hwmKiB)) }), fmt.Sprintf("%.1f", mib(r.drain.hwmKiB)))
 	row("peak RSS MiB from start to SIGTERM", "", fmt.Sprintf("%.1f", mib(r.runHWMKiB)))
+	if r.floor != nil {
+		row("floor consumer (+ metadata, decode, event id, hashes; acks "+r.o.floor+"): msgs/s, CPU µs per message", "",
+			fmt.Sprintf("%.0f, %.2f", r.floorMsgsPerS(), r.usPerMsg(r.floor.cpu)))
+	}
 	row("Pinterest calls during the drain (all accounts)", "", fmt.Sprint(r.drain.calls))
 	if r.lists != nil {
 		perCall := 0.0

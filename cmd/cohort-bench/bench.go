@@ -200,7 +200,9 @@ func (b *bench) prepareDaemon() error {
 	}
 	b.progress("building ./cmd/cohort-connector")
 	bin := filepath.Join(b.dir, "cohort-connector")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/cohort-connector")
+	// Built as the Dockerfile builds what ships: static, no libc.
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./cmd/cohort-connector")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	cmd.Dir = b.root
 	var stderr strings.Builder
 	cmd.Stderr = &stderr

@@ -5,7 +5,7 @@
 //
 // In one process it runs a JetStream server (embedded, unless -nats-url),
 // the Pinterest simulator, and the producer; the daemon (built from
-// ./cmd/cohort-connector with go build) and the reference consumer run as
+// ./cmd/cohort-connector as the Dockerfile builds it) and the reference consumer run as
 // child processes, so that their CPU time and memory can be read per
 // process. Phases:
 //
@@ -91,7 +91,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.skipLatency, "skip-latency", false, "do not run the latency phase")
 	fs.StringVar(&o.floor, "floor", "", "also run the floor consumer: the bare consumer doing the work no design of the daemon can skip (metadata, decode, event id and hashes), with acks explicit (one per message) or all (AckAll, one per 500 messages)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temp dir (daemon binary and log, JetStream storage) and, with -nats-url, the streams and buckets")
-	fs.StringVar(&o.daemon, "daemon", "", "prebuilt cohort-connector binary (default: go build ./cmd/cohort-connector)")
+	fs.StringVar(&o.daemon, "daemon", "", "prebuilt cohort-connector binary (default: ./cmd/cohort-connector built as the Dockerfile builds it: CGO_ENABLED=0 go build -trimpath -ldflags='-s -w')")
 	mode := fs.String("mode", string(cohorts.ModeEvents), "every activation's mode: events (conversion events) or customer_list (ADD/REMOVE on a customer list per activation; every account gets an OAuth app)")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Minute, "give up a drain (bare consumer or daemon) not finished after this long")
 	if err := fs.Parse(args); err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -66,50 +67,59 @@ func WatchMaxDeliveries(ctx context.Context, nc *nats.Conn, js jetstream.JetStre
 		return errors.New("watching max-deliveries advisories: Topology.Stream, Durable and DLQSubject are required")
 	}
 	subject := MaxDeliveriesAdvisoryPrefix + "." + t.Stream + "." + t.Durable
-	sub, err := nc.SubscribeSync(subject)
+	w := &maxDeliveriesWatcher{js: js, t: t, log: log.With().Str("component", "max_deliveries_watcher").Logger(),
+		onDeadLetter: onDeadLetter, now: time.Now}
+	// Copies run one at a time: on the subscription's goroutine as
+	// advisories come, and here for the ones to try again.
+	var mu sync.Mutex
+	var failed []maxDeliveriesAdvisory // copies to try again
+	sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
+		a, ok := w.parse(m.Data)
+		mu.Lock()
+		defer mu.Unlock()
+		if ok && ctx.Err() == nil && !w.copy(ctx, a, false) {
+			failed = append(failed, a)
+		}
+	})
 	if err != nil {
 		return fmt.Errorf("subscribing to %s: %w", subject, err)
 	}
-	defer func() { _ = sub.Unsubscribe() }()
-	// A burst of advisories (many messages abandoned at once) must queue,
-	// not be dropped as a slow consumer while one is being copied.
+	// A burst of advisories (many messages abandoned at once) queues in
+	// nats.go, unbounded in number, while one is being copied: it must not
+	// be dropped as a slow consumer.
 	_ = sub.SetPendingLimits(-1, 256<<20)
 	if err := nc.FlushTimeout(5 * time.Second); err != nil {
 		// Not fatal: the subscription is (re)sent when the connection is back.
 		log.Warn().Err(err).Str("subject", subject).Msg("max-deliveries advisories: subscription not confirmed yet")
 	}
-	w := &maxDeliveriesWatcher{js: js, t: t, log: log.With().Str("component", "max_deliveries_watcher").Logger(),
-		onDeadLetter: onDeadLetter, now: time.Now}
-	var failed []maxDeliveriesAdvisory // copies to try again
-	lastTry := time.Now()
+	retry := time.NewTicker(advisoryRetryEvery)
+	defer retry.Stop()
+	var dropped int
 	for {
-		// Wake up now and then to try the failed copies again.
-		wctx, cancel := context.WithTimeout(ctx, time.Second)
-		m, err := sub.NextMsgWithContext(wctx)
-		cancel()
-		switch {
-		case ctx.Err() != nil:
+		select {
+		case <-ctx.Done():
+			_ = sub.Unsubscribe()
+			mu.Lock() // the copy in hand, if any, is finished
+			defer mu.Unlock()
 			if len(failed) > 0 {
 				w.log.Error().Int("messages", len(failed)).Str("reason", reasonMaxDeliveries).
 					Msg("stopping with messages abandoned by JetStream NOT dead-lettered: recover them from the input stream by their sequence")
 			}
 			return nil
-		case err == nil:
-			if a, ok := w.parse(m.Data); ok && !w.copy(ctx, a, false) {
-				failed = append(failed, a)
-			}
-		case errors.Is(err, context.DeadlineExceeded):
-		case errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrBadSubscription):
-			return fmt.Errorf("max-deliveries advisories on %s: %w", subject, err)
-		default:
-			// ErrSlowConsumer: advisories were dropped; their messages are
-			// still in the input stream, findable by the consumer's ack floor.
-			w.log.Error().Err(err).Msg("max-deliveries advisories: receiving failed, some may have been lost")
+		case <-retry.C:
 		}
-		if len(failed) > 0 && time.Since(lastTry) >= advisoryRetryEvery {
-			lastTry = time.Now()
-			failed = slices.DeleteFunc(failed, func(a maxDeliveriesAdvisory) bool { return w.copy(ctx, a, true) })
+		if nc.IsClosed() {
+			return fmt.Errorf("max-deliveries advisories on %s: %w", subject, nats.ErrConnectionClosed)
 		}
+		if n, err := sub.Dropped(); err == nil && n > dropped {
+			// Their messages are still in the input stream, findable by
+			// the consumer's ack floor.
+			w.log.Error().Int("dropped", n-dropped).Msg("max-deliveries advisories: some were dropped (slow consumer) and are not dead-lettered")
+			dropped = n
+		}
+		mu.Lock()
+		failed = slices.DeleteFunc(failed, func(a maxDeliveriesAdvisory) bool { return w.copy(ctx, a, true) })
+		mu.Unlock()
 	}
 }
 

@@ -77,7 +77,8 @@ func (c *Connector) newDelivery(msg jetstream.Msg, meta *jetstream.MsgMetadata, 
 	} else {
 		d = &delivery{}
 	}
-	*d = delivery{msg: msg, meta: meta, origin: originOf(msg, meta, parkedFor), received: now, parkedFor: parkedFor}
+	// A spare is zero (recycle), so only what is known now is set.
+	d.msg, d.meta, d.origin, d.received, d.parkedFor = msg, meta, originOf(msg, meta, parkedFor), now, parkedFor
 	d.done, d.ordered = d.doneRoom[:0], d.orderedRoom[:0]
 	return d
 }

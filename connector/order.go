@@ -138,7 +138,11 @@ func (b *orderBook) release(k orderKey, seq uint64) (unrecord bool, record order
 	if st == nil {
 		return false, orderEntry{}
 	}
-	st.entries = slices.DeleteFunc(st.entries, func(e orderEntry) bool { return e.seq == seq })
+	if len(st.entries) == 1 && st.entries[0].seq == seq { // the usual case, without a search
+		st.entries = st.entries[:0]
+	} else {
+		st.entries = slices.DeleteFunc(st.entries, func(e orderEntry) bool { return e.seq == seq })
+	}
 	if st.recorded == seq {
 		st.recorded, unrecord = 0, true
 	}

@@ -151,6 +151,9 @@ func setUp(ctx context.Context, o options, log io.Writer) (b *bench, err error) 
 		// Pinterest's limit, 5,000 calls a minute per ad account, enforced
 		// with 429s; the daemon's own budget is the same by default.
 		RateLimitPerMinute: simulator.DefaultRateLimitPerMinute,
+		// Room for every event id an account gets (cohort c goes to
+		// account c mod -accounts), the latency phase's too.
+		EventIDsRoom: (b.o.n+b.o.rate*int(b.o.latencyDuration.Seconds()))/b.o.accounts + b.o.cohorts,
 	})
 	if err != nil {
 		return b, err

@@ -2,6 +2,7 @@ package simulator_test
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -50,4 +51,34 @@ func BenchmarkServeHTTPParallel(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)*pinterest.MaxEventsPerRequest/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkServeHTTPNewIDs is BenchmarkServeHTTP with a new event id for
+// every event, as in a drain: the EventIDs tally grows by 1,000 ids a
+// call, unless EventIDsRoom reserved room for them. Run it for as many
+// calls as there are batches, or ids repeat:
+//
+//	go test -run XXX -bench NewIDs -benchtime 250x ./destinations/pinterest/simulator/
+func BenchmarkServeHTTPNewIDs(b *testing.B) {
+	const calls = 250
+	payloads := make([][]byte, calls)
+	for c := range payloads {
+		evs := events(pinterest.MaxEventsPerRequest)
+		for i := range evs {
+			evs[i].EventID = fmt.Sprintf("%s-%d", evs[i].EventID, c)
+		}
+		payloads[c] = body(b, evs)
+	}
+	for _, room := range []int{0, calls * pinterest.MaxEventsPerRequest} {
+		b.Run(fmt.Sprintf("room=%d", room), func(b *testing.B) {
+			s := newSim(simulator.Options{RateLimitPerMinute: -1, EventIDsRoom: room})
+			s.SetRecord(false)
+			n := 0
+			for b.Loop() {
+				serveOnce(b, s, payloads[n%calls])
+				n++
+			}
+			b.ReportMetric(float64(n)*pinterest.MaxEventsPerRequest/b.Elapsed().Seconds(), "events/s")
+		})
+	}
 }

@@ -199,6 +199,11 @@ type Options struct {
 	// creation, and its size is a snapshot refreshed at most this often
 	// (default 0: always current).
 	AudienceDelay time.Duration
+	// EventIDsRoom is how many event ids each ad account's EventIDs tally
+	// has room for from the start: a large run (a benchmark) spares the
+	// tally's growth, which costs the simulator's process CPU while the
+	// daemon it measures shares its cores. Default 0: it grows as needed.
+	EventIDsRoom int
 }
 
 // Fault is an injected failure or delay, see SetFault.
@@ -251,6 +256,7 @@ type Simulator struct {
 	now       func() time.Time
 	threshold uint32 // identifier known iff first two hash bytes < threshold
 	limit     int
+	idsRoom   int // Options.EventIDsRoom
 
 	accessTTL, refreshTTL, audienceDelay time.Duration
 	lastID                               atomic.Int64 // ids of lists and audiences
@@ -347,6 +353,7 @@ func New(opts Options) *Simulator {
 		share = 1
 	}
 	s.threshold = uint32(share * 65536)
+	s.idsRoom = max(opts.EventIDsRoom, 0)
 	s.limit = opts.RateLimitPerMinute
 	if s.limit == 0 {
 		s.limit = DefaultRateLimitPerMinute
@@ -430,7 +437,7 @@ func (s *Simulator) ensureAccount(adAccountID string) *account {
 	if a == nil {
 		a = &account{
 			id:        adAccountID,
-			eventIDs:  make(map[string]idTally),
+			eventIDs:  make(map[string]idTally, s.idsRoom),
 			lists:     make(map[string]*customerList),
 			audiences: make(map[string]*audience),
 			visitors:  make(map[visitorKey]map[string]int64),

@@ -28,10 +28,13 @@ const (
 	floorDurable = "cohort-bench-floor"
 	bareDone     = "done" // the line it prints once every message is acked
 
-	// The floor consumer's acks (-floor).
+	// The floor consumer's acks (-floor): pinned is all on a consumer
+	// with a pinned_client priority group (one puller at a time).
 	floorExplicit = "explicit"
 	floorAll      = "all"
+	floorPinned   = "pinned"
 	ackAllEvery   = 500
+	floorGroup    = "floor"
 )
 
 // runBareConsumer measures the reference (floor ""): a second durable pull consumer
@@ -54,7 +57,10 @@ const (
 // settlement bookkeeping: the daemon's CPU per message cannot be below
 // the floor consumer's with explicit acks. With floor "all" its consumer
 // acks cumulatively (AckAll, one ack per ackAllEvery messages): the
-// cheapest settlement JetStream has, for the floor of any design.
+// cheapest settlement JetStream has, for the floor of any design; with
+// "pinned" its consumer also has a pinned_client priority group, which
+// lets one client pull at a time: the server then adds a Nats-Pin-Id
+// header to every delivery.
 func (b *bench) runBareConsumer(ctx context.Context, floor string) (*bareFigures, error) {
 	durable, what := bareDurable, "bare consumer (fetch and ack only)"
 	if floor != "" {
@@ -68,8 +74,13 @@ func (b *bench) runBareConsumer(ctx context.Context, floor string) (*bareFigures
 	cc := b.defs.consumer
 	cc.Durable = durable
 	cc.Description = "cohort-bench: " + what
-	if floor == floorAll {
+	if floor == floorAll || floor == floorPinned {
 		cc.AckPolicy = jetstream.AckAllPolicy
+	}
+	if floor == floorPinned {
+		cc.PriorityGroups = []string{floorGroup}
+		cc.PriorityPolicy = jetstream.PriorityPolicyPinned
+		cc.PinnedTTL = time.Minute
 	}
 	if _, err := stream.CreateConsumer(ctx, cc); err != nil {
 		return nil, err
@@ -132,7 +143,7 @@ func runBare(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	n := fs.Int("n", 0, "messages to ack")
 	pull := fs.Int("pull-max", 2000, "messages asked for at a time")
 	timeout := fs.Duration("timeout", 30*time.Minute, "give up after this long")
-	floor := fs.String("floor", "", "also read each message's metadata, decode it and compute its event id and hashes; acks explicit or all (one per ackAllEvery)")
+	floor := fs.String("floor", "", "also read each message's metadata, decode it and compute its event id and hashes; acks explicit, all (one per ackAllEvery) or pinned (all, and a pinned_client priority group)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -150,8 +161,8 @@ func runBare(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 }
 
 // ackAll consumes the durable with Consume, acks every message with
-// msg.Ack() (after floorWork with floor set; with floor "all" only every
-// ackAllEvery-th and the last), and once it has seen n and the server
+// msg.Ack() (after floorWork with floor set; with floor "all" or "pinned"
+// only every ackAllEvery-th and the last), and once it has seen n and the server
 // counts none pending and none awaiting an ack, calls done (still
 // connected and consuming).
 func ackAll(ctx context.Context, url, stream, durable string, n, pull int, floor string, done func()) error {
@@ -170,18 +181,23 @@ func ackAll(ctx context.Context, url, stream, durable string, n, pull int, floor
 	}
 	var seen, ackErrs, workErrs atomic.Int64
 	all := make(chan struct{})
+	opts := []jetstream.PullConsumeOpt{jetstream.PullMaxMessages(pull)}
+	if floor == floorPinned {
+		opts = append(opts, jetstream.PullPriorityGroup(floorGroup))
+	}
 	cc, err := c.Consume(func(msg jetstream.Msg) {
 		if floor != "" && floorWork(msg) != nil {
 			workErrs.Add(1)
 		}
 		k := seen.Add(1)
-		if (floor != floorAll || k%ackAllEvery == 0 || k == int64(n)) && msg.Ack() != nil {
+		cumulative := floor == floorAll || floor == floorPinned
+		if (!cumulative || k%ackAllEvery == 0 || k == int64(n)) && msg.Ack() != nil {
 			ackErrs.Add(1)
 		}
 		if k == int64(n) {
 			close(all)
 		}
-	}, jetstream.PullMaxMessages(pull))
+	}, opts...)
 	if err != nil {
 		return err
 	}

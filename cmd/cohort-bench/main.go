@@ -64,7 +64,7 @@ type options struct {
 	batchSize       int
 	batchPeriod     time.Duration
 	skipBare        bool
-	floor           string // "", or the floor consumer's acks: explicit or all
+	floor           string // "", or the floor consumer's acks: explicit, all or pinned
 	skipLatency     bool
 	keep            bool
 	daemon          string
@@ -89,7 +89,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.batchPeriod, "batch-period", 100*time.Millisecond, "the daemon's CONNECTOR_BATCH_PERIOD")
 	fs.BoolVar(&o.skipBare, "skip-bare", false, "do not run the bare consumer")
 	fs.BoolVar(&o.skipLatency, "skip-latency", false, "do not run the latency phase")
-	fs.StringVar(&o.floor, "floor", "", "also run the floor consumer: the bare consumer doing the work no design of the daemon can skip (metadata, decode, event id and hashes), with acks explicit (one per message) or all (AckAll, one per 500 messages)")
+	fs.StringVar(&o.floor, "floor", "", "also run the floor consumer: the bare consumer doing the work no design of the daemon can skip (metadata, decode, event id and hashes), with acks explicit (one per message), all (AckAll, one per 500 messages) or pinned (all, on a consumer with a pinned_client priority group)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temp dir (daemon binary and log, JetStream storage) and, with -nats-url, the streams and buckets")
 	fs.StringVar(&o.daemon, "daemon", "", "prebuilt cohort-connector binary (default: ./cmd/cohort-connector built as the Dockerfile builds it: CGO_ENABLED=0 go build -trimpath -ldflags='-s -w')")
 	mode := fs.String("mode", string(cohorts.ModeEvents), "every activation's mode: events (conversion events) or customer_list (ADD/REMOVE on a customer list per activation; every account gets an OAuth app)")
@@ -104,8 +104,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	switch {
 	case o.mode != cohorts.ModeEvents && o.mode != cohorts.ModeCustomerList:
 		return o, fmt.Errorf("-mode must be %s or %s, not %q", cohorts.ModeEvents, cohorts.ModeCustomerList, *mode)
-	case o.floor != "" && o.floor != floorExplicit && o.floor != floorAll:
-		return o, fmt.Errorf("-floor must be %s or %s, not %q", floorExplicit, floorAll, o.floor)
+	case o.floor != "" && o.floor != floorExplicit && o.floor != floorAll && o.floor != floorPinned:
+		return o, fmt.Errorf("-floor must be %s, %s or %s, not %q", floorExplicit, floorAll, floorPinned, o.floor)
 	case o.n < 1:
 		return o, errors.New("-n must be at least 1")
 	case o.cohorts < 1:

@@ -57,7 +57,8 @@ func TestATinyRunPrintsOneParsableBenchLine(t *testing.T) {
 // the daemon, every change applied to it (lost 0 is the comparison of each
 // list with the changes published), the latency phase timed to the PATCHes.
 func TestATinyCustomerListRun(t *testing.T) {
-	got := tinyRun(t, "-mode", "customer_list", "-n", "2000", "-cohorts", "4", "-accounts", "2", "-latency-duration", "1s", "-rate", "200")
+	got := tinyRun(t, "-mode", "customer_list", "-n", "2000", "-cohorts", "4", "-accounts", "2", "-latency-duration", "1s", "-rate", "200",
+		"-floor", "pinned")
 	assert.Equal(t, "customer_list", got["mode"])
 	for _, key := range []string{"msgs_per_s", "ratio", "cpu_us_per_msg", "p50_ms", "p99_ms", "calls_per_min_max",
 		"list_updates_drain", "list_records", "list_unexpected"} {
@@ -71,7 +72,7 @@ func TestATinyCustomerListRun(t *testing.T) {
 	assert.EqualValues(t, 200, got["latency_published"])
 	assert.GreaterOrEqual(t, got["list_records"], 2200.0, "a record per change: 2,000 in the backlog, 200 in the latency phase")
 	assert.Positive(t, got["list_updates_drain"])
-	assert.Nil(t, got["floor_msgs_per_s"], "the floor consumer runs with -floor only")
+	assert.Greater(t, got["floor_msgs_per_s"], 0.0, "the floor consumer on a pinned consumer drained it")
 }
 
 // tinyRun runs the command with args and returns its one BENCH line,
@@ -207,13 +208,13 @@ func TestFloorIsOffExplicitOrAll(t *testing.T) {
 	o, err := parseFlags(nil, io.Discard)
 	require.NoError(t, err)
 	assert.Empty(t, o.floor, "off by default")
-	for _, f := range []string{floorExplicit, floorAll} {
+	for _, f := range []string{floorExplicit, floorAll, floorPinned} {
 		o, err := parseFlags([]string{"-floor", f}, io.Discard)
 		require.NoError(t, err)
 		assert.Equal(t, f, o.floor)
 	}
 	_, err = parseFlags([]string{"-floor", "cumulative"}, io.Discard)
-	assert.ErrorContains(t, err, "-floor must be explicit or all")
+	assert.ErrorContains(t, err, "-floor must be explicit, all or pinned")
 }
 
 func TestReadProcReadsThisProcess(t *testing.T) {

@@ -149,8 +149,10 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -375,11 +377,14 @@ func orDefault(d, def time.Duration) time.Duration {
 
 // Start listens on opts.Addr (default 127.0.0.1:0) and serves until Close.
 func Start(opts Options) (*Simulator, error) {
-	s := New(opts)
 	addr := opts.Addr
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
+	if err := checkLoopback(addr); err != nil {
+		return nil, err
+	}
+	s := New(opts)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -392,6 +397,21 @@ func Start(opts Options) (*Simulator, error) {
 		_ = s.srv.Serve(ln)
 	}()
 	return s, nil
+}
+
+// checkLoopback refuses an address the simulator must not listen on: it
+// answers as Pinterest would to anyone who reaches it, with tokens anyone
+// can read in its command line, so it stays on this machine (127.0.0.0/8,
+// ::1 or localhost).
+func checkLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("simulator address %q: %w", addr, err)
+	}
+	if ip := net.ParseIP(host); !strings.EqualFold(host, "localhost") && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("simulator address %q: the host must be loopback (127.0.0.0/8, ::1 or localhost): the simulator is a stand-in for tests and demos, not a service", addr)
+	}
+	return nil
 }
 
 // URL is the API root of a started Simulator, "http://127.0.0.1:PORT/v5";

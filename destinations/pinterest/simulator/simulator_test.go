@@ -674,3 +674,24 @@ func TestARejectEventsFaultFailsEveryValidEventOfTheRequestWithItsMessage(t *tes
 	resp = decodeOK(t, postEvents(t, s, body(t, evs)))
 	assert.Equal(t, 3, resp.NumEventsProcessed, "Times: 1 — the next request is processed")
 }
+
+// The simulator answers as Pinterest to whoever reaches it: it listens on
+// this machine only.
+func TestStartRefusesANonLoopbackAddress(t *testing.T) {
+	for _, addr := range []string{"0.0.0.0:0", ":0", "[::]:0", "192.0.2.1:0", "example.com:0", "no-port"} {
+		s, err := simulator.Start(simulator.Options{Addr: addr})
+		if s != nil {
+			s.Close()
+		}
+		assert.Error(t, err, "%s", addr)
+	}
+	for _, addr := range []string{"127.0.0.1:0", "localhost:0", "[::1]:0"} {
+		s, err := simulator.Start(simulator.Options{Addr: addr})
+		if err != nil && addr == "[::1]:0" {
+			t.Logf("%s: %v (no IPv6 loopback here)", addr, err)
+			continue
+		}
+		require.NoError(t, err, "%s", addr)
+		s.Close()
+	}
+}

@@ -58,6 +58,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -172,6 +173,10 @@ type Connector struct {
 	// read back at startup and not seen again were acked (see expect).
 	forgetExpectedAt time.Time
 	settled          map[[2]string]prometheus.Counter // by result and reason: the metric without its lookup
+	// handedBack counts the deliveries nak'd once shutdown began: handed
+	// back to JetStream for another delivery, to this daemon's successor.
+	handedBack int
+	stopping   atomic.Bool // shutdown began
 
 	src *source
 	// sendCtx is the context of every call to the destination; it is
@@ -297,6 +302,7 @@ func (c *Connector) Run(ctx context.Context) error {
 	}()
 	defer func() { stopFlushing(); <-flushed }()
 	stop := context.AfterFunc(ctx, func() {
+		c.stopping.Store(true)
 		c.o.Logger.Info().Msg("shutdown: stop fetching, flushing batches")
 		c.src.stopFetching()
 		// Bound the drain: after DrainTimeout cancel what is in flight.
@@ -309,7 +315,8 @@ func (c *Connector) Run(ctx context.Context) error {
 		c.src.stopFetching()
 	}
 	c.awaitPublishes()
-	c.o.Logger.Info().Msg("shutdown: every message settled")
+	c.o.Logger.Info().Int("handed_back", c.handedBack).
+		Msg("shutdown: every message settled; handed_back were nak'd during the shutdown, for prompt redelivery")
 	// The deferred stopFlushing adds the last member counts to the bucket.
 	return c.src.failure()
 }

@@ -1,6 +1,7 @@
 package connector_test
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -10,11 +11,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -409,9 +412,13 @@ func TestShutdownFlushesTheOpenBatchAndAcksItBeforeRunReturns(t *testing.T) {
 }
 
 func TestShutdownWhilePinterestHangsAcksNothingAndTheNextRunDeliversEverything(t *testing.T) {
+	var logs lockedLog
 	h := newHarness(t, harnessConfig{
 		maxDeliver: 50,
-		options:    func(o *connector.Options) { o.DrainTimeout = 300 * time.Millisecond },
+		options: func(o *connector.Options) {
+			o.DrainTimeout = 300 * time.Millisecond
+			o.Logger = zerolog.New(&logs)
+		},
 		// The call must outlast DrainTimeout (and the 2s bound below), or the
 		// client's own 500ms attempt timeout would end it first and the drain
 		// bound would go untested. CallTimeout stays below AckWait (5s).
@@ -437,6 +444,7 @@ func TestShutdownWhilePinterestHangsAcksNothingAndTheNextRunDeliversEverything(t
 	assert.Empty(t, h.sim.Received(acctA))
 	assert.Zero(t, h.settled("ack", "ok"), "nothing Pinterest did not accept may be acked")
 	assert.Equal(t, 10.0, h.settled("nak", "shutdown"), "the cancelled call's messages are nak'd for prompt redelivery")
+	assert.Contains(t, logs.String(), `"handed_back":10,"message":"shutdown: every message settled`, "the shutdown says how many it handed back")
 	assert.Empty(t, h.dlqMessages())
 	ci := h.consumerInfo()
 	assert.Equal(t, uint64(10), ci.NumPending+uint64(ci.NumAckPending), "all 10 still owed")
@@ -547,4 +555,22 @@ func TestABodyWhoseCohortDiffersFromItsSubjectIsDeadLetteredNotRouted(t *testing
 	assert.Equal(t, strconv.FormatUint(seq, 10), dl.Header.Get(connector.HeaderDLQSequence))
 	assert.Contains(t, dl.Header.Get(connector.HeaderDLQDetail), `"c-subj-b" differs from the subject's "c-subj-a"`)
 	assert.Empty(t, h.sim.Received(acctB), "nothing reached the body's cohort's account")
+}
+
+// lockedLog is a log output the connector's goroutines may share.
+type lockedLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }

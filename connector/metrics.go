@@ -38,13 +38,31 @@ const (
 	reasonParkingFailed = "parking_failed"
 )
 
-func settleReasons() []string {
-	r := []string{reasonOK, reasonNotActivated, reasonNoIdentifiers, reasonRejected, reasonUnknownTag,
-		reasonAudiencePending, reasonNoListIdentifiers, reasonMaxDeliveries, reasonDLQFailed, reasonWaitingForEarlier, reasonParked, reasonParkingFailed}
-	for _, d := range cohorts.DecodeReasons {
-		r = append(r, string(d))
-	}
+// settleReasons are the reasons of each settlement result: the label
+// combinations of cohort_connector_messages_settled_total that can happen
+// (a delivery is acked when done, nak'd to be retried, terminated once
+// dead-lettered).
+func settleReasons() map[string][]string {
+	nak := []string{reasonUnknownTag, reasonAudiencePending, reasonWaitingForEarlier, reasonParkingFailed, reasonDLQFailed}
 	for _, d := range destinations.Reasons {
+		if !d.Permanent() {
+			nak = append(nak, string(d))
+		}
+	}
+	return map[string][]string{
+		"ack":  {reasonOK, reasonNotActivated, reasonNoIdentifiers, reasonNoListIdentifiers, reasonParked},
+		"nak":  nak,
+		"term": DeadLetterReasons(),
+	}
+}
+
+// DeadLetterReasons are the reasons a dead letter can carry (the last
+// token of its subject, its Dlq-Reason header): a message that does not
+// decode, one Pinterest rejected (the event alone, or the whole request as
+// bad input), one at its last delivery still failing.
+func DeadLetterReasons() []string {
+	r := []string{reasonRejected, string(destinations.ReasonBadInput), reasonMaxDeliveries}
+	for _, d := range cohorts.DecodeReasons {
 		r = append(r, string(d))
 	}
 	return r
@@ -101,10 +119,12 @@ func NewMetrics(reg prometheus.Registerer, stats *Stats, accounts []string) *Met
 		}, []string{"ad_account_id"}),
 		stats: stats,
 	}
-	for _, r := range settleReasons() {
-		for _, res := range []string{"ack", "nak", "term"} {
+	for res, reasons := range settleReasons() {
+		for _, r := range reasons {
 			m.settled.WithLabelValues(res, r)
 		}
+	}
+	for _, r := range DeadLetterReasons() {
 		m.deadLetters.WithLabelValues(r)
 	}
 	for _, a := range accounts {

@@ -67,6 +67,9 @@ func (c *Connector) settle(d *delivery) {
 		result, err = "ack", d.msg.Ack()
 	case kindRetry:
 		result, err = "nak", d.msg.NakWithDelay(o.delay)
+		if c.stopping.Load() {
+			c.handedBack++
+		}
 	case kindReject:
 		result, err = "term", d.msg.TermWithReason(o.reason)
 		c.o.Metrics.deadLetters.WithLabelValues(o.reason).Inc()

@@ -46,7 +46,7 @@ The same JSON written with "nats kv put <bucket> <id> '<json>'" works too.
 `
 
 func runActivations(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 || asksForHelp(args) {
 		fmt.Fprint(stdout, activationsUsage)
 		return nil
 	}

@@ -6,14 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"github.com/schollz/progressbar/v3"
-	"golang.org/x/term"
 
 	"github.com/cohort-connector/cohort-connector/cohorts"
 	"github.com/cohort-connector/cohort-connector/config"
@@ -210,7 +208,7 @@ func (c *backfillCmd) lookup(ctx context.Context, id string) (cohorts.Target, st
 // lookupCtx bounds the lookup of the activation's customer list.
 func (c *backfillCmd) run(ctx, lookupCtx context.Context, target cohorts.Target, subject string) error {
 	cfg, a := c.cfg, target.Activation
-	log := zerolog.New(zerolog.ConsoleWriter{Out: c.stderr, TimeFormat: time.RFC3339}).Level(zerolog.WarnLevel).With().Timestamp().Logger()
+	log := zerolog.New(consoleWriter(c.stderr)).Level(zerolog.WarnLevel).With().Timestamp().Logger()
 	d := &daemon{cfg: cfg, log: log, reg: prometheus.NewRegistry(), objs: &connector.Objects{State: c.kv}}
 	if err := d.connectPinterest(nil); err != nil {
 		return err
@@ -276,8 +274,7 @@ type backfillPrinter struct {
 }
 
 func newBackfillPrinter(w io.Writer) *backfillPrinter {
-	f, ok := w.(*os.File)
-	if ok && term.IsTerminal(int(f.Fd())) {
+	if isTerminal(w) {
 		return &backfillPrinter{w: w, tty: true, every: 200 * time.Millisecond}
 	}
 	return &backfillPrinter{w: w, every: 5 * time.Second}

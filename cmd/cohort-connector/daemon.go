@@ -36,7 +36,7 @@ func runDaemon(ctx context.Context, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log.Info().Object("config", cfg).Msg("starting cohort-connector")
+	log.Info().Object("build", thisBuild()).Object("config", cfg).Msg("starting cohort-connector")
 	d, err := startDaemon(ctx, cfg, log)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -50,6 +50,21 @@ func runDaemon(ctx context.Context, stderr io.Writer) error {
 	return d.run(ctx)
 }
 
+// logConsumerSettings logs the consumer settings in effect, durations
+// with units: the consumer's own, which an operator who created it may
+// have chosen differently from CONNECTOR_ACK_WAIT, CONNECTOR_MAX_DELIVER
+// and CONNECTOR_MAX_ACK_PENDING (then said with a warning: the variables
+// only shape a consumer the daemon creates).
+func logConsumerSettings(log zerolog.Logger, cfg config.Config, ci jetstream.ConsumerConfig) {
+	ev, msg := log.Info(), "consumer settings in effect"
+	if ci.AckWait != cfg.AckWait || ci.MaxDeliver != cfg.MaxDeliver || ci.MaxAckPending != cfg.MaxAckPending {
+		ev, msg = log.Warn(), "consumer settings in effect are the existing consumer's, not CONNECTOR_ACK_WAIT, CONNECTOR_MAX_DELIVER and CONNECTOR_MAX_ACK_PENDING"
+	}
+	ev.Str("durable", ci.Durable).Str("ack_wait", ci.AckWait.String()).Int("max_deliver", ci.MaxDeliver).
+		Int("max_ack_pending", ci.MaxAckPending).Str("configured_ack_wait", cfg.AckWait.String()).
+		Int("configured_max_deliver", cfg.MaxDeliver).Int("configured_max_ack_pending", cfg.MaxAckPending).Msg(msg)
+}
+
 var setTimeFormat sync.Once
 
 func newLogger(cfg config.Config, w io.Writer) (zerolog.Logger, error) {
@@ -61,7 +76,7 @@ func newLogger(cfg config.Config, w io.Writer) (zerolog.Logger, error) {
 	// A zerolog global, set once (tests run several daemons in a process).
 	setTimeFormat.Do(func() { zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00" })
 	if cfg.LogFormat == "console" {
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+		w = consoleWriter(w)
 	}
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
 }
@@ -169,6 +184,7 @@ func startDaemon(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ 
 	// Settle decisions use the consumer's real settings, which an operator
 	// may have chosen differently from ours.
 	ci := d.objs.Consumer.CachedInfo().Config
+	logConsumerSettings(log, cfg, ci)
 	topo.AckWait, topo.MaxDeliver = ci.AckWait, ci.MaxDeliver
 	d.topo = topo
 	if ci.AckWait <= cfg.HTTPCallTimeout+cfg.BatchPeriod {
@@ -192,6 +208,7 @@ func startDaemon(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ 
 	d.metrics = connector.NewMetrics(d.reg, d.stats, ids)
 	metrics := d.metrics
 	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	thisBuild().register(d.reg)
 	if err := d.connectPinterest(metrics.ObserveAttempt); err != nil {
 		return nil, err
 	}

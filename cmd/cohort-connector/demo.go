@@ -52,12 +52,11 @@ var demoCohorts = []string{"sports", "travel", "cooking", "news"}
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	duration := fs.Duration("duration", 0, "stop after this long (0: run until Ctrl-C)")
 	rate := fs.Int("rate", 500, "memberships published per second")
 	interval := fs.Duration("interval", 3*time.Second, "how often to print the table")
 	audienceDelay := fs.Duration("audience-delay", 2*time.Minute, "the simulator's audience processing delay (Pinterest: 24-48h): audiences stay INITIALIZING this long, and their sizes lag by it")
-	if err := fs.Parse(args); err != nil {
+	if help, err := parseFlags(fs, args, stdout); help || err != nil {
 		return err
 	}
 	if *rate <= 0 || *interval <= 0 {

@@ -92,15 +92,11 @@ func (d deadLetterMsg) reason(dlqSubject string) string {
 }
 
 func runDLQ(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 || asksForHelp(args) {
 		fmt.Fprint(stdout, dlqUsage)
 		return nil
 	}
-	cfg, err := config.Load()
-	if err != nil {
-		return fmt.Errorf("configuration:\n%w", err)
-	}
-	// Parse before connecting.
+	// Parse before loading the configuration and connecting.
 	cmd, rest := args[0], args[1:]
 	fs := flag.NewFlagSet("dlq "+cmd, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -123,13 +119,14 @@ func runDLQ(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("unknown dlq command %q\n\n%s", cmd, dlqUsage)
 	}
 	if err := fs.Parse(rest); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, dlqUsage)
-			return nil
-		}
 		return fmt.Errorf("dlq %s: %w", cmd, err)
 	}
+	if sel.reason != "" && !slices.Contains(connector.DeadLetterReasons(), sel.reason) {
+		return fmt.Errorf("dlq %s: --reason %q is not a dead-letter reason; one of: %s", cmd, sel.reason,
+			strings.Join(connector.DeadLetterReasons(), ", "))
+	}
 	var showSeq uint64
+	var err error
 	switch {
 	case cmd == "show":
 		if fs.NArg() != 1 {
@@ -147,6 +144,10 @@ func runDLQ(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("dlq %s: %w", cmd, err)
 	}
 
+	cfg, err := config.Load()
+	if err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
 	nc, js, err := connectJetStream(cfg, "cohort-connector dlq")
 	if err != nil {
 		return err

@@ -16,10 +16,40 @@ import (
 
 // Only main handles signals and exits; everything else returns errors.
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := stopOnSignal()
 	code := run(ctx, os.Args, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
+}
+
+// stopOnSignal is a context cancelled by the first SIGINT or SIGTERM,
+// which starts a graceful stop. A second one ends the process at once, for
+// an operator who will not wait for the drain: what was not settled is
+// redelivered after its AckWait. stop releases the signals.
+func stopOnSignal() (ctx context.Context, stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	released := make(chan struct{})
+	go func() {
+		select {
+		case <-signals:
+			cancel()
+		case <-released:
+			return
+		}
+		select {
+		case sig := <-signals:
+			fmt.Fprintf(os.Stderr, "cohort-connector: second %v: exiting without finishing the stop\n", sig)
+			os.Exit(128 + int(sig.(syscall.Signal)))
+		case <-released:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(signals)
+		close(released)
+		cancel()
+	}
 }
 
 const usageHead = `cohort-connector: forwards cohort membership changes from NATS JetStream to Pinterest.
@@ -37,6 +67,7 @@ Usage:
                                        and send its members (see: backfill -h)
   cohort-connector simulator -account ID=TOKEN [-listen 127.0.0.1:8080]
                                        serve the Pinterest simulator alone
+  cohort-connector --version           the version, VCS revision and Go release
   cohort-connector --help              this text
 
 `
@@ -54,6 +85,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usageHead)
 		err = config.Usage(stdout)
+	case "-version", "--version", "version":
+		if len(args) > 2 {
+			fmt.Fprintf(stderr, "cohort-connector: %s takes no arguments\n", cmd)
+			return 2
+		}
+		fmt.Fprintln(stdout, thisBuild())
 	case "demo":
 		err = runDemo(ctx, args[2:], stdout, stderr)
 	case "activations":

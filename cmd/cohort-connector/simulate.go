@@ -17,7 +17,6 @@ import (
 // for trying the daemon against "Pinterest" without the demo.
 func runSimulator(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("simulator", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:8080", "loopback `host:port` to serve on")
 	share := fs.Float64("known-share", simulator.DefaultKnownUserShare, "share of identifiers that are known Pinterest users (what audience sizes will be made of; the events answer never depends on it)")
 	latency := fs.Duration("latency", 0, "added to every answer")
@@ -50,11 +49,8 @@ func runSimulator(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		tags[id] = append(tags[id], strings.Split(list, ",")...)
 		return nil
 	})
-	if err := fs.Parse(args); err != nil {
+	if help, err := parseFlags(fs, args, stdout); help || err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("simulator: unexpected argument %q", fs.Arg(0))
 	}
 	if len(accounts) == 0 && len(apps) == 0 {
 		return fmt.Errorf("simulator: at least one -account AD_ACCOUNT_ID=TOKEN or -app is required")

@@ -177,6 +177,10 @@ type Connector struct {
 	// back to JetStream for another delivery, to this daemon's successor.
 	handedBack int
 	stopping   atomic.Bool // shutdown began
+	// turned is when the loop last turned (Unix ns; 0 before Run): it
+	// turns at least every loopBeat, so Alive can tell a wedged loop.
+	turned atomic.Int64
+	beat   *time.Ticker
 
 	src *source
 	// sendCtx is the context of every call to the destination; it is
@@ -240,8 +244,10 @@ func New(o Options) (*Connector, error) {
 }
 
 // Checks reports whether the JetStream objects the connector uses are in
-// place: one check, failing while one of them (a deleted consumer, say) is
-// being created again, its detail naming each. Safe for concurrent use.
+// place (jetstream_objects: failing while one of them, a deleted consumer
+// say, is being created again, its detail naming each), then each ad
+// account's health (ad_account_<id>, see lane.check). Safe for concurrent
+// use.
 func (c *Connector) Checks() []Check {
 	c.src.mu.Lock()
 	defer c.src.mu.Unlock()
@@ -253,7 +259,12 @@ func (c *Connector) Checks() []Check {
 	if len(details) > 0 {
 		ck.State, ck.Detail = CheckFail, strings.Join(details, "; ")
 	}
-	return []Check{ck}
+	checks := []Check{ck}
+	now := time.Now()
+	for _, account := range c.accounts {
+		checks = append(checks, c.lanes[account].check(now))
+	}
+	return checks
 }
 
 // Run consumes until ctx is cancelled, then shuts down in this order:
@@ -324,6 +335,9 @@ func (c *Connector) Run(ctx context.Context) error {
 // loop routes what the source feeds and settles what the lanes report,
 // until the source is closed and every lane has reported its last batch.
 func (c *Connector) loop() {
+	c.beat = time.NewTicker(loopBeat)
+	defer c.beat.Stop()
+	c.turned.Store(time.Now().UnixNano())
 	for {
 		select {
 		case in, ok := <-c.src.feed:
@@ -334,8 +348,35 @@ func (c *Connector) loop() {
 			c.route(in.msg, in.parkedFor)
 		case r := <-c.results:
 			c.apply(r)
+		case now := <-c.beat.C:
+			c.turned.Store(now.UnixNano())
 		}
 	}
+}
+
+// loopBeat is how often an idle loop notes that it turns; loopStuck is
+// how long it may go without turning before Alive says it is wedged (a
+// busy loop turns for every message and every lane report).
+const (
+	loopBeat  = time.Second
+	loopStuck = 30 * time.Second
+)
+
+// CheckLoop is the name of the connector's liveness check (see Alive).
+const CheckLoop = "connector_loop"
+
+// Alive is the connector's liveness check: failing when its loop, which
+// routes and settles every message, has not turned for loopStuck (a
+// deadlock: only a restart helps). OK before Run has started it. Safe for
+// concurrent use.
+func (c *Connector) Alive(now time.Time) Check {
+	ck := Check{Name: CheckLoop, State: CheckOK}
+	if t := c.turned.Load(); t != 0 {
+		if idle := now.Sub(time.Unix(0, t)); idle > loopStuck {
+			ck.State, ck.Detail = CheckFail, fmt.Sprintf("has not turned for %s", idle.Round(time.Second))
+		}
+	}
+	return ck
 }
 
 // closeLanes closes every lane's input and settles what they report until
@@ -353,6 +394,8 @@ func (c *Connector) closeLanes() {
 		select {
 		case r := <-c.results:
 			c.apply(r)
+		case now := <-c.beat.C:
+			c.turned.Store(now.UnixNano())
 		case <-finished:
 			for {
 				select {

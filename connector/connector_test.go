@@ -184,6 +184,10 @@ func TestOneFailingAccountDoesNotResendToTheHealthyOneAndCatchesUpWhenItRecovers
 	}, waitFor, tick)
 	assert.Positive(t, h.consumerPending(), "messages B has not accepted must not be acked")
 	assert.Empty(t, h.sim.Received(acctB))
+	ck := h.accountCheck(acctB)
+	assert.Equal(t, connector.CheckWarn, ck.State, "a Pinterest outage is waited out: a warning, not unready")
+	assert.Contains(t, ck.Detail, ": server_error: ")
+	assert.Equal(t, connector.CheckOK, h.accountCheck(acctA).State)
 	assert.Empty(t, h.dlqMessages())
 
 	h.sim.ClearFaults()
@@ -227,6 +231,9 @@ func TestAWrongTokenHoldsMessagesUntilTheTokenIsFixedAndLosesNone(t *testing.T) 
 	assert.Empty(t, h.sim.Received(acctA))
 	assert.Equal(t, 1.0, h.counter("cohort_connector_account_failing", map[string]string{"ad_account_id": acctA}))
 	assert.Positive(t, h.settled("nak", "auth"))
+	ck := h.accountCheck(acctA)
+	assert.Equal(t, connector.CheckFail, ck.State, "an account Pinterest refuses makes the daemon unready")
+	assert.Regexp(t, `^failing since \d{4}-\d\d-\d\dT\S+Z \(\d+s\): auth: `, ck.Detail)
 
 	h.sim.SetToken(acctA, tokenA)
 	require.Eventually(t, func() bool { return len(h.eventsFor(acctA, "c-auth")) >= 10 }, waitFor, tick)
@@ -238,6 +245,7 @@ func TestAWrongTokenHoldsMessagesUntilTheTokenIsFixedAndLosesNone(t *testing.T) 
 	assert.Equal(t, want, countIDs(h.eventsFor(acctA, "c-auth")))
 	assert.Empty(t, h.dlqMessages())
 	assert.Equal(t, 0.0, h.counter("cohort_connector_account_failing", map[string]string{"ad_account_id": acctA}))
+	assert.Equal(t, connector.Check{Name: "ad_account_" + acctA, State: connector.CheckOK}, h.accountCheck(acctA))
 }
 
 func TestUndecodableMessagesAreDeadLetteredVerbatimWithTheirReasonAndGoodOnesFlow(t *testing.T) {
@@ -573,4 +581,19 @@ func (l *lockedLog) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.buf.String()
+}
+
+// The liveness check fails when the loop has not turned for 30s: a
+// wedged loop is only mended by a restart.
+func TestAliveFailsWhenTheLoopHasNotTurnedFor30s(t *testing.T) {
+	h := newHarness(t, harnessConfig{activations: []cohorts.Activation{activation("alive-a", "c-alive", "")}})
+	h.mu.Lock()
+	conn := h.run.conn
+	h.mu.Unlock()
+	// OK before the loop starts; once it runs, a minute without a turn fails.
+	require.Eventually(t, func() bool { return conn.Alive(time.Now().Add(time.Minute)).State == connector.CheckFail }, waitFor, tick)
+	assert.Equal(t, connector.CheckOK, conn.Alive(time.Now()).State, "it turns at least every second")
+	later := conn.Alive(time.Now().Add(time.Minute))
+	assert.Regexp(t, `^has not turned for 1m\d+s$`, later.Detail)
+	assert.Equal(t, connector.CheckLoop, later.Name)
 }

@@ -105,6 +105,7 @@ type harness struct {
 type runHandle struct {
 	cancel context.CancelFunc
 	done   chan error
+	conn   *connector.Connector
 }
 
 func newHarness(t testing.TB, cfg harnessConfig) *harness {
@@ -295,12 +296,29 @@ func (h *harness) startRun() {
 	c, err := connector.New(h.opts)
 	require.NoError(h.t, err)
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &runHandle{cancel: cancel, done: make(chan error, 1)}
+	r := &runHandle{cancel: cancel, done: make(chan error, 1), conn: c}
 	go func() { r.done <- c.Run(ctx) }()
 	h.mu.Lock()
 	require.Nil(h.t, h.run, "a run is already in progress")
 	h.run = r
 	h.mu.Unlock()
+}
+
+// accountCheck is the readiness check of an ad account in the run in
+// progress.
+func (h *harness) accountCheck(account string) connector.Check {
+	h.t.Helper()
+	h.mu.Lock()
+	r := h.run
+	h.mu.Unlock()
+	require.NotNil(h.t, r, "no run in progress")
+	for _, c := range r.conn.Checks() {
+		if c.Name == "ad_account_"+account {
+			return c
+		}
+	}
+	h.t.Fatalf("no check ad_account_%s in %v", account, r.conn.Checks())
+	return connector.Check{}
 }
 
 // takeRun hands the run in progress over to the test, which must end it.

@@ -115,7 +115,8 @@ type lane struct {
 	batches *batchPool
 
 	mu      sync.Mutex
-	failure error // the fault that makes the account failing, nil when healthy
+	failure error     // the fault that makes the account failing, nil when healthy
+	since   time.Time // when it began failing (zero while healthy)
 	// probing is set while one call tests a failing account.
 	probing atomic.Bool
 	// callStarted[i] is when sender i's call began (Unix ns), 0 when idle.
@@ -283,14 +284,20 @@ func (l *lane) send(slot int, batch []laneItem) {
 // setFailure records the account's health, logging a change of state once.
 func (l *lane) setFailure(err error) {
 	l.mu.Lock()
-	was := l.failure
+	was, since := l.failure, l.since
 	l.failure = err
+	switch {
+	case err == nil:
+		l.since = time.Time{}
+	case was == nil:
+		l.since = time.Now()
+	}
 	l.mu.Unlock()
 	switch {
 	case err == nil && was != nil:
 		l.failing(l.account, false)
 		l.log.Info().Str("ad_account_id", l.account).Strs("tag_id", l.tags).Str("reason", string(destinations.ReasonOf(was))).
-			Msg("Pinterest account recovered")
+			Str("lasted", time.Since(since).Round(time.Millisecond).String()).Msg("Pinterest account recovered")
 	case err != nil && (was == nil || destinations.ReasonOf(was) != destinations.ReasonOf(err)):
 		l.failing(l.account, true)
 		reason := destinations.ReasonOf(err)
@@ -305,6 +312,28 @@ func (l *lane) setFailure(err error) {
 		}
 		ev.Str("ad_account_id", l.account).Strs("tag_id", l.tags).Str("reason", string(reason)).Err(err).Msg(msg)
 	}
+}
+
+// check is the account's readiness check, "ad_account_<id>": failing for
+// a fault of its configuration (token, ad account, base URL: someone must
+// act) makes the daemon unready; failing otherwise (Pinterest answers 5xx,
+// times out, rate-limits) is a warning: the daemon waits it out.
+func (l *lane) check(now time.Time) Check {
+	l.mu.Lock()
+	err, since := l.failure, l.since
+	l.mu.Unlock()
+	c := Check{Name: "ad_account_" + l.account, State: CheckOK}
+	if err == nil {
+		return c
+	}
+	reason := destinations.ReasonOf(err)
+	c.State = CheckWarn
+	if reason.DestinationFault() {
+		c.State = CheckFail
+	}
+	c.Detail = fmt.Sprintf("failing since %s (%s): %s: %v", since.UTC().Format(time.RFC3339),
+		now.Sub(since).Round(time.Second), reason, err)
+	return c
 }
 
 // batchPool recycles the lanes' batches: a batch is taken when its first

@@ -288,6 +288,8 @@ func (c *Connector) enqueue(l *lane, it laneItem) {
 			return
 		case r := <-c.results:
 			c.apply(r)
+		case now := <-c.beat.C:
+			c.turned.Store(now.UnixNano())
 		}
 	}
 }

@@ -87,8 +87,11 @@ func startRunningDaemon(t *testing.T, env map[string]string) *runningDaemon {
 const notActivated = `cohort_connector_messages_settled_total{reason="not_activated",result="ack"}`
 
 // readyz returns the status code and body of GET /readyz (0 on error).
-func (d *runningDaemon) readyz() (int, string) {
-	resp, err := d.http.Get("http://" + d.listen + "/readyz")
+func (d *runningDaemon) readyz() (int, string) { return d.get("/readyz") }
+
+// get returns the status code and body of GET path (0 on error).
+func (d *runningDaemon) get(path string) (int, string) {
+	resp, err := d.http.Get("http://" + d.listen + path)
 	if err != nil {
 		return 0, err.Error()
 	}
@@ -182,6 +185,19 @@ func countLines(out, msg string) int {
 		}
 	}
 	return n
+}
+
+// /healthz says the process is of use and why; /readyz names each ad
+// account's health among its checks.
+func TestHealthAndReadinessNameTheirChecks(t *testing.T) {
+	sim := startSimulator(t)
+	d := startRunningDaemon(t, daemonEnv(t, sim))
+	body := d.waitReadyz(10*time.Second, http.StatusOK, "ad_account_")
+	assert.Contains(t, body, "\nok   ad_account_"+secretAdAccountA+"\n")
+	assert.Contains(t, body, "\nok   jetstream_objects\n")
+	code, body := d.get("/healthz")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Equal(t, "alive\nok   nats_connection\nok   connector_loop\n", body)
 }
 
 // L6: nats kv del COHORT_ACTIVATIONS -f while the daemon runs, then the

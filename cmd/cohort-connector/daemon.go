@@ -421,14 +421,13 @@ func (d *daemon) serveHTTP() (*http.Server, error) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{Registry: d.reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if d.nc.IsClosed() {
-			http.Error(w, "nats connection closed", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
+		code, body := checkReport(d.livenessChecks(), "alive", "not alive")
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(code)
+		fmt.Fprint(w, body)
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		code, body := readiness(d.readinessChecks())
+		code, body := checkReport(d.readinessChecks(), "ready", "not ready")
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(code)
 		fmt.Fprint(w, body)
@@ -462,15 +461,27 @@ func (d *daemon) readinessChecks() []connector.Check {
 	return append(checks, d.conn.Checks()...)
 }
 
-// readiness is /readyz's answer: 503 when any check failed, else 200 (a
-// warning does not make the daemon unready); the body is "ready" or "not
-// ready", then one line per check: "<state> <name>[: <detail>]".
-func readiness(checks []connector.Check) (int, string) {
-	code, head := http.StatusOK, "ready"
+// livenessChecks are the checks /healthz reports: whether the process is
+// of any use, so that a probe restarts it when it is not. The NATS
+// connection closed for good (nats.go gave up reconnecting) and the
+// connector's loop wedged are not mended by waiting.
+func (d *daemon) livenessChecks() []connector.Check {
+	natsCheck := connector.Check{Name: "nats_connection", State: connector.CheckOK}
+	if d.nc.IsClosed() {
+		natsCheck.State, natsCheck.Detail = connector.CheckFail, "closed: nats.go gave up reconnecting"
+	}
+	return []connector.Check{natsCheck, d.conn.Alive(time.Now())}
+}
+
+// checkReport is the answer of /healthz and /readyz: 503 when any check
+// failed, else 200 (a warning does not fail the probe); the body is good
+// or bad, then one line per check: "<state> <name>[: <detail>]".
+func checkReport(checks []connector.Check, good, bad string) (int, string) {
+	code, head := http.StatusOK, good
 	var b strings.Builder
 	for _, c := range checks {
 		if c.State == connector.CheckFail {
-			code, head = http.StatusServiceUnavailable, "not ready"
+			code, head = http.StatusServiceUnavailable, bad
 		}
 		fmt.Fprintf(&b, "%-4s %s", c.State, c.Name)
 		if c.Detail != "" {

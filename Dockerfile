@@ -1,5 +1,5 @@
 # Build: docker build -t cohort-connector .
-FROM golang:1.26 AS build
+FROM docker.io/library/golang:1.26 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
@@ -14,5 +14,7 @@ ENV CONNECTOR_DATA_DIR=/var/lib/cohort-connector \
     CONNECTOR_LISTEN_ADDR=0.0.0.0:9464
 VOLUME /var/lib/cohort-connector
 EXPOSE 9464
-USER nonroot:nonroot
+# Numeric: a pod with runAsNonRoot can only verify a numeric user
+# (distroless nonroot is 65532).
+USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/cohort-connector"]

@@ -187,6 +187,7 @@ func TestOneFailingAccountDoesNotResendToTheHealthyOneAndCatchesUpWhenItRecovers
 	ck := h.accountCheck(acctB)
 	assert.Equal(t, connector.CheckWarn, ck.State, "a Pinterest outage is waited out: a warning, not unready")
 	assert.Contains(t, ck.Detail, ": server_error: ")
+	assert.Equal(t, 1.0, h.counter("cohort_connector_account_state", map[string]string{"ad_account_id": acctB, "state": "failing"}))
 	assert.Equal(t, connector.CheckOK, h.accountCheck(acctA).State)
 	assert.Empty(t, h.dlqMessages())
 
@@ -231,6 +232,8 @@ func TestAWrongTokenHoldsMessagesUntilTheTokenIsFixedAndLosesNone(t *testing.T) 
 	assert.Empty(t, h.sim.Received(acctA))
 	assert.Equal(t, 1.0, h.counter("cohort_connector_account_failing", map[string]string{"ad_account_id": acctA}))
 	assert.Positive(t, h.settled("nak", "auth"))
+	assert.Equal(t, 1.0, h.counter("cohort_connector_account_state", map[string]string{"ad_account_id": acctA, "state": "auth_failing"}))
+	assert.Equal(t, 0.0, h.counter("cohort_connector_account_state", map[string]string{"ad_account_id": acctA, "state": "healthy"}))
 	ck := h.accountCheck(acctA)
 	assert.Equal(t, connector.CheckFail, ck.State, "an account Pinterest refuses makes the daemon unready")
 	assert.Regexp(t, `^failing since \d{4}-\d\d-\d\dT\S+Z \(\d+s\): auth: `, ck.Detail)
@@ -246,6 +249,8 @@ func TestAWrongTokenHoldsMessagesUntilTheTokenIsFixedAndLosesNone(t *testing.T) 
 	assert.Empty(t, h.dlqMessages())
 	assert.Equal(t, 0.0, h.counter("cohort_connector_account_failing", map[string]string{"ad_account_id": acctA}))
 	assert.Equal(t, connector.Check{Name: "ad_account_" + acctA, State: connector.CheckOK}, h.accountCheck(acctA))
+	assert.Equal(t, 1.0, h.counter("cohort_connector_account_state", map[string]string{"ad_account_id": acctA, "state": "healthy"}))
+	assert.Equal(t, 0.0, h.counter("cohort_connector_account_state", map[string]string{"ad_account_id": acctA, "state": "auth_failing"}))
 }
 
 func TestUndecodableMessagesAreDeadLetteredVerbatimWithTheirReasonAndGoodOnesFlow(t *testing.T) {

@@ -102,7 +102,7 @@ type lane struct {
 	tags    []string
 	fn      laneFuncs
 	log     zerolog.Logger
-	failing func(account string, on bool) // metric hook
+	failing func(account string, state AccountState) // metric hook
 
 	batchSize   int
 	batchPeriod time.Duration
@@ -123,7 +123,7 @@ type lane struct {
 	callStarted []atomic.Int64
 }
 
-func newLane(account string, tags []string, fn laneFuncs, o *Options, sendCtx context.Context, failing func(string, bool), batches *batchPool) *lane {
+func newLane(account string, tags []string, fn laneFuncs, o *Options, sendCtx context.Context, failing func(string, AccountState), batches *batchPool) *lane {
 	return &lane{
 		batches: batches,
 		account: account, tags: tags, fn: fn, log: o.Logger, failing: failing,
@@ -295,12 +295,12 @@ func (l *lane) setFailure(err error) {
 	l.mu.Unlock()
 	switch {
 	case err == nil && was != nil:
-		l.failing(l.account, false)
+		l.failing(l.account, AccountHealthy)
 		l.log.Info().Str("ad_account_id", l.account).Strs("tag_id", l.tags).Str("reason", string(destinations.ReasonOf(was))).
 			Str("lasted", time.Since(since).Round(time.Millisecond).String()).Msg("Pinterest account recovered")
 	case err != nil && (was == nil || destinations.ReasonOf(was) != destinations.ReasonOf(err)):
-		l.failing(l.account, true)
 		reason := destinations.ReasonOf(err)
+		l.failing(l.account, stateOf(reason))
 		ev, msg := l.log.Warn(), "Pinterest account failing: messages parked or held back for redelivery"
 		switch {
 		case reason == destinations.ReasonRedirect:
@@ -312,6 +312,32 @@ func (l *lane) setFailure(err error) {
 		}
 		ev.Str("ad_account_id", l.account).Strs("tag_id", l.tags).Str("reason", string(reason)).Err(err).Msg(msg)
 	}
+}
+
+// AccountState is an ad account's health as the metrics show it
+// (cohort_connector_account_state).
+type AccountState string
+
+// The states of an ad account.
+const (
+	AccountHealthy AccountState = "healthy"
+	// AccountFailing: its calls fail for a passing reason (5xx, timeouts,
+	// 429): waited out.
+	AccountFailing AccountState = "failing"
+	// AccountAuthFailing: Pinterest refuses its token, ad account or base
+	// URL (401, 403, 404, a redirect): someone must act.
+	AccountAuthFailing AccountState = "auth_failing"
+)
+
+// AccountStates lists every AccountState.
+var AccountStates = []AccountState{AccountHealthy, AccountFailing, AccountAuthFailing}
+
+// stateOf is the state of an account whose calls fail for reason.
+func stateOf(reason destinations.Reason) AccountState {
+	if reason.DestinationFault() {
+		return AccountAuthFailing
+	}
+	return AccountFailing
 }
 
 // check is the account's readiness check, "ad_account_<id>": failing for
@@ -328,7 +354,7 @@ func (l *lane) check(now time.Time) Check {
 	}
 	reason := destinations.ReasonOf(err)
 	c.State = CheckWarn
-	if reason.DestinationFault() {
+	if stateOf(reason) == AccountAuthFailing {
 		c.State = CheckFail
 	}
 	c.Detail = fmt.Sprintf("failing since %s (%s): %s: %v", since.UTC().Format(time.RFC3339),

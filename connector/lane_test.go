@@ -94,9 +94,9 @@ func newGatedLaneRig(t *testing.T, batchSize int, period time.Duration, turns ch
 			}
 		}
 	}
-	r.l = newLane("A", []string{"1"}, fn, o, context.Background(), func(_ string, on bool) {
+	r.l = newLane("A", []string{"1"}, fn, o, context.Background(), func(_ string, state AccountState) {
 		r.mu.Lock()
-		r.failing = append(r.failing, on)
+		r.failing = append(r.failing, state != AccountHealthy)
 		r.mu.Unlock()
 	}, newBatchPool(batchSize))
 	go func() {

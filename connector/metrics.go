@@ -79,6 +79,7 @@ type Metrics struct {
 	reqDuration *prometheus.HistogramVec
 	batchSize   prometheus.Histogram
 	failing     *prometheus.GaugeVec // ad_account_id
+	state       *prometheus.GaugeVec // ad_account_id, state
 
 	stats *Stats
 }
@@ -117,6 +118,10 @@ func NewMetrics(reg prometheus.Registerer, stats *Stats, accounts []string) *Met
 			Name: "cohort_connector_account_failing",
 			Help: "1 while the last call for the ad account failed with a destination fault (401/403/404) or an outage, else 0.",
 		}, []string{"ad_account_id"}),
+		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cohort_connector_account_state",
+			Help: "1 for the ad account's current state, 0 for the others: healthy; failing (5xx, timeouts, 429: waited out); auth_failing (Pinterest refuses its token, ad account or base URL: someone must act).",
+		}, []string{"ad_account_id", "state"}),
 		stats: stats,
 	}
 	for res, reasons := range settleReasons() {
@@ -128,20 +133,28 @@ func NewMetrics(reg prometheus.Registerer, stats *Stats, accounts []string) *Met
 		m.deadLetters.WithLabelValues(r)
 	}
 	for _, a := range accounts {
-		m.failing.WithLabelValues(a)
 		m.reqDuration.WithLabelValues(a)
+		m.setFailing(a, AccountHealthy)
 	}
-	reg.MustRegister(m.received, m.settled, m.deadLetters, m.requests, m.reqDuration, m.batchSize, m.failing, activationCollector{stats})
+	reg.MustRegister(m.received, m.settled, m.deadLetters, m.requests, m.reqDuration, m.batchSize, m.failing, m.state, activationCollector{stats})
 	return m
 }
 
-// setFailing sets the account_failing gauge of an ad account.
-func (m *Metrics) setFailing(adAccountID string, on bool) {
+// setFailing sets the account_failing and account_state gauges of an ad
+// account.
+func (m *Metrics) setFailing(adAccountID string, state AccountState) {
 	v := 0.0
-	if on {
+	if state != AccountHealthy {
 		v = 1
 	}
 	m.failing.WithLabelValues(adAccountID).Set(v)
+	for _, s := range AccountStates {
+		v := 0.0
+		if s == state {
+			v = 1
+		}
+		m.state.WithLabelValues(adAccountID, string(s)).Set(v)
+	}
 }
 
 // DeadLetter counts a message dead-lettered outside the pipeline (the

@@ -198,6 +198,12 @@ func TestHealthAndReadinessNameTheirChecks(t *testing.T) {
 	code, body := d.get("/healthz")
 	assert.Equal(t, http.StatusOK, code)
 	assert.Equal(t, "alive\nok   nats_connection\nok   connector_loop\n", body)
+
+	m := d.metrics()
+	assert.Contains(t, m, `cohort_connector_consumer_pending_messages{consumer="cohort-connector",stream="COHORTS"} 0`)
+	assert.Contains(t, m, `cohort_connector_consumer_ack_pending_messages{consumer="cohort-connector",stream="COHORTS"} 0`)
+	assert.Contains(t, m, `cohort_connector_account_state{ad_account_id="`+secretAdAccountA+`",state="healthy"} 1`)
+	assert.Regexp(t, `cohort_connector_build_info\{go_version="go1\.\d+[^"]*",revision="[^"]+",version="[^"]+"\} 1`, m)
 }
 
 // L6: nats kv del COHORT_ACTIVATIONS -f while the daemon runs, then the

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -286,4 +287,12 @@ func TestMatchRateIsTheAudienceSizeOverTheDistinctUsersSent(t *testing.T) {
 		users, known, size, sentUsers, 100*(sentUsers-users)/users, rate, truth)
 	assert.InEpsilon(t, users, sentUsers, 0.02, "distinct users within the sketch's error")
 	assert.InEpsilon(t, truth, rate, 0.02, "match rate within the sketch's error")
+
+	// A daemon with accounts, OAuth, an audience and traffic exports every
+	// metric the alerting rules name.
+	rules, err := filepath.Glob(filepath.Join(alertsDir, "*.yml"))
+	require.NoError(t, err)
+	names := metricNamesIn(t, rules...)
+	require.NotEmpty(t, names)
+	assertExported(t, d.metrics(), names)
 }

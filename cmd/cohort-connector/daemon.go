@@ -209,6 +209,7 @@ func startDaemon(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ 
 	metrics := d.metrics
 	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	thisBuild().register(d.reg)
+	connector.RegisterConsumerMetrics(d.reg, d.js, topo, ids)
 	if err := d.connectPinterest(metrics.ObserveAttempt); err != nil {
 		return nil, err
 	}

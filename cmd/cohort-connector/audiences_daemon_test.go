@@ -289,10 +289,10 @@ func TestMatchRateIsTheAudienceSizeOverTheDistinctUsersSent(t *testing.T) {
 	assert.InEpsilon(t, truth, rate, 0.02, "match rate within the sketch's error")
 
 	// A daemon with accounts, OAuth, an audience and traffic exports every
-	// metric the alerting rules name.
+	// metric the alerting rules and the dashboards name.
 	rules, err := filepath.Glob(filepath.Join(alertsDir, "*.yml"))
 	require.NoError(t, err)
-	names := metricNamesIn(t, rules...)
+	names := metricNamesIn(t, append(rules, grafanaDashboards(t)...)...)
 	require.NotEmpty(t, names)
 	assertExported(t, d.metrics(), names)
 }

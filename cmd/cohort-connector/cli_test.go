@@ -150,3 +150,25 @@ func TestStartupLogShowsTheConsumerSettingsInEffect(t *testing.T) {
 	assert.Contains(t, buf.String(), `"level":"info"`)
 	assert.Contains(t, buf.String(), `"message":"consumer settings in effect"`)
 }
+
+// The demo's table explains itself and shows every cohort it publishes,
+// the one without an activation too.
+func TestDemoTableHasALegendAndEveryCohort(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the demo runs for seconds")
+	}
+	clearEnv(t)
+	code, out, errOut := runCmd(t, "demo", "-duration", "3s", "-interval", "1s", "-rate", "200")
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "How to read the table")
+	for _, col := range []string{"TAG, SOURCE", "RECEIVED", "ACCEPTANCE", "COVERAGE", "MATCH RATE", "waiting"} {
+		assert.Contains(t, out, col, "the legend explains %s", col)
+	}
+	last := out[strings.LastIndex(out, "cohorts: "):]
+	for _, c := range demoCohorts {
+		assert.Regexp(t, `\b`+c+` [1-9]\d* \(`, last, "cohort %s with what was published to it", c)
+	}
+	assert.Contains(t, last, "news", "the cohort without an activation")
+	assert.Regexp(t, `news \d+ \(none\)`, last)
+	assert.Contains(t, out, "stopped cleanly")
+}

@@ -8,8 +8,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -121,6 +123,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintf(stdout, "publishing %d memberships/s to %s (cohorts %s); Ctrl-C stops\n", *rate, cfg.Subjects[0], strings.Join(demoCohorts, ", "))
 	fmt.Fprintf(stdout, "audiences are INITIALIZING for %s (-audience-delay), then sized with that lag; cohort cooking (a customer list) shrinks every other %s\n\n",
 		*audienceDelay, cookingPhase(*audienceDelay))
+	fmt.Fprint(stdout, demoLegend+"\n")
 
 	var published publishedCount
 	var final string
@@ -160,14 +163,49 @@ loop:
 	stopDaemon()
 	err = <-runErr
 	printActivations(stdout, d, views, viewsErr)
-	fmt.Fprintf(stdout, "%s\nstopped cleanly\n", final)
+	fmt.Fprintf(stdout, "%s\n%s\nstopped cleanly\n", cohortsLine(d, &published), final)
 	return err
 }
 
+// publishedCount counts what the demo published, in all and per cohort.
 type publishedCount struct {
-	mu sync.Mutex
-	n  int
+	mu       sync.Mutex
+	n        int
+	byCohort map[string]int
 }
+
+func (p *publishedCount) add(cohort string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.n++
+	if p.byCohort == nil {
+		p.byCohort = map[string]int{}
+	}
+	p.byCohort[cohort]++
+}
+
+// counts returns the total and a copy of the per-cohort counts.
+func (p *publishedCount) counts() (int, map[string]int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.n, maps.Clone(p.byCohort)
+}
+
+// demoLegend explains the table's columns and lines.
+const demoLegend = `How to read the table (one row per activation: a cohort sent to a Pinterest Tag):
+  TAG, SOURCE    the Tag ID the activation's events go to: the default Tag ID, or its own (override)
+  AD ACCOUNT     the ad account owning that Tag ID; ON: whether the activation is enabled
+  RECEIVED       memberships of its cohort the daemon received; SENT: those sent to Pinterest
+                 (a user without email, MAID or IP+user agent is counted, not sent)
+  ACCEPTANCE     events Pinterest accepted / sent; COVERAGE: sent / received
+  AUDIENCE       the Pinterest audience of the activation (VISITOR for events, CUSTOMER_LIST
+                 for customer lists), its STATUS and SIZE as Pinterest reports them
+  USERS          distinct users sent; MATCH RATE: SIZE / USERS (what Pinterest could match)
+  cohorts        every cohort published to, with how many memberships, and the activations
+                 it has (a cohort with none is acked and not sent)
+  published      memberships published; waiting: not yet read by the daemon; in flight: read,
+                 not yet settled; dead letters: set aside as invalid (cohort-connector dlq list)
+`
 
 // publishSynthetic publishes a stream of enters and exits for 10,000
 // synthetic users: most with an email (some already hashed, some mixed
@@ -195,9 +233,7 @@ func publishSynthetic(ctx context.Context, js jetstream.JetStream, rate int, pha
 				log.Warn().Err(err).Msg("demo publish failed")
 				continue
 			}
-			n.mu.Lock()
-			n.n++
-			n.mu.Unlock()
+			n.add(m.CohortID)
 		}
 	}
 }
@@ -259,7 +295,27 @@ func waitDrained(ctx context.Context, d *daemon) {
 func printTable(ctx context.Context, w io.Writer, d *daemon, published *publishedCount) {
 	views, err := readAudienceViews(ctx, d.objs.State, d.audiences.sketches, d.resolver.List())
 	printActivations(w, d, views, err)
-	fmt.Fprintf(w, "%s\n\n", pipelineLine(ctx, d, published))
+	fmt.Fprintf(w, "%s\n%s\n\n", cohortsLine(d, published), pipelineLine(ctx, d, published))
+}
+
+// cohortsLine names every cohort published to, with its memberships and
+// its activations ("none": acked, not sent).
+func cohortsLine(d *daemon, published *publishedCount) string {
+	_, by := published.counts()
+	activations := map[string][]string{}
+	for _, a := range d.resolver.List() {
+		activations[a.CohortID] = append(activations[a.CohortID], a.ID)
+	}
+	parts := make([]string, 0, len(demoCohorts))
+	for _, c := range demoCohorts {
+		acts := "none"
+		if ids := activations[c]; len(ids) > 0 {
+			slices.Sort(ids)
+			acts = strings.Join(ids, ", ")
+		}
+		parts = append(parts, fmt.Sprintf("%s %d (%s)", c, by[c], acts))
+	}
+	return "cohorts: " + strings.Join(parts, "; ")
 }
 
 // printActivations prints one row per activation: where it goes, what
@@ -290,9 +346,7 @@ func printActivations(w io.Writer, d *daemon, views map[string]audienceView, err
 
 // pipelineLine sums up the stream: published, waiting, in flight, dead letters.
 func pipelineLine(ctx context.Context, d *daemon, published *publishedCount) string {
-	published.mu.Lock()
-	n := published.n
-	published.mu.Unlock()
+	n, _ := published.counts()
 	line := fmt.Sprintf("published %d", n)
 	ictx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()

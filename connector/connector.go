@@ -267,6 +267,16 @@ func (c *Connector) Checks() []Check {
 	return checks
 }
 
+// Accounts reports each ad account's health, sorted by id. Safe for
+// concurrent use.
+func (c *Connector) Accounts() []AccountHealth {
+	out := make([]AccountHealth, 0, len(c.accounts))
+	for _, account := range c.accounts {
+		out = append(out, c.lanes[account].health())
+	}
+	return out
+}
+
 // Run consumes until ctx is cancelled, then shuts down in this order:
 //  1. stop fetching (the iterators drain: messages already delivered to
 //     this process are still routed, none is abandoned to AckWait);

@@ -330,8 +330,12 @@ func TestEventsPinterestRejectsAreDeadLetteredAndCountedAsFailed(t *testing.T) {
 		delete(seqs, m.Header.Get(connector.HeaderDLQSequence))
 	}
 	assert.Empty(t, seqs, "every message is dead-lettered once")
-	assert.Equal(t, connector.ActivationCounts{Received: 9, WithIdentifiers: 9, Sent: 9, Failed: 9},
-		h.stats.Snapshot()["rej-a"])
+	got := h.stats.Snapshot()["rej-a"]
+	require.NotNil(t, got.LastError, "the activation's last error is Pinterest's refusal")
+	assert.Equal(t, "rejected_by_pinterest", got.LastError.Reason)
+	assert.Equal(t, "event_time is older than 7 days", got.LastError.Detail)
+	got.LastError = nil
+	assert.Equal(t, connector.ActivationCounts{Received: 9, WithIdentifiers: 9, Sent: 9, Failed: 9}, got)
 	assert.Equal(t, int64(9), h.sim.Stats(acctA).Failed)
 	assert.Equal(t, 9.0, h.settled("term", "rejected_by_pinterest"))
 }

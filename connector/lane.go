@@ -340,25 +340,41 @@ func stateOf(reason destinations.Reason) AccountState {
 	return AccountFailing
 }
 
+// AccountHealth is an ad account's health as the lane knows it.
+type AccountHealth struct {
+	AdAccountID string
+	State       AccountState
+	Since       time.Time // when it began failing; zero while healthy
+	Err         error     // why it fails; nil while healthy
+}
+
+// health is the account's AccountHealth.
+func (l *lane) health() AccountHealth {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	h := AccountHealth{AdAccountID: l.account, State: AccountHealthy, Since: l.since, Err: l.failure}
+	if l.failure != nil {
+		h.State = stateOf(destinations.ReasonOf(l.failure))
+	}
+	return h
+}
+
 // check is the account's readiness check, "ad_account_<id>": failing for
 // a fault of its configuration (token, ad account, base URL: someone must
 // act) makes the daemon unready; failing otherwise (Pinterest answers 5xx,
 // times out, rate-limits) is a warning: the daemon waits it out.
 func (l *lane) check(now time.Time) Check {
-	l.mu.Lock()
-	err, since := l.failure, l.since
-	l.mu.Unlock()
+	h := l.health()
 	c := Check{Name: "ad_account_" + l.account, State: CheckOK}
-	if err == nil {
+	if h.Err == nil {
 		return c
 	}
-	reason := destinations.ReasonOf(err)
 	c.State = CheckWarn
-	if stateOf(reason) == AccountAuthFailing {
+	if h.State == AccountAuthFailing {
 		c.State = CheckFail
 	}
-	c.Detail = fmt.Sprintf("failing since %s (%s): %s: %v", since.UTC().Format(time.RFC3339),
-		now.Sub(since).Round(time.Second), reason, err)
+	c.Detail = fmt.Sprintf("failing since %s (%s): %s: %v", h.Since.UTC().Format(time.RFC3339),
+		now.Sub(h.Since).Round(time.Second), destinations.ReasonOf(h.Err), h.Err)
 	return c
 }
 

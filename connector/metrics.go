@@ -185,6 +185,18 @@ type ActivationCounts struct {
 	// later, because the activation's Tag ID has no account or its account
 	// is failing or congested.
 	Held int64
+	// LastError is the latest event Pinterest refused or delivery held
+	// back; nil when there was none.
+	LastError *ActivationError
+}
+
+// ActivationError is what last went wrong for an activation: the
+// settlement reason (rejected_by_pinterest, server_error, unknown_tag, …),
+// what was said, and when.
+type ActivationError struct {
+	Reason string    `json:"reason"`
+	Detail string    `json:"detail"`
+	At     time.Time `json:"at"`
 }
 
 // Acceptance is Processed / Sent, 0 when nothing was sent: a health figure
@@ -207,6 +219,12 @@ func (c ActivationCounts) Coverage() float64 {
 type activationCounters struct {
 	id                                         string // the activation's
 	received, withIDs, processed, failed, held atomic.Int64
+	lastError                                  atomic.Pointer[ActivationError]
+}
+
+// noteError keeps o as the activation's last error.
+func (c *activationCounters) noteError(o outcome, at time.Time) {
+	c.lastError.Store(&ActivationError{Reason: o.reason, Detail: o.detail, At: at})
 }
 
 // Stats holds per-activation counters. Counters of a deleted activation are
@@ -243,7 +261,7 @@ func (s *Stats) Snapshot() map[string]ActivationCounts {
 	for id, c := range s.byID {
 		p, f := c.processed.Load(), c.failed.Load()
 		out[id] = ActivationCounts{Received: c.received.Load(), WithIdentifiers: c.withIDs.Load(),
-			Sent: p + f, Processed: p, Failed: f, Held: c.held.Load()}
+			Sent: p + f, Processed: p, Failed: f, Held: c.held.Load(), LastError: c.lastError.Load()}
 	}
 	return out
 }

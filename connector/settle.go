@@ -14,8 +14,12 @@ import (
 // apply records what a lane reports on the deliveries of its items, and
 // settles each delivery whose last target has reported.
 func (c *Connector) apply(r laneResult) {
+	var now time.Time // read once, and only when something went wrong
 	for i, it := range r.items {
 		o := r.outcomes[i]
+		if o.reason != reasonOK && now.IsZero() {
+			now = c.o.Now()
+		}
 		it.credits.each(func(ctr *activationCounters) {
 			switch o.reason {
 			case reasonOK:
@@ -25,8 +29,10 @@ func (c *Connector) apply(r laneResult) {
 				}
 			case reasonRejected:
 				ctr.failed.Add(1)
+				ctr.noteError(o, now)
 			default:
 				ctr.held.Add(1)
+				ctr.noteError(o, now)
 			}
 		})
 		d := it.d

@@ -47,7 +47,7 @@ func startRunningDaemon(t *testing.T, env map[string]string) *runningDaemon {
 	require.Eventually(t, func() bool {
 		out := d.stderr.String()
 		d.natsURL = logField(out, "embedded JetStream server started", "nats_url")
-		d.listen = logField(out, "serving /metrics, /healthz, /readyz", "listen_addr")
+		d.listen = logField(out, listeningMessage, "listen_addr")
 		return d.natsURL != "" && d.listen != ""
 	}, 30*time.Second, 10*time.Millisecond, "daemon did not start; logs:\n%s", d.stderr)
 	tr := &http.Transport{}

@@ -415,6 +415,10 @@ func (d *daemon) closeNATS() {
 	}
 }
 
+// listeningMessage is the log line that gives the listener's address
+// (listen_addr): scripts and tests look for it.
+const listeningMessage = "serving /metrics, /healthz, /readyz, /status and the status page /"
+
 func (d *daemon) serveHTTP() (*http.Server, error) {
 	if d.cfg.ListenAddr == "" {
 		return nil, nil
@@ -427,6 +431,8 @@ func (d *daemon) serveHTTP() (*http.Server, error) {
 		w.WriteHeader(code)
 		fmt.Fprint(w, body)
 	})
+	mux.HandleFunc("GET /status", d.serveStatus)
+	mux.HandleFunc("GET /{$}", d.servePage)
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		code, body := checkReport(d.readinessChecks(), "ready", "not ready")
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -444,7 +450,7 @@ func (d *daemon) serveHTTP() (*http.Server, error) {
 			d.log.Error().Err(err).Msg("metrics listener stopped")
 		}
 	}()
-	d.log.Info().Str("listen_addr", ln.Addr().String()).Msg("serving /metrics, /healthz, /readyz")
+	d.log.Info().Str("listen_addr", ln.Addr().String()).Msg(listeningMessage)
 	return srv, nil
 }
 

@@ -65,6 +65,9 @@ Usage:
   cohort-connector backfill --activation ID [--status|--cancel]
                                        rebuild an activation's cohort from the stream's history
                                        and send its members (see: backfill -h)
+  cohort-connector status [--json] [--url URL]
+                                       a running daemon's activations, accounts and backlog
+                                       (see: status -h)
   cohort-connector simulator -account ID=TOKEN [-listen 127.0.0.1:8080]
                                        serve the Pinterest simulator alone
   cohort-connector --version           the version, VCS revision and Go release
@@ -99,6 +102,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runSimulator(ctx, args[2:], stdout, stderr)
 	case "dlq":
 		err = runDLQ(ctx, args[2:], stdout)
+	case "status":
+		err = runStatus(ctx, args[2:], stdout)
 	case "backfill":
 		err = runBackfill(ctx, args[2:], stdout, stderr)
 	default:

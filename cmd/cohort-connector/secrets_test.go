@@ -165,7 +165,7 @@ func exerciseDaemon(t *testing.T, env map[string]string, sim *simulator.Simulato
 		if natsURL == "" {
 			natsURL = logField(out, "embedded JetStream server started", "nats_url")
 		}
-		listen = logField(out, "serving /metrics, /healthz, /readyz", "listen_addr")
+		listen = logField(out, listeningMessage, "listen_addr")
 		return natsURL != "" && listen != ""
 	}, 30*time.Second, 10*time.Millisecond, "daemon did not start; logs:\n%s", stderr)
 	if exited {

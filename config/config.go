@@ -146,7 +146,8 @@ type Config struct {
 	AuthRetryDelay   time.Duration `envconfig:"AUTH_RETRY_DELAY" default:"5m" desc:"redelivery delay after Pinterest answered 401, 403, 404 or a 3xx redirect"`
 	LogLevel         string        `envconfig:"LOG_LEVEL" default:"info" desc:"trace, debug, info, warn or error"`
 	LogFormat        string        `envconfig:"LOG_FORMAT" default:"json" desc:"json or console"`
-	ListenAddr       string        `envconfig:"LISTEN_ADDR" default:"127.0.0.1:9464" desc:"host:port serving /metrics and health; empty disables"`
+	ListenAddr       string        `envconfig:"LISTEN_ADDR" default:"127.0.0.1:9464" desc:"host:port serving /metrics, health, /status and the status page; empty disables"`
+	AdminToken       Secret        `envconfig:"ADMIN_TOKEN" desc:"token a publisher signs in with on the status page to change activations (at least 16 characters); empty: the page is read-only; never logged"`
 	ShutdownTimeout  time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"30s" desc:"how long shutdown may take to flush batches and settle messages"`
 }
 

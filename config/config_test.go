@@ -164,7 +164,7 @@ func TestLoadAgreesWithEnvconfig(t *testing.T) {
 			"HTTP_RETRY_WAIT_MIN": "1s", "HTTP_RETRY_WAIT_MAX": "2s", "HTTP_CALL_TIMEOUT": "20s",
 			"RETRY_DELAY_MIN": "1s", "RETRY_DELAY_MAX": "1h", "AUTH_RETRY_DELAY": "10m",
 			"LOG_LEVEL": "debug", "LOG_FORMAT": "console", "LISTEN_ADDR": ":9000",
-			"SHUTDOWN_TIMEOUT": "1m", "STATE_BUCKET": "ST", "AUDIENCE_POLL_INTERVAL": "90s", "SECRETS_KEY": secretsKey,
+			"SHUTDOWN_TIMEOUT": "1m", "ADMIN_TOKEN": "admin-token-0123456789", "STATE_BUCKET": "ST", "AUDIENCE_POLL_INTERVAL": "90s", "SECRETS_KEY": secretsKey,
 		} {
 			env[Prefix+k] = v
 		}
@@ -509,6 +509,11 @@ func TestLoadRejectsBadConfiguration(t *testing.T) {
 			name:   "a call timeout just below the ack wait minus the batch period is still too long",
 			change: map[string]string{"CONNECTOR_HTTP_CALL_TIMEOUT": "59.9s"},
 			want:   []string{"CONNECTOR_HTTP_CALL_TIMEOUT: plus CONNECTOR_BATCH_PERIOD"},
+		},
+		{
+			name:   "an admin token too short to guard the status page is rejected, not shown",
+			change: map[string]string{"CONNECTOR_ADMIN_TOKEN": "hunter22"},
+			want:   []string{"CONNECTOR_ADMIN_TOKEN: must be at least 16 characters (make one: openssl rand -base64 24), got 8"},
 		},
 		{
 			name:   "a zero duration is rejected",

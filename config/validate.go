@@ -490,7 +490,16 @@ func (c Config) checkRest(p *problems) {
 		}
 	}
 	positive(p, "SHUTDOWN_TIMEOUT", c.ShutdownTimeout)
+	if c.AdminToken != "" {
+		if len(c.AdminToken) < minAdminToken {
+			p.add("ADMIN_TOKEN", "must be at least %d characters (make one: openssl rand -base64 24), got %d", minAdminToken, len(c.AdminToken))
+		}
+		checkSecretChars(p, "ADMIN_TOKEN", c.AdminToken)
+	}
 }
+
+// minAdminToken is the shortest admin token accepted.
+const minAdminToken = 16
 
 // positive reports d <= 0 and returns whether d is positive.
 func positive(p *problems, variable string, d time.Duration) bool {

@@ -115,20 +115,11 @@ func runActivations(ctx context.Context, args []string, stdout io.Writer) error 
 	case "put":
 		return putActivation(ctx, kv, *toWrite, 0, stdout)
 	case "enable", "disable":
-		e, err := kv.Get(ctx, rest[0])
+		a, err := changeActivation(ctx, kv, cfg, resolver, rest[0], func(a *cohorts.Activation) { a.Enabled = cmd == "enable" })
 		if err != nil {
-			return fmt.Errorf("activation %q: %w", rest[0], err)
+			return err
 		}
-		a, err := cohorts.DecodeStoredActivation(rest[0], e.Value())
-		if err != nil {
-			return fmt.Errorf("activation %q is invalid in the bucket, fix it with put: %w", rest[0], err)
-		}
-		a.Enabled = cmd == "enable"
-		if err := checkActivation(cfg, resolver, a); err != nil {
-			return fmt.Errorf("activation %q refused, nothing written: %w", a.ID, err)
-		}
-		// Update at the revision read: a concurrent writer is not overwritten.
-		return putActivation(ctx, kv, a, e.Revision(), stdout)
+		return printActivation(stdout, a)
 	case "delete":
 		if _, err := kv.Get(ctx, rest[0]); err != nil {
 			return fmt.Errorf("activation %q: %w", rest[0], err)
@@ -185,6 +176,15 @@ func parsePut(args []string) (cohorts.Activation, error) {
 }
 
 func putActivation(ctx context.Context, kv jetstream.KeyValue, a cohorts.Activation, revision uint64, stdout io.Writer) error {
+	if err := writeActivation(ctx, kv, a, revision); err != nil {
+		return err
+	}
+	return printActivation(stdout, a)
+}
+
+// writeActivation writes a to the bucket: at revision (a concurrent
+// writer is not overwritten), or whatever is there for revision 0.
+func writeActivation(ctx context.Context, kv jetstream.KeyValue, a cohorts.Activation, revision uint64) error {
 	data, err := json.Marshal(a)
 	if err != nil {
 		return err
@@ -197,8 +197,37 @@ func putActivation(ctx context.Context, kv jetstream.KeyValue, a cohorts.Activat
 	if err != nil {
 		return fmt.Errorf("writing activation %q: %w", a.ID, err)
 	}
-	fmt.Fprintf(stdout, "%s\n", data)
 	return nil
+}
+
+// printActivation prints a as the bucket holds it.
+func printActivation(stdout io.Writer, a cohorts.Activation) error {
+	data, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "%s\n", data)
+	return err
+}
+
+// changeActivation reads activation id, applies change to it, checks the
+// result as every write is checked (checkActivation) and writes it at the
+// revision read. The CLI's enable and disable and the status page's
+// changes all go through it; a refused change writes nothing.
+func changeActivation(ctx context.Context, kv jetstream.KeyValue, cfg config.Config, r *cohorts.Resolver, id string, change func(*cohorts.Activation)) (cohorts.Activation, error) {
+	e, err := kv.Get(ctx, id)
+	if err != nil {
+		return cohorts.Activation{}, fmt.Errorf("activation %q: %w", id, err)
+	}
+	a, err := cohorts.DecodeStoredActivation(id, e.Value())
+	if err != nil {
+		return cohorts.Activation{}, fmt.Errorf("activation %q is invalid in the bucket, fix it with put: %w", id, err)
+	}
+	change(&a)
+	if err := checkActivation(cfg, r, a); err != nil {
+		return cohorts.Activation{}, fmt.Errorf("activation %q refused, nothing written: %w", a.ID, err)
+	}
+	return a, writeActivation(ctx, kv, a, e.Revision())
 }
 
 // listActivations prints one row per key of the bucket with what the

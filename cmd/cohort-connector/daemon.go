@@ -103,6 +103,7 @@ type daemon struct {
 	topo      connector.Topology
 	reg       *prometheus.Registry
 	watcher   *connector.ActivationsWatcher // feeds resolver; its checks are part of /readyz
+	admin     *admin                        // the status page's sign-in and changes
 	natsURL   string
 	httpLn    net.Listener
 	httpSrv   *http.Server
@@ -123,7 +124,7 @@ func (d *daemon) httpAddr() string {
 // startDaemon connects and builds everything; on error it releases what it
 // had started.
 func startDaemon(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ *daemon, err error) {
-	d := &daemon{cfg: cfg, log: log, ncClosed: make(chan struct{}), reg: prometheus.NewRegistry()}
+	d := &daemon{cfg: cfg, log: log, ncClosed: make(chan struct{}), reg: prometheus.NewRegistry(), admin: newAdmin(cfg.AdminToken)}
 	defer func() {
 		if err != nil {
 			d.closeNATS()
@@ -433,6 +434,9 @@ func (d *daemon) serveHTTP() (*http.Server, error) {
 	})
 	mux.HandleFunc("GET /status", d.serveStatus)
 	mux.HandleFunc("GET /{$}", d.servePage)
+	mux.HandleFunc("POST /login", limitForm(d.serveLogin))
+	mux.HandleFunc("POST /logout", limitForm(d.serveLogout))
+	mux.HandleFunc("POST /activations/{id}", limitForm(d.serveChange))
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		code, body := checkReport(d.readinessChecks(), "ready", "not ready")
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -57,7 +57,10 @@ func TestStatusShowsEachActivationItsAccountAndTheBacklog(t *testing.T) {
 	assert.Equal(t, secretAdAccountB, sports.AdAccountID)
 	assert.Equal(t, "auth_failing", sports.AccountState)
 	assert.Zero(t, sports.Accepted)
-	assert.Equal(t, "auth", sports.LastError.Reason)
+	// Refused (auth), or parked once the account counts as failing: either
+	// way its detail is Pinterest's refusal.
+	assert.Contains(t, []string{"auth", "parked"}, sports.LastError.Reason)
+	assert.Contains(t, sports.LastError.Detail, "auth")
 	assert.WithinDuration(t, time.Now(), sports.LastError.At, time.Minute)
 
 	require.Len(t, r.Accounts, 2)

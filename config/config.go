@@ -234,7 +234,7 @@ func Load() (Config, error) {
 			*v = splitList(strings.Join(*v, ","))
 		}
 	}
-	c, problems := finish(c, env)
+	c, problems := finish(c, env, false)
 	if len(problems) > 0 {
 		return Config{}, errors.Join(problems...)
 	}
@@ -262,7 +262,17 @@ func prefixedEnv(environ []string) map[string]string {
 // variables are rejected, then the result is validated. The error lists
 // every problem (errors.Join, one per line), each starting with the name of
 // the variable at fault; on error the returned Config is the zero value.
-func LoadEnv(environ []string) (Config, error) {
+func LoadEnv(environ []string) (Config, error) { return loadEnv(environ, false) }
+
+// LoadForReading loads the configuration of the commands that only read
+// (activations list, dlq list and show) or touch NATS only (dlq replay):
+// the NATS settings, the names of the streams and buckets, and what is set
+// of the accounts and the default Tag ID, which are checked as far as they
+// are set. No Pinterest credential is needed: not a token, an OAuth app or
+// the secrets key. Unknown CONNECTOR_* variables are errors as for Load.
+func LoadForReading() (Config, error) { return loadEnv(os.Environ(), true) }
+
+func loadEnv(environ []string, reading bool) (Config, error) {
 	env := prefixedEnv(environ)
 	var errs []error
 	c := Default()
@@ -278,7 +288,7 @@ func LoadEnv(environ []string) (Config, error) {
 			errs = append(errs, fmt.Errorf("%s: %w", sv.name, err))
 		}
 	}
-	c, problems := finish(c, env)
+	c, problems := finish(c, env, reading)
 	if errs = append(errs, problems...); len(errs) > 0 {
 		return Config{}, errors.Join(errs...)
 	}
@@ -286,8 +296,8 @@ func LoadEnv(environ []string) (Config, error) {
 }
 
 // finish adds the per-account variables to c and returns every problem:
-// unknown variables and failed rules.
-func finish(c Config, env map[string]string) (Config, []error) {
+// unknown variables and failed rules (for reading: see LoadForReading).
+func finish(c Config, env map[string]string, reading bool) (Config, []error) {
 	var errs []error
 	c.PinterestBaseURL = strings.TrimRight(c.PinterestBaseURL, "/")
 	for _, name := range c.Accounts {
@@ -306,7 +316,7 @@ func finish(c Config, env map[string]string) (Config, []error) {
 	}
 
 	errs = append(errs, unknownVars(env, c.AccountList)...)
-	return c, append(errs, c.problems()...)
+	return c, append(errs, c.check(reading)...)
 }
 
 // decode sets field from raw. Surrounding white space is ignored everywhere

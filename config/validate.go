@@ -37,15 +37,25 @@ var (
 // then what was found. Values of secrets are never included.
 func (c Config) Validate() error { return errors.Join(c.problems()...) }
 
-func (c Config) problems() []error {
+func (c Config) problems() []error { return c.check(false) }
+
+// check returns every problem of c. For reading (LoadForReading) the
+// Pinterest side is checked only as far as it is set, and never for
+// credentials: a token, an OAuth app, the secrets key.
+func (c Config) check(reading bool) []error {
 	var p problems
 	c.checkNATS(&p)
 	c.checkNATSClient(&p)
 	c.checkConsumer(&p)
-	c.checkAccounts(&p)
-	c.checkHTTP(&p)
+	switch {
+	case !reading:
+		c.checkAccounts(&p, true)
+		c.checkHTTP(&p)
+		c.checkAudiences(&p)
+	case len(c.AccountList) > 0 || c.DefaultTagID != "":
+		c.checkAccounts(&p, false)
+	}
 	c.checkRest(&p)
-	c.checkAudiences(&p)
 	return p
 }
 
@@ -285,7 +295,9 @@ func (c Config) checkConsumer(p *problems) {
 	}
 }
 
-func (c Config) checkAccounts(p *problems) {
+// checkAccounts checks the accounts and the default Tag ID, and with
+// credentials each account's token or OAuth app.
+func (c Config) checkAccounts(p *problems, credentials bool) {
 	if len(c.AccountList) == 0 {
 		p.add("ACCOUNTS", "required: at least one account name, comma separated")
 	}
@@ -325,7 +337,9 @@ func (c Config) checkAccounts(p *problems) {
 			adAccountVar[a.AdAccountID] = adVar
 		}
 
-		checkAccountCredentials(p, a)
+		if credentials {
+			checkAccountCredentials(p, a)
+		}
 
 		tv := accountVar(a.Name, suffixTagIDs)
 		if len(a.TagIDs) == 0 {

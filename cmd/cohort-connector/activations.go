@@ -23,8 +23,9 @@ const activationsUsage = `Usage: cohort-connector activations COMMAND
 
 Reads and writes the activations bucket (CONNECTOR_ACTIVATIONS_BUCKET) on
 CONNECTOR_NATS_URL (empty: the daemon's embedded server at
-CONNECTOR_EMBEDDED_NATS_LISTEN). Uses the daemon's configuration to check
-every write: an activation whose Tag ID no account owns is refused, and
+CONNECTOR_EMBEDDED_NATS_LISTEN). list and get need the accounts' Tag IDs
+but no token; every write is checked against the daemon's whole
+configuration: an activation whose Tag ID no account owns is refused, and
 nothing is written.
 
 Commands:
@@ -34,8 +35,8 @@ Commands:
                              and ad account, and any problem
   get ID                     one activation as JSON
   put JSON | put -f FILE     create or replace an activation (JSON as in the README)
-  put -id ID -cohort C [-tag T] [-disabled] [-mode events|customer_list]
-      [-retention-days N] [-actalike-country US|CA|GB -actalike-percentage P]
+  put --id ID --cohort C [--tag T] [--disabled] [--mode events|customer_list]
+      [--retention-days N] [--actalike-country US|CA|GB --actalike-percentage P]
                              the same from flags (destination pinterest; mode
                              events by default; retention in days 1-540, events
                              only, default 180; actalike percentage 1-10)
@@ -50,16 +51,23 @@ func runActivations(ctx context.Context, args []string, stdout io.Writer) error 
 		fmt.Fprint(stdout, activationsUsage)
 		return nil
 	}
-	cfg, err := config.Load()
+	// Parse and check before connecting: a bad activation writes nothing.
+	cmd, rest := args[0], args[1:]
+	// Reading needs the NATS settings and the accounts' Tag IDs (to show
+	// where each activation goes), not their credentials; a write is
+	// checked against the whole configuration, as the daemon would.
+	load := config.Load
+	if cmd == "list" || cmd == "get" {
+		load = config.LoadForReading
+	}
+	cfg, err := load()
 	if err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
 	}
 	resolver, err := cohorts.NewResolver(cfg.DefaultTagID, cfg.TagAccounts())
 	if err != nil {
-		return fmt.Errorf("CONNECTOR_DEFAULT_TAG_ID: %w", err)
+		return fmt.Errorf("CONNECTOR_DEFAULT_TAG_ID (with CONNECTOR_ACCOUNTS and each account's _AD_ACCOUNT_ID and _TAG_IDS, no token needed): %w", err)
 	}
-	// Parse and check before connecting: a bad activation writes nothing.
-	cmd, rest := args[0], args[1:]
 	var toWrite *cohorts.Activation
 	switch cmd {
 	case "put":

@@ -55,3 +55,20 @@ func isTerminal(w io.Writer) bool {
 func consoleWriter(w io.Writer) zerolog.ConsoleWriter {
 	return zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339, NoColor: !isTerminal(w)}
 }
+
+// usage makes fs's help the head line, then its flags in this project's
+// one style, --name (the flag package takes -name too).
+func usage(fs *flag.FlagSet, head string) {
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "%s\n\nFlags:\n", head)
+		fs.VisitAll(func(f *flag.Flag) {
+			kind, text := flag.UnquoteUsage(f)
+			fmt.Fprintf(w, "  --%s %s\n    \t%s", f.Name, kind, text)
+			if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "0s" && f.DefValue != "false" {
+				fmt.Fprintf(w, " (default %s)", f.DefValue)
+			}
+			fmt.Fprintln(w)
+		})
+	}
+}

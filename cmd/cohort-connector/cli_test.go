@@ -172,3 +172,38 @@ func TestDemoTableHasALegendAndEveryCohort(t *testing.T) {
 	assert.Regexp(t, `news \d+ \(none\)`, last)
 	assert.Contains(t, out, "stopped cleanly")
 }
+
+// The read-only commands need the NATS settings (and, to show where an
+// activation goes, the accounts' Tag IDs), never a Pinterest credential;
+// a write still needs the whole configuration.
+func TestReadOnlyCommandsNeedNoPinterestCredential(t *testing.T) {
+	e := newDLQEnv(t)
+	kv, err := e.js.KeyValue(t.Context(), "COHORT_ACTIVATIONS")
+	require.NoError(t, err)
+	_, err = kv.Put(t.Context(), "news-a", []byte(`{"id":"news-a","cohort_id":"news","destination":"pinterest","enabled":true,"tag_id":"","mode":"events"}`))
+	require.NoError(t, err)
+	os.Unsetenv("CONNECTOR_ACCOUNT_A_TOKEN") // t.Setenv by newDLQEnv restores it
+
+	code, out, errOut := runCmd(t, "activations", "list")
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "news-a")
+	code, out, errOut = runCmd(t, "activations", "get", "news-a")
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, `"cohort_id":"news"`)
+	code, _, errOut = runCmd(t, "dlq", "list")
+	require.Equal(t, 0, code, errOut)
+
+	code, _, errOut = runCmd(t, "activations", "disable", "news-a")
+	assert.Equal(t, 1, code, "a write is checked against the whole configuration")
+	assert.Contains(t, errOut, "CONNECTOR_ACCOUNT_A_TOKEN")
+
+	// dlq needs no account at all.
+	for _, k := range []string{"CONNECTOR_DEFAULT_TAG_ID", "CONNECTOR_ACCOUNTS", "CONNECTOR_ACCOUNT_A_AD_ACCOUNT_ID", "CONNECTOR_ACCOUNT_A_TAG_IDS"} {
+		os.Unsetenv(k)
+	}
+	code, _, errOut = runCmd(t, "dlq", "list")
+	require.Equal(t, 0, code, errOut)
+	code, _, errOut = runCmd(t, "activations", "list")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "CONNECTOR_DEFAULT_TAG_ID", "names what it lacks")
+}

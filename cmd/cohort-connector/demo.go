@@ -54,6 +54,7 @@ var demoCohorts = []string{"sports", "travel", "cooking", "news"}
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	usage(fs, "Usage: cohort-connector demo [flags]\n\nRuns everything locally: an embedded NATS server, the Pinterest simulator, the daemon\nwith two brands, and synthetic memberships; prints a delivery table (Ctrl-C stops).")
 	duration := fs.Duration("duration", 0, "stop after this long (0: run until Ctrl-C)")
 	rate := fs.Int("rate", 500, "memberships published per second")
 	interval := fs.Duration("interval", 3*time.Second, "how often to print the table")
@@ -62,7 +63,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	if *rate <= 0 || *interval <= 0 {
-		return fmt.Errorf("demo: -rate and -interval must be positive")
+		return fmt.Errorf("demo: --rate and --interval must be positive")
 	}
 	if *duration > 0 {
 		var cancel context.CancelFunc

@@ -25,9 +25,9 @@ const dlqUsage = `Usage: cohort-connector dlq COMMAND
 
 Reads the dead-letter stream (CONNECTOR_DLQ_STREAM) on CONNECTOR_NATS_URL
 (empty: the daemon's embedded server at CONNECTOR_EMBEDDED_NATS_LISTEN) and
-replays dead letters to the input stream (CONNECTOR_STREAM). Loads the
-daemon's CONNECTOR_* configuration. Each command reads up to the last dead
-letter present when it starts.
+replays dead letters to the input stream (CONNECTOR_STREAM). Needs the
+NATS settings only, no Pinterest credential. Each command reads up to the
+last dead letter present when it starts.
 
 Commands:
   list [--reason R] [--since T] [--limit N]
@@ -144,7 +144,7 @@ func runDLQ(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("dlq %s: %w", cmd, err)
 	}
 
-	cfg, err := config.Load()
+	cfg, err := config.LoadForReading() // NATS only: no Pinterest credential
 	if err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
 	}

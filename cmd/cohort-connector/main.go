@@ -56,7 +56,7 @@ const usageHead = `cohort-connector: forwards cohort membership changes from NAT
 
 Usage:
   cohort-connector                     run the daemon (configured by CONNECTOR_* variables)
-  cohort-connector demo [-duration D]  run everything locally: embedded NATS, Pinterest simulator,
+  cohort-connector demo [--duration D] run everything locally: embedded NATS, Pinterest simulator,
                                        two brands, synthetic memberships, a live delivery table
   cohort-connector activations list|get|put|enable|disable|delete ...
                                        read and toggle activations (see: activations -h)
@@ -68,7 +68,7 @@ Usage:
   cohort-connector status [--json] [--url URL]
                                        a running daemon's activations, accounts and backlog
                                        (see: status -h)
-  cohort-connector simulator -account ID=TOKEN [-listen 127.0.0.1:8080]
+  cohort-connector simulator --account ID=TOKEN [--listen 127.0.0.1:8080]
                                        serve the Pinterest simulator alone
   cohort-connector --version           the version, VCS revision and Go release
   cohort-connector --help              this text

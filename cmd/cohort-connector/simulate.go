@@ -17,6 +17,7 @@ import (
 // for trying the daemon against "Pinterest" without the demo.
 func runSimulator(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("simulator", flag.ContinueOnError)
+	usage(fs, "Usage: cohort-connector simulator --account AD_ACCOUNT_ID=TOKEN [flags]\n\nServes the Pinterest simulator alone, on a loopback address (see the README).")
 	listen := fs.String("listen", "127.0.0.1:8080", "loopback `host:port` to serve on")
 	share := fs.Float64("known-share", simulator.DefaultKnownUserShare, "share of identifiers that are known Pinterest users (what audience sizes will be made of; the events answer never depends on it)")
 	latency := fs.Duration("latency", 0, "added to every answer")
@@ -53,7 +54,7 @@ func runSimulator(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	if len(accounts) == 0 && len(apps) == 0 {
-		return fmt.Errorf("simulator: at least one -account AD_ACCOUNT_ID=TOKEN or -app is required")
+		return fmt.Errorf("simulator: at least one --account AD_ACCOUNT_ID=TOKEN or --app is required")
 	}
 	sim, err := simulator.Start(simulator.Options{Accounts: accounts, KnownUserShare: *share, Addr: *listen, AudienceDelay: *delay})
 	if err != nil {

@@ -1,7 +1,6 @@
 package connector_test
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -11,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -429,7 +427,7 @@ func TestShutdownFlushesTheOpenBatchAndAcksItBeforeRunReturns(t *testing.T) {
 }
 
 func TestShutdownWhilePinterestHangsAcksNothingAndTheNextRunDeliversEverything(t *testing.T) {
-	var logs lockedLog
+	var logs logBuffer
 	h := newHarness(t, harnessConfig{
 		maxDeliver: 50,
 		options: func(o *connector.Options) {
@@ -461,7 +459,9 @@ func TestShutdownWhilePinterestHangsAcksNothingAndTheNextRunDeliversEverything(t
 	assert.Empty(t, h.sim.Received(acctA))
 	assert.Zero(t, h.settled("ack", "ok"), "nothing Pinterest did not accept may be acked")
 	assert.Equal(t, 10.0, h.settled("nak", "shutdown"), "the cancelled call's messages are nak'd for prompt redelivery")
-	assert.Contains(t, logs.String(), `"handed_back":10,"message":"shutdown: every message settled`, "the shutdown says how many it handed back")
+	last := logs.lines("shutdown: every message settled")
+	require.Len(t, last, 1)
+	assert.Equal(t, 10.0, last[0]["handed_back"], "the shutdown says how many it handed back")
 	assert.Empty(t, h.dlqMessages())
 	ci := h.consumerInfo()
 	assert.Equal(t, uint64(10), ci.NumPending+uint64(ci.NumAckPending), "all 10 still owed")
@@ -572,24 +572,6 @@ func TestABodyWhoseCohortDiffersFromItsSubjectIsDeadLetteredNotRouted(t *testing
 	assert.Equal(t, strconv.FormatUint(seq, 10), dl.Header.Get(connector.HeaderDLQSequence))
 	assert.Contains(t, dl.Header.Get(connector.HeaderDLQDetail), `"c-subj-b" differs from the subject's "c-subj-a"`)
 	assert.Empty(t, h.sim.Received(acctB), "nothing reached the body's cohort's account")
-}
-
-// lockedLog is a log output the connector's goroutines may share.
-type lockedLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }
 
 // The liveness check fails when the loop has not turned for 30s: a

@@ -168,8 +168,12 @@ func TestStatusPageTogglesInARealBrowser(t *testing.T) {
 	do("enable news-a", chromedp.Click(id("enable-news-a")), chromedp.WaitVisible(id("disable-news-a")))
 	assert.Equal(t, "news-a: enabled", text("notice"))
 	do("set the Tag ID of brand_b", chromedp.SendKeys(id("tag-news-a"), secretTagB), chromedp.Click(id("settag-news-a")))
-	require.Eventually(t, func() bool { return text("notice") == "news-a: Tag ID set to "+secretTagB }, 15*time.Second, 50*time.Millisecond,
-		"the page after the change says what it did")
+	// The old page says "enabled" until the new one is loaded (and has no
+	// node to read while it loads): poll, tolerating both.
+	require.Eventually(t, func() bool {
+		s, err := chromedp.Run(ctx, chromedp.Text(id("notice")))
+		return err == nil && s == "news-a: Tag ID set to "+secretTagB
+	}, 30*time.Second, 50*time.Millisecond, "the page after the change says what it did")
 	a, _ = d.stored("news-a")
 	assert.True(t, a.Enabled)
 	assert.Equal(t, secretTagB, a.TagID)

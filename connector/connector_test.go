@@ -94,6 +94,8 @@ func TestEveryMembershipOfAnActivatedCohortReachesItsAdAccountHashedAndCounted(t
 	assert.Equal(t, connector.ActivationCounts{Received: 50, WithIdentifiers: 50, Sent: 50, Processed: 50},
 		h.stats.Snapshot()["c1-default"])
 	assert.Equal(t, 50.0, h.settled("ack", "ok"))
+	assert.Equal(t, 50.0, h.counter("cohort_connector_delivery_latency_seconds", nil), "a latency per accepted change")
+	assert.Zero(t, h.counter("cohort_connector_messages_redelivered_total", nil))
 	assert.Empty(t, h.dlqMessages())
 }
 
@@ -181,6 +183,7 @@ func TestOneFailingAccountDoesNotResendToTheHealthyOneAndCatchesUpWhenItRecovers
 		return h.sim.Stats(acctB).Injected >= 8 && h.consumerInfo().NumRedelivered > 0
 	}, waitFor, tick)
 	assert.Positive(t, h.consumerPending(), "messages B has not accepted must not be acked")
+	assert.Positive(t, h.counter("cohort_connector_messages_redelivered_total", nil), "B's messages come back")
 	assert.Empty(t, h.sim.Received(acctB))
 	ck := h.accountCheck(acctB)
 	assert.Equal(t, connector.CheckWarn, ck.State, "a Pinterest outage is waited out: a warning, not unready")

@@ -455,6 +455,8 @@ func (h *harness) dlqMessages() []dlqMessage {
 
 // counter reads one series of a counter or gauge from the registry (0 if
 // absent).
+// counter is the value of a counter or gauge series, the sample count of
+// a histogram (0 when absent).
 func (h *harness) counter(name string, labels map[string]string) float64 {
 	h.t.Helper()
 	mfs, err := h.reg.Gather()
@@ -476,6 +478,9 @@ func (h *harness) counter(name string, labels map[string]string) float64 {
 			}
 			if g := m.GetGauge(); g != nil {
 				return g.GetValue()
+			}
+			if hg := m.GetHistogram(); hg != nil {
+				return float64(hg.GetSampleCount())
 			}
 			return m.GetCounter().GetValue()
 		}

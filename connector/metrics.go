@@ -73,6 +73,9 @@ func DeadLetterReasons() []string {
 // alerts see zeros rather than absent series.
 type Metrics struct {
 	received    prometheus.Counter
+	redelivered prometheus.Counter     // deliveries after the first (main consumer)
+	parked      *prometheus.CounterVec // ad_account_id
+	latency     prometheus.Histogram   // ts → Pinterest accepted
 	settled     *prometheus.CounterVec // result, reason
 	deadLetters *prometheus.CounterVec // reason
 	requests    *prometheus.CounterVec // ad_account_id, code
@@ -91,6 +94,19 @@ func NewMetrics(reg prometheus.Registerer, stats *Stats, accounts []string) *Met
 		received: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cohort_connector_messages_received_total",
 			Help: "Membership messages delivered by JetStream, redeliveries included.",
+		}),
+		redelivered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cohort_connector_messages_redelivered_total",
+			Help: "Deliveries of the main consumer after a message's first (a nak, an AckWait expired, a restart).",
+		}),
+		parked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cohort_connector_messages_parked_total",
+			Help: "Shares of messages copied to an ad account's parking stream (the account failing or congested), by ad account.",
+		}, []string{"ad_account_id"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "cohort_connector_delivery_latency_seconds",
+			Help:    "From a membership's ts to Pinterest accepting its event or list change, per ad account that accepted it.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600},
 		}),
 		settled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cohort_connector_messages_settled_total",
@@ -134,9 +150,11 @@ func NewMetrics(reg prometheus.Registerer, stats *Stats, accounts []string) *Met
 	}
 	for _, a := range accounts {
 		m.reqDuration.WithLabelValues(a)
+		m.parked.WithLabelValues(a)
 		m.setFailing(a, AccountHealthy)
 	}
-	reg.MustRegister(m.received, m.settled, m.deadLetters, m.requests, m.reqDuration, m.batchSize, m.failing, m.state, activationCollector{stats})
+	reg.MustRegister(m.received, m.redelivered, m.parked, m.latency, m.settled, m.deadLetters, m.requests, m.reqDuration,
+		m.batchSize, m.failing, m.state, activationCollector{stats})
 	return m
 }
 

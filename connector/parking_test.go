@@ -46,6 +46,8 @@ func TestAFailingAccountsMessagesAreParkedSoTheOthersNeverStallAndArriveWhenItRe
 	assert.Empty(t, h.sim.Received(acctA))
 	assert.Positive(t, h.parkedPending(acctA))
 	assert.Positive(t, h.settled("ack", "parked"))
+	assert.Positive(t, h.counter("cohort_connector_messages_parked_total", map[string]string{"ad_account_id": acctA}))
+	assert.Zero(t, h.counter("cohort_connector_messages_parked_total", map[string]string{"ad_account_id": acctB}))
 
 	h.sim.ClearFaults()
 	require.Eventually(t, func() bool { return len(h.eventsFor(acctA, "c-park-a")) >= 300 && h.parkedPending(acctA) == 0 },

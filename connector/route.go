@@ -25,6 +25,9 @@ func (c *Connector) route(msg jetstream.Msg, parkedFor string) {
 		return
 	}
 	d := c.newDelivery(msg, meta, parkedFor, c.o.Now())
+	if parkedFor == "" && meta.NumDelivered > 1 {
+		c.o.Metrics.redelivered.Inc()
+	}
 	if parkedFor == "" && !c.forgetExpectedAt.IsZero() && d.received.After(c.forgetExpectedAt) {
 		// Every change read back at startup whose AckWait has expired was
 		// handed out before this delivery if it was still unacknowledged.

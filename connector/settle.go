@@ -14,12 +14,9 @@ import (
 // apply records what a lane reports on the deliveries of its items, and
 // settles each delivery whose last target has reported.
 func (c *Connector) apply(r laneResult) {
-	var now time.Time // read once, and only when something went wrong
+	now := c.o.Now() // once per report, not per item
 	for i, it := range r.items {
 		o := r.outcomes[i]
-		if o.reason != reasonOK && now.IsZero() {
-			now = c.o.Now()
-		}
 		it.credits.each(func(ctr *activationCounters) {
 			switch o.reason {
 			case reasonOK:
@@ -39,8 +36,12 @@ func (c *Connector) apply(r laneResult) {
 		if o.kind == kindDone {
 			d.done = append(d.done, r.account)
 		}
-		if o.reason == reasonParked {
+		switch o.reason {
+		case reasonOK:
+			c.o.Metrics.latency.Observe(now.Sub(d.membership.TS).Seconds())
+		case reasonParked:
 			d.parked = append(d.parked, r.account)
+			c.o.Metrics.parked.WithLabelValues(r.account).Inc()
 		}
 		d.outcome = d.outcome.merge(o)
 		d.pending--

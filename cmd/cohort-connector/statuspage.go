@@ -12,7 +12,8 @@ import (
 var statusPageHTML string
 
 // statusPage renders the report for people: plain HTML and CSS (no
-// JavaScript), readable on a phone, refreshed every 10 seconds.
+// JavaScript), readable on a phone, refreshed every 10 seconds unless the
+// visitor is signed in (a refresh would lose what they type).
 var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
 	"pct": func(f float64) string { return fmt.Sprintf("%.1f%%", 100*f) },
 	"ratePtr": func(f *float64) string {
@@ -40,7 +41,6 @@ var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
 		}
 		return t.UTC().Format("2006-01-02 15:04:05Z")
 	},
-	"ago": func(t time.Time, now time.Time) string { return now.Sub(t).Round(time.Second).String() },
 }).Parse(statusPageHTML))
 
 // pageData is what the page shows: the report, and what the visitor may

@@ -3,6 +3,7 @@ package connector
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -159,13 +160,24 @@ func TestALaneCallsAsSoonAsItMayWithWhatAccumulatedMeanwhile(t *testing.T) {
 	turns := make(chan struct{})
 	r := newGatedLaneRig(t, 10, time.Hour, turns) // the period never flushes here
 	r.put(3)
+	// The lane has read the 3 (no sender takes a batch without a turn).
+	require.Eventually(t, func() bool { return len(r.l.in) == 0 }, 5*time.Second, time.Millisecond)
 	turns <- struct{}{} // the budget allows a call: it carries the 3, not waiting for more
 	require.Eventually(t, func() bool { return r.reportedCount() == 3 }, 5*time.Second, time.Millisecond)
 
 	// While the budget allows no call, items accumulate up to full
-	// batches; each call then carries what is there.
-	go r.put(25)
-	require.Eventually(t, func() bool { return len(r.l.in) == cap(r.l.in) }, 5*time.Second, time.Millisecond,
+	// batches; each call then carries what is there. 20 of the 25 put and
+	// 10 of them still in the lane's input: the lane holds a full batch of
+	// the other 10 (an input merely full could be a batch of 1 not yet
+	// topped up, and the next call would carry that).
+	var pushed atomic.Int64
+	go func() {
+		for range 25 {
+			r.l.in <- laneItem{d: &delivery{}, parkable: true}
+			pushed.Add(1)
+		}
+	}()
+	require.Eventually(t, func() bool { return pushed.Load() == 20 && len(r.l.in) == cap(r.l.in) }, 5*time.Second, time.Millisecond,
 		"items accumulate while no call may be made")
 	for r.reportedCount() < 28 {
 		select {

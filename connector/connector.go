@@ -237,7 +237,7 @@ func New(o Options) (*Connector, error) {
 		if gate, ok := o.Destination.(destinations.CallGate); ok {
 			fn.ready = func(ctx context.Context) error { return gate.AwaitCall(ctx, account) }
 		}
-		c.lanes[account] = newLane(account, o.AdAccounts[account], fn, &c.o, c.sendCtx, o.Metrics.setFailing, c.batches)
+		c.lanes[account] = newLane(account, o.AdAccounts[account], fn, &c.o, c.sendCtx, o.Metrics.setAccountState, c.batches)
 	}
 	c.src = c.newSource()
 	return c, nil

@@ -151,16 +151,16 @@ func NewMetrics(reg prometheus.Registerer, stats *Stats, accounts []string) *Met
 	for _, a := range accounts {
 		m.reqDuration.WithLabelValues(a)
 		m.parked.WithLabelValues(a)
-		m.setFailing(a, AccountHealthy)
+		m.setAccountState(a, AccountHealthy)
 	}
 	reg.MustRegister(m.received, m.redelivered, m.parked, m.latency, m.settled, m.deadLetters, m.requests, m.reqDuration,
 		m.batchSize, m.failing, m.state, activationCollector{stats})
 	return m
 }
 
-// setFailing sets the account_failing and account_state gauges of an ad
+// setAccountState sets the account_state and account_failing gauges of an ad
 // account.
-func (m *Metrics) setFailing(adAccountID string, state AccountState) {
+func (m *Metrics) setAccountState(adAccountID string, state AccountState) {
 	v := 0.0
 	if state != AccountHealthy {
 		v = 1
@@ -237,12 +237,7 @@ func (c ActivationCounts) Coverage() float64 {
 type activationCounters struct {
 	id                                         string // the activation's
 	received, withIDs, processed, failed, held atomic.Int64
-	lastError                                  atomic.Pointer[ActivationError]
-}
-
-// noteError keeps o as the activation's last error.
-func (c *activationCounters) noteError(o outcome, at time.Time) {
-	c.lastError.Store(&ActivationError{Reason: o.reason, Detail: o.detail, At: at})
+	lastError                                  atomic.Pointer[ActivationError] // shared, never written through
 }
 
 // Stats holds per-activation counters. Counters of a deleted activation are

@@ -14,9 +14,14 @@ import (
 // apply records what a lane reports on the deliveries of its items, and
 // settles each delivery whose last target has reported.
 func (c *Connector) apply(r laneResult) {
-	now := c.o.Now() // once per report, not per item
+	now := c.o.Now()             // once per report, not per item
+	var lastErr *ActivationError // shared by the items that failed alike
+	parkedN := 0
 	for i, it := range r.items {
 		o := r.outcomes[i]
+		if o.reason != reasonOK && (lastErr == nil || lastErr.Reason != o.reason || lastErr.Detail != o.detail) {
+			lastErr = &ActivationError{Reason: o.reason, Detail: o.detail, At: now}
+		}
 		it.credits.each(func(ctr *activationCounters) {
 			switch o.reason {
 			case reasonOK:
@@ -26,10 +31,10 @@ func (c *Connector) apply(r laneResult) {
 				}
 			case reasonRejected:
 				ctr.failed.Add(1)
-				ctr.noteError(o, now)
+				ctr.lastError.Store(lastErr)
 			default:
 				ctr.held.Add(1)
-				ctr.noteError(o, now)
+				ctr.lastError.Store(lastErr)
 			}
 		})
 		d := it.d
@@ -41,13 +46,16 @@ func (c *Connector) apply(r laneResult) {
 			c.o.Metrics.latency.Observe(now.Sub(d.membership.TS).Seconds())
 		case reasonParked:
 			d.parked = append(d.parked, r.account)
-			c.o.Metrics.parked.WithLabelValues(r.account).Inc()
+			parkedN++
 		}
 		d.outcome = d.outcome.merge(o)
 		d.pending--
 		if d.pending == 0 {
 			c.settle(d)
 		}
+	}
+	if parkedN > 0 {
+		c.o.Metrics.parked.WithLabelValues(r.account).Add(float64(parkedN))
 	}
 	c.batches.put(r.items)
 }

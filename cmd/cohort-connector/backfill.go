@@ -98,7 +98,7 @@ type backfillArgs struct {
 // an argument that is not a flag, no --activation, or both --status and
 // --cancel.
 func parseBackfillArgs(args []string) (ba backfillArgs, help bool, err error) {
-	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+	if asksForHelp(args) {
 		return ba, true, nil
 	}
 	fs := flag.NewFlagSet("backfill", flag.ContinueOnError)

@@ -28,7 +28,7 @@ func TestEveryCommandTakesHelpWithoutConfiguration(t *testing.T) {
 		{"demo", "-h"}, {"simulator", "-h"}, {"simulator", "--help"},
 		{"activations", "-h"}, {"activations", "list", "-h"}, {"activations", "put", "--help"}, {"activations", "help"},
 		{"dlq", "-h"}, {"dlq", "list", "-h"}, {"dlq", "show", "-help"},
-		{"backfill", "-h"}, {"--help"},
+		{"backfill", "-h"}, {"doctor", "-h"}, {"doctor", "--help"}, {"--help"},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := run(t.Context(), append([]string{"cohort-connector"}, args...), &stdout, &stderr)

@@ -68,6 +68,9 @@ Usage:
   cohort-connector status [--json] [--url URL]
                                        a running daemon's activations, accounts and backlog
                                        (see: status -h)
+  cohort-connector doctor [--json]     check NATS, the accounts' tokens and Tag IDs, and every
+                                       activation and its audience; exit 1 when a check fails
+                                       (see: doctor -h)
   cohort-connector simulator --account ID=TOKEN [--listen 127.0.0.1:8080]
                                        serve the Pinterest simulator alone
   cohort-connector --version           the version, VCS revision and Go release
@@ -106,6 +109,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runStatus(ctx, args[2:], stdout)
 	case "backfill":
 		err = runBackfill(ctx, args[2:], stdout, stderr)
+	case "doctor":
+		err = runDoctor(ctx, args[2:], stdout)
 	default:
 		fmt.Fprintf(stderr, "unknown command %q\n\n%s", cmd, usageHead)
 		return 2

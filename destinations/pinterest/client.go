@@ -441,8 +441,13 @@ func decodeAnswer(body io.Reader, out any) error {
 // postEvents posts body, the EventsRequest of len(out) events, and fills
 // out with Pinterest's verdict on each.
 func (c *Client) postEvents(ctx context.Context, adAccountID string, cred credential, body []byte, out []destinations.ItemResult) error {
+	return c.postEventsTo(ctx, adAccountID, cred, body, out, c.cfg.Test)
+}
+
+// postEventsTo is postEvents, with ?test=true when test is set.
+func (c *Client) postEventsTo(ctx context.Context, adAccountID string, cred credential, body []byte, out []destinations.ItemResult, test bool) error {
 	u := c.base.JoinPath("ad_accounts", adAccountID, "events")
-	if c.cfg.Test {
+	if test {
 		u.RawQuery = "test=true"
 	}
 	var er EventsResponse

@@ -181,3 +181,15 @@ func (n *flexInt) UnmarshalJSON(b []byte) error {
 	*n = flexInt(v)
 	return nil
 }
+
+// ConversionTagWire is the spec's ConversionTag, the fields the connector
+// uses: an item of GET /ad_accounts/{id}/conversion_tags.
+type ConversionTagWire struct {
+	AdAccountID string `json:"ad_account_id"`
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Status      string `json:"status"` // EntityStatus: ACTIVE, PAUSED, ARCHIVED, DRAFT, DELETED_DRAFT
+	// LastFiredTimeMS is when the tag last received an event (Unix
+	// milliseconds); nullable.
+	LastFiredTimeMS *float64 `json:"last_fired_time_ms,omitempty"`
+}

@@ -52,6 +52,9 @@ type snapshot struct {
 	// byCohort holds the enabled targets of each cohort, sorted by
 	// activation id. Slices are replaced, never modified in place.
 	byCohort map[string][]Target
+	// disabled holds the ids of each cohort's disabled activations,
+	// sorted; rebuilt on every write.
+	disabled map[string][]string
 }
 
 // NewResolver returns an empty Resolver. tagAccounts maps a Pinterest Tag ID
@@ -125,6 +128,7 @@ func (r *Resolver) Put(a Activation) error {
 	if a.Enabled {
 		next.add(t)
 	}
+	next.disabled = disabledByCohort(next.byID)
 	r.snap.Store(next)
 	return t.Err
 }
@@ -142,6 +146,7 @@ func (r *Resolver) Delete(id string) (Activation, bool) {
 	next := cur.clone()
 	delete(next.byID, id)
 	next.remove(prev.Activation)
+	next.disabled = disabledByCohort(next.byID)
 	r.snap.Store(next)
 	return prev.Activation, true
 }
@@ -194,6 +199,24 @@ func (r *Resolver) Resolve(m Membership) []Target {
 		if slices.Contains(m.ActivationIDs, targets[i].Activation.ID) {
 			out = append(out, targets[i])
 		}
+	}
+	return out
+}
+
+// Disabled returns the ids of the cohort's disabled activations, sorted;
+// nil when there is none. Like Resolve it takes no lock; the slice is
+// read-only.
+func (r *Resolver) Disabled(cohortID string) []string { return r.snap.Load().disabled[cohortID] }
+
+func disabledByCohort(byID map[string]Target) map[string][]string {
+	out := map[string][]string{}
+	for id, t := range byID {
+		if !t.Activation.Enabled {
+			out[t.Activation.CohortID] = append(out[t.Activation.CohortID], id)
+		}
+	}
+	for _, ids := range out {
+		slices.Sort(ids)
 	}
 	return out
 }

@@ -101,6 +101,10 @@ type Options struct {
 	// change Pinterest accepted (the match-rate sketches count its user).
 	// It runs on the connector's loop and must be cheap.
 	OnAccepted func(activationID, userID string)
+	// TokenExpiring, if set, says whether an ad account's OAuth token
+	// needs a person soon (TokenKeeper.Expiring): while its calls succeed,
+	// its state is then token_expiring.
+	TokenExpiring func(adAccountID string) bool
 	// OrderRecords is the order bucket (Topology.OrderBucket): per-user
 	// order across restarts. Nil keeps order within this process only.
 	OrderRecords jetstream.KeyValue
@@ -213,6 +217,7 @@ func New(o Options) (*Connector, error) {
 	if o.Topology.AckWait <= 0 {
 		o.Topology.AckWait = 30 * time.Second
 	}
+	o.Metrics.accounts.watchTokens(o.TokenExpiring)
 	c := &Connector{
 		o:        o,
 		accounts: slices.Sorted(maps.Keys(o.AdAccounts)),
@@ -272,7 +277,9 @@ func (c *Connector) Checks() []Check {
 func (c *Connector) Accounts() []AccountHealth {
 	out := make([]AccountHealth, 0, len(c.accounts))
 	for _, account := range c.accounts {
-		out = append(out, c.lanes[account].health())
+		h := c.lanes[account].health()
+		h.State = accountState(h.State, c.o.Metrics.accounts.tokenExpiring(account))
+		out = append(out, h)
 	}
 	return out
 }

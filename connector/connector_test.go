@@ -138,6 +138,8 @@ func TestActivationsRouteByTagAndHoldUnknownTagsUntilTheActivationIsFixed(t *tes
 		}
 	}
 	assert.Zero(t, h.stats.Snapshot()["route-disabled"].Received)
+	assert.Equal(t, int64(2), h.stats.Snapshot()["route-disabled"].NotActivated, "its cohort's memberships while it is off")
+	assert.Equal(t, 2.0, h.counter("cohort_connector_activation_not_activated_total", map[string]string{"activation_id": "route-disabled"}))
 
 	// Unknown tag: held (nak, redelivered), never sent, never dead-lettered.
 	require.Eventually(t, func() bool {
@@ -337,6 +339,9 @@ func TestEventsPinterestRejectsAreDeadLetteredAndCountedAsFailed(t *testing.T) {
 	assert.Equal(t, "event_time is older than 7 days", got.LastError.Detail)
 	got.LastError = nil
 	assert.Equal(t, connector.ActivationCounts{Received: 9, WithIdentifiers: 9, Sent: 9, Failed: 9}, got)
+	for reason, want := range map[string]float64{"rejected_by_pinterest": 9, "no_identifiers": 0, "no_list_identifiers": 0} {
+		assert.Equal(t, want, h.counter("cohort_connector_activation_rejected_total", map[string]string{"activation_id": "rej-a", "reason": reason}), reason)
+	}
 	assert.Equal(t, int64(9), h.sim.Stats(acctA).Failed)
 	assert.Equal(t, 9.0, h.settled("term", "rejected_by_pinterest"))
 }

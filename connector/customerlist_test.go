@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cohort-connector/cohort-connector/cohorts"
@@ -202,4 +203,26 @@ func TestCustomerListHoldsExactlyTheCurrentMembers(t *testing.T) {
 	}, waitFor, tick, "member count %d, want %d", members, len(want))
 	t.Logf("%d users, %d in the list, %d changes + %d late older copies, %d injected failures",
 		len(latest), len(want), published, published/10, h.sim.Stats(acctA).Injected)
+}
+
+// A customer_list activation counts, by reason, the changes it can never
+// take: a user known only by IP and user agent (no_list_identifiers: a
+// list holds emails and mobile ad ids), one with no identifier at all
+// (no_identifiers). The user with an email is in the list.
+func TestACustomerListCountsWhatItCannotTakeByReason(t *testing.T) {
+	h, listID := listHarness(t, harnessConfig{})
+	for i, ids := range []cohorts.Identifiers{{Email: "u0@example.com"}, {IP: "203.0.113.9", UserAgent: "Mozilla/5.0"}, {}} {
+		h.publishMembership(cohorts.Membership{UserID: fmt.Sprintf("u%d", i), CohortID: "c-list", Action: cohorts.ActionEnter,
+			TS: time.Now().Add(-time.Minute), Identifiers: ids})
+	}
+	require.Eventually(t, func() bool {
+		return h.settled("ack", "ok") == 1 && h.settled("ack", "no_list_identifiers") == 1 && h.settled("ack", "no_identifiers") == 1
+	}, waitFor, tick)
+	h.requireNothingPending()
+	assert.Len(t, h.sim.ListMembers(acctA, listID), 1)
+	for reason, want := range map[string]float64{"rejected_by_pinterest": 0, "no_identifiers": 1, "no_list_identifiers": 1} {
+		assert.Equal(t, want, h.counter("cohort_connector_activation_rejected_total", map[string]string{"activation_id": "list-a", "reason": reason}), reason)
+	}
+	got := h.stats.Snapshot()["list-a"]
+	assert.Equal(t, connector.ActivationCounts{Received: 3, WithIdentifiers: 2, Sent: 1, Processed: 1, NoListIdentifiers: 1}, got)
 }

@@ -191,15 +191,16 @@ func newHarness(t testing.TB, cfg harnessConfig) *harness {
 	h.reg = prometheus.NewRegistry()
 	h.metrics = connector.NewMetrics(h.reg, h.stats, []string{acctA, acctB})
 	pcfg := pinterest.Config{
-		BaseURL:        h.sim.URL(),
-		Tokens:         map[string]string{acctA: tokenA, acctB: tokenB},
-		AttemptTimeout: 500 * time.Millisecond,
-		CallTimeout:    2 * time.Second,
-		RetryWaitMin:   time.Millisecond,
-		RetryWaitMax:   10 * time.Millisecond,
-		RetryMax:       1,
-		Logger:         h.log,
-		OnAttempt:      h.metrics.ObserveAttempt,
+		BaseURL:         h.sim.URL(),
+		Tokens:          map[string]string{acctA: tokenA, acctB: tokenB},
+		AttemptTimeout:  500 * time.Millisecond,
+		CallTimeout:     2 * time.Second,
+		RetryWaitMin:    time.Millisecond,
+		RetryWaitMax:    10 * time.Millisecond,
+		RetryMax:        1,
+		Logger:          h.log,
+		OnAttempt:       h.metrics.ObserveAttempt,
+		OnRateLimitWait: h.metrics.ObserveRateLimitWait,
 	}
 	if cfg.client != nil {
 		cfg.client(&pcfg)

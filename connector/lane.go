@@ -314,32 +314,6 @@ func (l *lane) setFailure(err error) {
 	}
 }
 
-// AccountState is an ad account's health as the metrics show it
-// (cohort_connector_account_state).
-type AccountState string
-
-// The states of an ad account.
-const (
-	AccountHealthy AccountState = "healthy"
-	// AccountFailing: its calls fail for a passing reason (5xx, timeouts,
-	// 429): waited out.
-	AccountFailing AccountState = "failing"
-	// AccountAuthFailing: Pinterest refuses its token, ad account or base
-	// URL (401, 403, 404, a redirect): someone must act.
-	AccountAuthFailing AccountState = "auth_failing"
-)
-
-// AccountStates lists every AccountState.
-var AccountStates = []AccountState{AccountHealthy, AccountFailing, AccountAuthFailing}
-
-// stateOf is the state of an account whose calls fail for reason.
-func stateOf(reason destinations.Reason) AccountState {
-	if reason.DestinationFault() {
-		return AccountAuthFailing
-	}
-	return AccountFailing
-}
-
 // AccountHealth is an ad account's health as the lane knows it.
 type AccountHealth struct {
 	AdAccountID string

@@ -78,11 +78,13 @@ type Metrics struct {
 	latency     prometheus.Histogram   // ts → Pinterest accepted
 	settled     *prometheus.CounterVec // result, reason
 	deadLetters *prometheus.CounterVec // reason
-	requests    *prometheus.CounterVec // ad_account_id, code
+	requests    *prometheus.CounterVec // ad_account_id, class, code
+	retries     *prometheus.CounterVec // ad_account_id
+	waits       *prometheus.CounterVec // ad_account_id
+	waited      *prometheus.CounterVec // ad_account_id
 	reqDuration *prometheus.HistogramVec
 	batchSize   prometheus.Histogram
-	failing     *prometheus.GaugeVec // ad_account_id
-	state       *prometheus.GaugeVec // ad_account_id, state
+	accounts    *accountStates
 
 	stats *Stats
 }
@@ -118,8 +120,20 @@ func NewMetrics(reg prometheus.Registerer, stats *Stats, accounts []string) *Met
 		}, []string{"reason"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cohort_connector_pinterest_requests_total",
-			Help: "HTTP attempts to Pinterest by ad account and status code (0: no answer).",
-		}, []string{"ad_account_id", "code"}),
+			Help: "HTTP attempts to Pinterest by ad account, status class (2xx, 3xx, 4xx, 5xx; none: no answer) and status code (0: no answer).",
+		}, []string{"ad_account_id", "class", "code"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cohort_connector_pinterest_retries_total",
+			Help: "HTTP attempts to Pinterest after the first of their call (a 429, 5xx, 408, timeout or network error retried within the call), by ad account.",
+		}, []string{"ad_account_id"}),
+		waits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cohort_connector_pinterest_rate_limit_waits_total",
+			Help: "Calls to Pinterest that waited at least 1 ms for the ad account's call budget or a 429's pause, by ad account.",
+		}, []string{"ad_account_id"}),
+		waited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cohort_connector_pinterest_rate_limit_wait_seconds_total",
+			Help: "Time calls to Pinterest waited for the ad account's call budget or a 429's pause, by ad account.",
+		}, []string{"ad_account_id"}),
 		reqDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "cohort_connector_pinterest_request_duration_seconds",
 			Help:    "Duration of one HTTP attempt to Pinterest.",
@@ -130,15 +144,8 @@ func NewMetrics(reg prometheus.Registerer, stats *Stats, accounts []string) *Met
 			Help:    "Events per batch sent to Pinterest.",
 			Buckets: []float64{1, 10, 50, 100, 250, 500, 750, 1000},
 		}),
-		failing: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "cohort_connector_account_failing",
-			Help: "1 while the last call for the ad account failed with a destination fault (401/403/404) or an outage, else 0.",
-		}, []string{"ad_account_id"}),
-		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "cohort_connector_account_state",
-			Help: "1 for the ad account's current state, 0 for the others: healthy; failing (5xx, timeouts, 429: waited out); auth_failing (Pinterest refuses its token, ad account or base URL: someone must act).",
-		}, []string{"ad_account_id", "state"}),
-		stats: stats,
+		accounts: newAccountStates(accounts),
+		stats:    stats,
 	}
 	for res, reasons := range settleReasons() {
 		for _, r := range reasons {
@@ -151,28 +158,19 @@ func NewMetrics(reg prometheus.Registerer, stats *Stats, accounts []string) *Met
 	for _, a := range accounts {
 		m.reqDuration.WithLabelValues(a)
 		m.parked.WithLabelValues(a)
-		m.setAccountState(a, AccountHealthy)
+		m.retries.WithLabelValues(a)
+		m.waits.WithLabelValues(a)
+		m.waited.WithLabelValues(a)
 	}
-	reg.MustRegister(m.received, m.redelivered, m.parked, m.latency, m.settled, m.deadLetters, m.requests, m.reqDuration,
-		m.batchSize, m.failing, m.state, activationCollector{stats})
+	reg.MustRegister(m.received, m.redelivered, m.parked, m.latency, m.settled, m.deadLetters, m.requests, m.retries,
+		m.waits, m.waited, m.reqDuration, m.batchSize, m.accounts, activationCollector{stats})
 	return m
 }
 
-// setAccountState sets the account_state and account_failing gauges of an ad
-// account.
+// setAccountState records the state of an ad account's calls (a lane's
+// report).
 func (m *Metrics) setAccountState(adAccountID string, state AccountState) {
-	v := 0.0
-	if state != AccountHealthy {
-		v = 1
-	}
-	m.failing.WithLabelValues(adAccountID).Set(v)
-	for _, s := range AccountStates {
-		v := 0.0
-		if s == state {
-			v = 1
-		}
-		m.state.WithLabelValues(adAccountID, string(s)).Set(v)
-	}
+	m.accounts.set(adAccountID, state)
 }
 
 // DeadLetter counts a message dead-lettered outside the pipeline (the
@@ -180,9 +178,28 @@ func (m *Metrics) setAccountState(adAccountID string, state AccountState) {
 func (m *Metrics) DeadLetter(reason string) { m.deadLetters.WithLabelValues(reason).Inc() }
 
 // ObserveAttempt records one HTTP attempt (pinterest.Config.OnAttempt).
-func (m *Metrics) ObserveAttempt(adAccountID string, status int, d time.Duration) {
-	m.requests.WithLabelValues(adAccountID, strconv.Itoa(status)).Inc()
+func (m *Metrics) ObserveAttempt(adAccountID string, attempt, status int, d time.Duration) {
+	m.requests.WithLabelValues(adAccountID, statusClass(status), strconv.Itoa(status)).Inc()
 	m.reqDuration.WithLabelValues(adAccountID).Observe(d.Seconds())
+	if attempt > 1 {
+		m.retries.WithLabelValues(adAccountID).Inc()
+	}
+}
+
+// ObserveRateLimitWait records a call's wait for its ad account's call
+// budget (pinterest.Config.OnRateLimitWait).
+func (m *Metrics) ObserveRateLimitWait(adAccountID string, d time.Duration) {
+	m.waits.WithLabelValues(adAccountID).Inc()
+	m.waited.WithLabelValues(adAccountID).Add(d.Seconds())
+}
+
+// statusClass is the class label of an HTTP status: "2xx" … "5xx", "none"
+// for no answer (0).
+func statusClass(status int) string {
+	if status < 100 || status > 599 {
+		return "none"
+	}
+	return strconv.Itoa(status/100) + "xx"
 }
 
 // ActivationCounts are one activation's delivery counters, counted from
@@ -203,6 +220,13 @@ type ActivationCounts struct {
 	// later, because the activation's Tag ID has no account or its account
 	// is failing or congested.
 	Held int64
+	// NotActivated: first deliveries of memberships of the activation's
+	// cohort that came while it was disabled (not sent).
+	NotActivated int64
+	// NoListIdentifiers: in customer_list mode, first deliveries with
+	// identifiers Pinterest matches, but no email or mobile ad id, which a
+	// list takes (not sent).
+	NoListIdentifiers int64
 	// LastError is the latest event Pinterest refused or delivery held
 	// back; nil when there was none.
 	LastError *ActivationError
@@ -237,6 +261,7 @@ func (c ActivationCounts) Coverage() float64 {
 type activationCounters struct {
 	id                                         string // the activation's
 	received, withIDs, processed, failed, held atomic.Int64
+	notActivated, noListIDs                    atomic.Int64
 	lastError                                  atomic.Pointer[ActivationError] // shared, never written through
 }
 
@@ -274,7 +299,8 @@ func (s *Stats) Snapshot() map[string]ActivationCounts {
 	for id, c := range s.byID {
 		p, f := c.processed.Load(), c.failed.Load()
 		out[id] = ActivationCounts{Received: c.received.Load(), WithIdentifiers: c.withIDs.Load(),
-			Sent: p + f, Processed: p, Failed: f, Held: c.held.Load(), LastError: c.lastError.Load()}
+			Sent: p + f, Processed: p, Failed: f, Held: c.held.Load(), LastError: c.lastError.Load(),
+			NotActivated: c.notActivated.Load(), NoListIdentifiers: c.noListIDs.Load()}
 	}
 	return out
 }
@@ -285,6 +311,10 @@ var (
 	descActVerdicts   = prometheus.NewDesc("cohort_connector_activation_events_total", "Events Pinterest answered for, by verdict: processed (accepted) or failed (refused as invalid).", []string{"activation_id", "verdict"}, nil)
 	descActHeld       = prometheus.NewDesc("cohort_connector_activation_held_total", "Deliveries not sent as they arrived: parked or redelivered later (unknown Tag ID, failing or congested account).", []string{"activation_id"}, nil)
 	descActAcceptance = prometheus.NewDesc("cohort_connector_activation_acceptance_ratio", "Acceptance: processed / sent since start (a health figure, not a match rate).", []string{"activation_id"}, nil)
+	descActNotActive  = prometheus.NewDesc("cohort_connector_activation_not_activated_total", "Memberships of the activation's cohort that came while it was disabled (first deliveries; not sent).", []string{"activation_id"}, nil)
+	descActRejected   = prometheus.NewDesc("cohort_connector_activation_rejected_total",
+		"Memberships routed to the activation that will never reach it, by reason: rejected_by_pinterest (Pinterest refused the event as invalid: dead-lettered); no_identifiers (no email, mobile ad id or IP with user agent: nothing to match, not sent); no_list_identifiers (customer_list mode: no email or mobile ad id, not sent).",
+		[]string{"activation_id", "reason"}, nil)
 )
 
 // activationCollector exposes Stats; activation ids are not known up front,
@@ -292,7 +322,7 @@ var (
 type activationCollector struct{ s *Stats }
 
 func (c activationCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descActReceived, descActWithIDs, descActVerdicts, descActHeld, descActAcceptance} {
+	for _, d := range []*prometheus.Desc{descActReceived, descActWithIDs, descActVerdicts, descActHeld, descActAcceptance, descActNotActive, descActRejected} {
 		ch <- d
 	}
 }
@@ -312,5 +342,9 @@ func (c activationCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descActVerdicts, prometheus.CounterValue, float64(v.Failed), id, "failed")
 		ch <- prometheus.MustNewConstMetric(descActHeld, prometheus.CounterValue, float64(v.Held), id)
 		ch <- prometheus.MustNewConstMetric(descActAcceptance, prometheus.GaugeValue, v.Acceptance(), id)
+		ch <- prometheus.MustNewConstMetric(descActNotActive, prometheus.CounterValue, float64(v.NotActivated), id)
+		ch <- prometheus.MustNewConstMetric(descActRejected, prometheus.CounterValue, float64(v.Failed), id, reasonRejected)
+		ch <- prometheus.MustNewConstMetric(descActRejected, prometheus.CounterValue, float64(v.Received-v.WithIdentifiers), id, reasonNoIdentifiers)
+		ch <- prometheus.MustNewConstMetric(descActRejected, prometheus.CounterValue, float64(v.NoListIdentifiers), id, reasonNoListIdentifiers)
 	}
 }

@@ -80,13 +80,16 @@ func (c *Connector) targets(d *delivery, m cohorts.Membership) []routed {
 		// Resolve's slice is shared: filtered into a copy.
 		targets = slices.DeleteFunc(slices.Clone(targets), func(tg cohorts.Target) bool { return tg.AdAccountID != d.parkedFor })
 	}
+	first := d.meta.NumDelivered == 1 && d.parkedFor == "" // a parked copy was counted when it first came
+	if first {
+		c.countNotActivated(m)
+	}
 	if len(targets) == 0 {
 		d.outcome = outcome{kind: kindDone, reason: reasonNotActivated}
 		return nil
 	}
 	eventID, hashed := m.Prepare()
 	matchable := hashed.Matchable()
-	first := d.meta.NumDelivered == 1 && d.parkedFor == "" // a parked copy was counted when it first came
 	if d.parkedFor == "" && d.meta.NumDelivered > 1 {
 		// Accounts that already accepted this message (or hold a parked
 		// copy of it) on an earlier delivery are not charged again.
@@ -139,6 +142,16 @@ func (c *Connector) targets(d *delivery, m cohorts.Membership) []routed {
 	return admitted
 }
 
+// countNotActivated counts m for each disabled activation of its cohort
+// it is meant for (all of them, unless m names activation_ids).
+func (c *Connector) countNotActivated(m cohorts.Membership) {
+	for _, id := range c.o.Resolver.Disabled(m.CohortID) {
+		if len(m.ActivationIDs) == 0 || slices.Contains(m.ActivationIDs, id) {
+			c.activationCounters(id).notActivated.Add(1)
+		}
+	}
+}
+
 // share decides what target tg takes of delivery d now: send is true with
 // the customer list the change goes to ("" for an event); otherwise o is
 // the outcome of a target that takes nothing now (an unknown Tag ID, a
@@ -169,6 +182,9 @@ func (c *Connector) share(d *delivery, tg cohorts.Target, hashed cohorts.Hashed)
 		// A customer list takes emails and mobile ad ids only: a user
 		// known by IP and user agent cannot be in it. Counted
 		// (coverage), not sent, and not an error of the message.
+		if d.meta.NumDelivered == 1 && d.parkedFor == "" {
+			c.activationCounters(tg.Activation.ID).noListIDs.Add(1)
+		}
 		return "", outcome{kind: kindDone, reason: reasonNoListIdentifiers}, false
 	}
 	return list, outcome{}, true

@@ -376,6 +376,20 @@ func (k *TokenKeeper) Check() Check {
 	return c
 }
 
+// Expiring reports whether the token needs a person soon: the refresh
+// token expires within WarnRefreshWithin, or the last refresh failed for
+// a reason no retry mends (Pinterest refused it: a revoked or expired
+// grant; or the stored token does not decrypt with CONNECTOR_SECRETS_KEY).
+// A refresh that failed for a passing reason (5xx, timeout, the state
+// bucket) is retried, not reported here. Safe for concurrent use.
+func (k *TokenKeeper) Expiring() bool {
+	now := k.o.Now()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	refused := k.failing && (k.failReason == string(destinations.ReasonAuth) || k.failReason == "secrets_key")
+	return refused || k.cur != nil && !k.cur.RefreshExpiresAt.IsZero() && k.cur.RefreshExpiresAt.Sub(now) < k.o.WarnRefreshWithin
+}
+
 func ts(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 // step does what is due now; false when ctx ended.

@@ -324,6 +324,7 @@ func TestTokenKeeperRefreshesBeforeExpiryAndStoresEncrypted(t *testing.T) {
 	assert.True(t, e.pin.accessValid(at1))
 	assert.Equal(t, []string{envRefreshToken}, e.pin.usedTokens(), "the first refresh uses the environment's token")
 	assert.Equal(t, connector.CheckOK, k.Check().State, k.Check().Detail)
+	assert.False(t, k.Expiring())
 
 	// 51 minutes on, the 1h access token expires within 10 minutes:
 	// refreshed before it expires, with the rotated refresh token.
@@ -441,6 +442,7 @@ func TestTokenKeeperWrongKeyIsLoudAndLeavesTheStoredValue(t *testing.T) {
 	require.ErrorAs(t, err, &de)
 	assert.Equal(t, destinations.ReasonAuth, de.Reason)
 	assert.Contains(t, err.Error(), connector.SecretsKeyEnv)
+	assert.True(t, k.Expiring(), "a key that does not decrypt needs a person")
 	require.Eventually(t, func() bool {
 		c := k.Check()
 		return c.State == connector.CheckFail && strings.Contains(c.Detail, connector.SecretsKeyEnv)
@@ -482,6 +484,7 @@ func TestTokenKeeperRefreshRefusedFailsTheCheck(t *testing.T) {
 	assert.Contains(t, c.Detail, "next attempt at")
 	assert.Contains(t, c.Detail, "no access token")
 	assert.NotContains(t, c.Detail, tokenMark)
+	assert.True(t, k.Expiring(), "a refused refresh needs a person")
 	labels := map[string]string{"account": tokenAccount}
 	assert.Equal(t, 1.0, tokenMetric(t, reg, "cohort_connector_oauth_refresh_failing", labels))
 	assert.Equal(t, 1.0, tokenMetric(t, reg, "cohort_connector_oauth_refreshes_total", map[string]string{"account": tokenAccount, "result": "failed"}))
@@ -524,6 +527,7 @@ func TestTokenKeeperSaysWhenTheRefreshTokenExpiresSoon(t *testing.T) {
 	assert.Equal(t, "warn", e.logs.lines("oauth refresh token expires soon")[0]["level"])
 	_, err := k.Token(t.Context())
 	assert.NoError(t, err, "the access token is still served")
+	assert.True(t, k.Expiring(), "its account's state is token_expiring")
 }
 
 func TestTokenKeeperKeepsANewGrantItCouldNotStore(t *testing.T) {

@@ -79,6 +79,13 @@ func (c credentials) adsSources() map[string]destinations.TokenSource {
 	return out
 }
 
+// tokenExpiring says whether an account's OAuth token needs a person soon
+// (never for an account without OAuth).
+func (c credentials) tokenExpiring(adAccountID string) bool {
+	k := c.keepers[adAccountID]
+	return k != nil && k.Expiring()
+}
+
 // checks are the keepers' readiness checks.
 func (c credentials) checks() []connector.Check {
 	var out []connector.Check

@@ -211,7 +211,7 @@ func startDaemon(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ 
 	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	thisBuild().register(d.reg)
 	connector.RegisterConsumerMetrics(d.reg, d.js, topo, ids)
-	if err := d.connectPinterest(metrics.ObserveAttempt); err != nil {
+	if err := d.connectPinterest(metrics); err != nil {
 		return nil, err
 	}
 	for _, id := range ids {
@@ -236,6 +236,7 @@ func startDaemon(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ 
 		Applied:        d.objs.State,
 		CustomerLists:  d.audiences.customerList(),
 		OnAccepted:     d.audiences.accepted(),
+		TokenExpiring:  d.creds.tokenExpiring,
 		AdAccounts:     accounts,
 		BatchSize:      cfg.BatchSize,
 		BatchPeriod:    cfg.BatchPeriod,
@@ -260,14 +261,14 @@ func startDaemon(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ 
 }
 
 // connectPinterest builds the credentials and the Pinterest client (the
-// keepers refresh through the client, see lateRefresher). onAttempt may be
-// nil.
-func (d *daemon) connectPinterest(onAttempt func(string, int, time.Duration)) error {
+// keepers refresh through the client, see lateRefresher), its calls
+// observed by metrics (nil: not observed).
+func (d *daemon) connectPinterest(metrics *connector.Metrics) error {
 	var err error
 	if d.creds, err = newCredentials(d.cfg, d); err != nil {
 		return err
 	}
-	d.client, err = pinterest.New(pinterest.Config{
+	cfg := pinterest.Config{
 		BaseURL:        d.cfg.PinterestBaseURL,
 		Tokens:         d.creds.static,
 		TokenSources:   d.creds.eventSources(),
@@ -280,8 +281,11 @@ func (d *daemon) connectPinterest(onAttempt func(string, int, time.Duration)) er
 		MaxRetryAfter:  d.cfg.RetryDelayMax,
 		CallsPerMinute: callsPerMinute(d.cfg.CallsPerMinute),
 		Logger:         d.log,
-		OnAttempt:      onAttempt,
-	})
+	}
+	if metrics != nil {
+		cfg.OnAttempt, cfg.OnRateLimitWait = metrics.ObserveAttempt, metrics.ObserveRateLimitWait
+	}
+	d.client, err = pinterest.New(cfg)
 	if err != nil {
 		return fmt.Errorf("CONNECTOR_PINTEREST_BASE_URL: %w", err)
 	}

@@ -39,8 +39,9 @@ type activationStatus struct {
 	TagID       string `json:"tag_id"`
 	TagSource   string `json:"tag_source"`    // default or override
 	AdAccountID string `json:"ad_account_id"` // "" when the Tag ID has no account
-	// AccountState is the ad account's state (healthy, failing,
-	// auth_failing); "" without an account.
+	// AccountState is the ad account's state (connector.AccountStates:
+	// healthy, auth_failing, failing, throttled, token_expiring); ""
+	// without an account.
 	AccountState string `json:"account_state"`
 	// Problem says why the activation cannot be delivered ("" when it can).
 	Problem string `json:"problem,omitempty"`

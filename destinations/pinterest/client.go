@@ -81,10 +81,15 @@ type Config struct {
 	// Logger receives retry logs at debug/warn level (never the token).
 	Logger zerolog.Logger
 	// OnAttempt, if set, is called after every HTTP attempt with the ad
-	// account, the status code (0 when no answer) and the attempt's duration.
-	// Calls to the OAuth endpoint, which belong to no ad account, are not
-	// reported.
-	OnAttempt func(adAccountID string, status int, d time.Duration)
+	// account, the attempt's number within its call (1 for the first, more
+	// for a retry), the status code (0 when no answer) and the attempt's
+	// duration. Calls to the OAuth endpoint, which belong to no ad account,
+	// are not reported.
+	OnAttempt func(adAccountID string, attempt, status int, d time.Duration)
+	// OnRateLimitWait, if set, is called when a call waited for the ad
+	// account's call budget (or a 429's pause) at least a millisecond,
+	// with how long.
+	OnRateLimitWait func(adAccountID string, d time.Duration)
 }
 
 func (c *Config) setDefaults() {
@@ -179,7 +184,7 @@ func New(cfg Config) (*Client, error) {
 	// A retry is a call like any other: it waits for the account's budget.
 	rc.PrepareRetry = func(r *http.Request) error {
 		if st, ok := r.Context().Value(callStateKey{}).(*callState); ok && st.budget != nil {
-			return st.budget.wait(r.Context())
+			return c.timedWait(st.adAccountID, func() error { return st.budget.wait(r.Context()) })
 		}
 		return nil
 	}
@@ -207,9 +212,23 @@ func (c *Client) CallsPerMinute(adAccountID string) float64 {
 // error.
 func (c *Client) AwaitCall(ctx context.Context, adAccountID string) error {
 	if b := c.budgets[adAccountID]; b != nil {
-		return b.reserve(ctx)
+		return c.timedWait(adAccountID, func() error { return b.reserve(ctx) })
 	}
 	return nil
+}
+
+// timedWait runs wait, a wait on a budget, and reports one of at least a
+// millisecond to OnRateLimitWait.
+func (c *Client) timedWait(adAccountID string, wait func() error) error {
+	if c.cfg.OnRateLimitWait == nil {
+		return wait()
+	}
+	start := time.Now()
+	err := wait()
+	if d := time.Since(start); d >= time.Millisecond {
+		c.cfg.OnRateLimitWait(adAccountID, d)
+	}
+	return err
 }
 
 // CloseIdleConnections releases pooled connections (on shutdown).
@@ -393,7 +412,7 @@ func (c *Client) do(ctx context.Context, call apiCall, out any) (int, error) {
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "cohort-connector")
 	if st.budget != nil {
-		if err := st.budget.wait(ctx); err != nil {
+		if err := c.timedWait(call.adAccountID, func() error { return st.budget.wait(ctx) }); err != nil {
 			return 0, c.transportError(ctx, st, err)
 		}
 	}
@@ -609,7 +628,7 @@ func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error)
 		status = resp.StatusCode
 	}
 	if c.cfg.OnAttempt != nil && st.adAccountID != "" {
-		c.cfg.OnAttempt(st.adAccountID, status, time.Duration(time.Now().UnixNano()-st.started.Load()))
+		c.cfg.OnAttempt(st.adAccountID, attempt, status, time.Duration(time.Now().UnixNano()-st.started.Load()))
 	}
 	if ctx.Err() != nil {
 		return false, ctx.Err()

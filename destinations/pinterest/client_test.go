@@ -610,6 +610,7 @@ func TestErrorsNeverContainTheToken(t *testing.T) {
 func TestOnAttemptIsCalledOncePerAttempt(t *testing.T) {
 	type attempt struct {
 		account string
+		number  int // within its call
 		status  int
 	}
 	for _, tc := range []struct {
@@ -618,16 +619,17 @@ func TestOnAttemptIsCalledOncePerAttempt(t *testing.T) {
 		refused bool
 		items   int
 		want    []int
+		numbers []int
 	}{
 		{name: "a call retried twice reports three attempts with their statuses",
 			respond: script(reply{status: 500}, reply{status: 429, retryAfter: "0"}, reply{status: 200}),
-			want:    []int{500, 429, 200}},
+			want:    []int{500, 429, 200}, numbers: []int{1, 2, 3}},
 		{name: "a call that is not retried reports one attempt",
-			respond: statuses(401), want: []int{401}},
+			respond: statuses(401), want: []int{401}, numbers: []int{1}},
 		{name: "attempts without an answer report status 0",
-			refused: true, want: []int{0, 0, 0}},
+			refused: true, want: []int{0, 0, 0}, numbers: []int{1, 2, 3}},
 		{name: "every request of a bisection is an attempt",
-			items: 4, respond: rejectingEvent(t, 2, 400, "bad"), want: []int{400, 200, 400, 400, 200}},
+			items: 4, respond: rejectingEvent(t, 2, 400, "bad"), want: []int{400, 200, 400, 400, 200}, numbers: []int{1, 1, 1, 1, 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := newServer(t, tc.respond)
@@ -636,10 +638,10 @@ func TestOnAttemptIsCalledOncePerAttempt(t *testing.T) {
 				got []attempt
 			)
 			cfg := testConfig(srv.URL)
-			cfg.OnAttempt = func(account string, status int, d time.Duration) {
+			cfg.OnAttempt = func(account string, number, status int, d time.Duration) {
 				assert.GreaterOrEqual(t, d, time.Duration(0))
 				mu.Lock()
-				got = append(got, attempt{account, status})
+				got = append(got, attempt{account, number, status})
 				mu.Unlock()
 			}
 			if tc.refused {
@@ -649,13 +651,42 @@ func TestOnAttemptIsCalledOncePerAttempt(t *testing.T) {
 
 			want := make([]attempt, len(tc.want))
 			for i, s := range tc.want {
-				want[i] = attempt{acct, s}
+				want[i] = attempt{acct, tc.numbers[i], s}
 			}
 			mu.Lock()
 			defer mu.Unlock()
 			assert.Equal(t, want, got)
 		})
 	}
+}
+
+// A 429 whose Retry-After is longer than RetryWaitMax ends its call and
+// pauses the account: the next call waits the pause out, and says so.
+func TestOnRateLimitWaitReportsTheWaitForA429sPause(t *testing.T) {
+	srv := newServer(t, script(reply{status: 429, retryAfter: "1"}, reply{status: 200}))
+	cfg := testConfig(srv.URL)
+	var (
+		mu    sync.Mutex
+		waits []time.Duration
+	)
+	cfg.OnRateLimitWait = func(account string, d time.Duration) {
+		assert.Equal(t, acct, account)
+		mu.Lock()
+		waits = append(waits, d)
+		mu.Unlock()
+	}
+	c := newClient(t, cfg)
+	_, err := c.Send(t.Context(), batch(1))
+	assert.Equal(t, destinations.ReasonRateLimited, destinations.ReasonOf(err))
+	mu.Lock()
+	assert.Empty(t, waits, "the first call did not wait")
+	mu.Unlock()
+	_, err = c.Send(t.Context(), batch(1))
+	require.NoError(t, err)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, waits, 1)
+	assert.Greater(t, waits[0], 500*time.Millisecond, "most of the 1 s pause is left when the second call starts")
 }
 
 func TestOnAttemptDurationExcludesTheWaitBeforeARetry(t *testing.T) {
@@ -667,7 +698,7 @@ func TestOnAttemptDurationExcludesTheWaitBeforeARetry(t *testing.T) {
 	)
 	cfg := testConfig(srv.URL)
 	cfg.RetryWaitMin, cfg.RetryWaitMax = wait, wait
-	cfg.OnAttempt = func(_ string, _ int, d time.Duration) {
+	cfg.OnAttempt = func(_ string, _, _ int, d time.Duration) {
 		mu.Lock()
 		ds = append(ds, d)
 		mu.Unlock()
@@ -684,7 +715,7 @@ func TestSendIsSafeForConcurrentUse(t *testing.T) {
 	srv := newServer(t, statuses(503, 200))
 	var attempts atomic.Int64
 	cfg := testConfig(srv.URL)
-	cfg.OnAttempt = func(string, int, time.Duration) { attempts.Add(1) }
+	cfg.OnAttempt = func(string, int, int, time.Duration) { attempts.Add(1) }
 	c := newClient(t, cfg)
 	const senders = 8
 	var wg sync.WaitGroup

@@ -163,7 +163,10 @@ type Connector struct {
 	// routedScratch holds a delivery's lane items while route builds them
 	// (loop only): kept between deliveries, so routing allocates none.
 	routedScratch []routed
-	batches       *batchPool // the lanes' batches, recycled by apply
+	// dlqFailures and settleFailures log a failure repeated for every
+	// message once per episode (loop only).
+	dlqFailures, settleFailures repeats
+	batches                     *batchPool // the lanes' batches, recycled by apply
 	// spareDeliveries are settled deliveries kept for reuse (loop only).
 	spareDeliveries []*delivery
 	callItems       itemsPool // the items of the calls being made (senders)
@@ -225,19 +228,22 @@ func New(o Options) (*Connector, error) {
 		results:  make(chan laneResult, 64),
 		// A parked change may wait out a whole outage: forgotten only
 		// with its order record (the bucket's TTL).
-		order:    newOrderBook(o.OrderWait, 2*o.Topology.AckWait, 24*time.Hour),
-		memo:     map[origin][]string{},
-		applied:  newAppliedStore(o.JS, o.Applied),
-		counters: map[string]*activationCounters{},
-		settled:  map[[2]string]prometheus.Counter{},
+		order:          newOrderBook(o.OrderWait, 2*o.Topology.AckWait, 24*time.Hour),
+		memo:           map[origin][]string{},
+		applied:        newAppliedStore(o.JS, o.Applied),
+		counters:       map[string]*activationCounters{},
+		settled:        map[[2]string]prometheus.Counter{},
+		dlqFailures:    repeats{what: "dead-letter publishes"},
+		settleFailures: repeats{what: "settlements"},
 	}
 	c.sendCtx, c.cancelSend = context.WithCancel(context.Background())
 	c.batches = newBatchPool(c.o.BatchSize)
 	for _, account := range c.accounts {
 		fn := laneFuncs{
-			send:   c.sender(account),
-			hold:   func(items []laneItem, err error) []outcome { return c.hold(account, items, err) },
-			report: func(items []laneItem, out []outcome) { c.results <- laneResult{account, items, out} },
+			send:        c.sender(account),
+			hold:        func(items []laneItem, err error) []outcome { return c.hold(account, items, err) },
+			report:      func(items []laneItem, out []outcome) { c.results <- laneResult{account, items, out} },
+			activations: func() []string { return c.activationsOf(account) },
 		}
 		if gate, ok := o.Destination.(destinations.CallGate); ok {
 			fn.ready = func(ctx context.Context) error { return gate.AwaitCall(ctx, account) }
@@ -280,6 +286,18 @@ func (c *Connector) Accounts() []AccountHealth {
 		h := c.lanes[account].health()
 		h.State = accountState(h.State, c.o.Metrics.accounts.tokenExpiring(account))
 		out = append(out, h)
+	}
+	return out
+}
+
+// activationsOf lists the enabled activations whose changes go to the
+// ad account (for its logs; it reads every activation).
+func (c *Connector) activationsOf(adAccountID string) []string {
+	var out []string
+	for _, a := range c.o.Resolver.List() {
+		if a.Enabled && c.o.Resolver.Target(a).AdAccountID == adAccountID {
+			out = append(out, a.ID)
+		}
 	}
 	return out
 }

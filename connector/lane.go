@@ -76,6 +76,9 @@ type laneFuncs struct {
 	hold func(items []laneItem, err error) []outcome
 	// report hands the outcomes of items on to settlement.
 	report func(items []laneItem, outcomes []outcome)
+	// activations, when set, lists the enabled activations whose changes
+	// go to the account (for its logs).
+	activations func() []string
 	// ready, when set, returns when the account may make a call, that
 	// call's place in its budget taken (destinations.CallGate), or when ctx
 	// is done.
@@ -117,6 +120,9 @@ type lane struct {
 	mu      sync.Mutex
 	failure error     // the fault that makes the account failing, nil when healthy
 	since   time.Time // when it began failing (zero while healthy)
+	// failedCalls and held count the calls that failed and the items held
+	// (parked or left for redelivery) since it began failing.
+	failedCalls, held int
 	// probing is set while one call tests a failing account.
 	probing atomic.Bool
 	// callStarted[i] is when sender i's call began (Unix ns), 0 when idle.
@@ -264,6 +270,7 @@ func (l *lane) send(slot int, batch []laneItem) {
 		// One call at a time tests a failing account; the other batches
 		// are held instead of piling up calls behind it.
 		if !l.probing.CompareAndSwap(false, true) {
+			l.count(0, len(batch))
 			l.fn.report(batch, l.fn.hold(batch, err))
 			return
 		}
@@ -274,6 +281,7 @@ func (l *lane) send(slot int, batch []laneItem) {
 	l.callStarted[slot].Store(0)
 	if err != nil && outcomes == nil {
 		l.setFailure(err)
+		l.count(1, len(batch))
 		outcomes = l.fn.hold(batch, err)
 	} else if err == nil {
 		l.setFailure(nil)
@@ -281,14 +289,33 @@ func (l *lane) send(slot int, batch []laneItem) {
 	l.fn.report(batch, outcomes)
 }
 
-// setFailure records the account's health, logging a change of state once.
+// count adds to the failing account's counts: calls failed, items held.
+func (l *lane) count(calls, items int) {
+	l.mu.Lock()
+	l.failedCalls += calls
+	l.held += items
+	l.mu.Unlock()
+}
+
+// activations lists the enabled activations whose changes go to the
+// account, for its logs.
+func (l *lane) activations() []string {
+	if l.fn.activations == nil {
+		return nil
+	}
+	return l.fn.activations()
+}
+
+// setFailure records the account's health, logging a change of state once:
+// the calls that fail meanwhile are counted, and the recovery line says how
+// many, how many items were held and how long it lasted.
 func (l *lane) setFailure(err error) {
 	l.mu.Lock()
-	was, since := l.failure, l.since
+	was, since, calls, held := l.failure, l.since, l.failedCalls, l.held
 	l.failure = err
 	switch {
 	case err == nil:
-		l.since = time.Time{}
+		l.since, l.failedCalls, l.held = time.Time{}, 0, 0
 	case was == nil:
 		l.since = time.Now()
 	}
@@ -296,8 +323,9 @@ func (l *lane) setFailure(err error) {
 	switch {
 	case err == nil && was != nil:
 		l.failing(l.account, AccountHealthy)
-		l.log.Info().Str("ad_account_id", l.account).Strs("tag_id", l.tags).Str("reason", string(destinations.ReasonOf(was))).
-			Str("lasted", time.Since(since).Round(time.Millisecond).String()).Msg("Pinterest account recovered")
+		l.log.Info().Str("ad_account_id", l.account).Strs("tag_id", l.tags).Strs("activation_id", l.activations()).
+			Str("reason", string(destinations.ReasonOf(was))).Str("lasted", time.Since(since).Round(time.Millisecond).String()).
+			Int("failed_calls", calls).Int("held", held).Msg("Pinterest account recovered")
 	case err != nil && (was == nil || destinations.ReasonOf(was) != destinations.ReasonOf(err)):
 		reason := destinations.ReasonOf(err)
 		l.failing(l.account, stateOf(reason))
@@ -310,7 +338,8 @@ func (l *lane) setFailure(err error) {
 			ev = l.log.Error()
 			msg = "Pinterest rejected the token or ad account: messages kept and retried with a long delay, fix the account's configuration"
 		}
-		ev.Str("ad_account_id", l.account).Strs("tag_id", l.tags).Str("reason", string(reason)).Err(err).Msg(msg)
+		ev.Str("ad_account_id", l.account).Strs("tag_id", l.tags).Strs("activation_id", l.activations()).
+			Str("reason", string(reason)).Err(err).Msg(msg)
 	}
 }
 

@@ -95,8 +95,13 @@ func (c *Connector) settle(d *delivery) {
 	if err != nil {
 		// The server redelivers what it did not hear settled: after
 		// AckWait, or at once for a lost term (dead-lettered again, once).
-		c.o.Logger.Warn().Err(err).Str("result", result).Str("stream", d.meta.Stream).
-			Uint64("stream_seq", d.meta.Sequence.Stream).Msg("settling failed: the message will be redelivered")
+		const msg = "settling failed: the message will be redelivered (repeats are counted, not logged, until one works)"
+		if c.settleFailures.failed(result+err.Error(), err.Error(), c.o.Now()) {
+			c.settleFailures.logFields(c.o.Logger.Warn()).Err(err).Str("result", result).Str("stream", d.meta.Stream).
+				Uint64("stream_seq", d.meta.Sequence.Stream).Msg(msg)
+		}
+	} else {
+		c.settleFailures.succeeded(c.o.Logger, c.o.Now)
 	}
 	c.countSettled(result, o.reason)
 	c.recycle(d)
@@ -123,14 +128,21 @@ func (c *Connector) final(d *delivery) outcome {
 	}
 	err := c.deadLetter(d, o.reason, o.detail)
 	if err == nil {
+		c.dlqFailures.succeeded(c.o.Logger, c.o.Now)
 		return o
 	}
-	ev := c.o.Logger.Error().Err(err).Str("reason", o.reason).Str("stream", d.meta.Stream).Uint64("stream_seq", d.meta.Sequence.Stream)
-	if d.parkedFor == "" && d.last(c.o.Topology.MaxDeliver) {
-		ev.Msg("dead-letter publish failed at the last delivery: left to AckWait, the max-deliveries watcher copies it")
+	keep := d.parkedFor == "" && d.last(c.o.Topology.MaxDeliver)
+	msg := "dead-letter publish failed: message kept for redelivery (repeats are counted, not logged, until one works)"
+	if keep {
+		msg = "dead-letter publish failed at the last delivery: left to AckWait, the max-deliveries watcher copies it (repeats are counted, not logged, until one works)"
+	}
+	if c.dlqFailures.failed(msg+err.Error(), err.Error(), c.o.Now()) {
+		c.dlqFailures.logFields(c.o.Logger.Error()).Err(err).Str("reason", o.reason).Str("stream", d.meta.Stream).
+			Uint64("stream_seq", d.meta.Sequence.Stream).Msg(msg)
+	}
+	if keep {
 		return outcome{kind: kindKeep, reason: reasonDLQFailed}
 	}
-	ev.Msg("dead-letter publish failed: message kept for redelivery")
 	return outcome{kind: kindRetry, reason: reasonDLQFailed, delay: c.o.RetryDelayMin}
 }
 

@@ -171,6 +171,7 @@ type TokenKeeper struct {
 	failing         bool
 	failAttempts    int
 	failedAt        time.Time
+	failingSince    time.Time // the first failure of the current episode
 	failReason      string
 	failMsg         string // scrubbed
 	nextAttempt     time.Time
@@ -207,7 +208,7 @@ func NewTokenKeeper(o TokenKeeperOptions) *TokenKeeper {
 		o.Replica = fmt.Sprintf("%s/%d", host, os.Getpid())
 	}
 	k := &TokenKeeper{o: o, key: "token." + o.Account, sem: make(chan struct{}, 1)}
-	k.o.Logger = o.Logger.With().Str("account", o.Account).Logger()
+	k.o.Logger = o.Logger.With().Str("ad_account_id", o.Account).Logger()
 	if len(o.Key) != 32 {
 		k.cfgErr = fmt.Errorf("%s must be 32 bytes (AES-256), got %d", SecretsKeyEnv, len(o.Key))
 	} else if block, err := aes.NewCipher(o.Key); err != nil {
@@ -825,9 +826,15 @@ func (k *TokenKeeper) fail(err error, reason string, refreshed bool) {
 	now := k.o.Now()
 	k.mu.Lock()
 	k.failAttempts++
+	// A repeat of the same failure is not logged again at error level:
+	// the episode's end says how many attempts failed.
+	repeat := k.failing && k.failReason == reason && k.failMsg == msg
+	if !k.failing {
+		k.failingSince = now
+	}
 	k.failing, k.failedAt, k.failReason, k.failMsg = true, now, reason, msg
 	k.nextAttempt = now.Add(tokenBackoff(k.failAttempts))
-	next := k.nextAttempt
+	next, attempts := k.nextAttempt, k.failAttempts
 	k.mu.Unlock()
 	if m := k.o.Metrics; m != nil {
 		if refreshed {
@@ -835,14 +842,19 @@ func (k *TokenKeeper) fail(err error, reason string, refreshed bool) {
 		}
 		m.failing.WithLabelValues(k.o.Account).Set(1)
 	}
-	k.o.Logger.Error().Str("reason", reason).Str("error", msg).Time("next_attempt", next).
+	ev := k.o.Logger.Error()
+	if repeat {
+		ev = k.o.Logger.Debug()
+	}
+	ev.Str("reason", reason).Str("error", msg).Int("failed_attempts", attempts).Time("next_attempt", next).
 		Msg("oauth token refresh failed")
 }
 
 // succeedLocked clears the failure state; k.mu is held.
 func (k *TokenKeeper) succeedLocked() {
 	if k.failing {
-		k.o.Logger.Warn().Msg("oauth token valid again")
+		k.o.Logger.Info().Int("failed_attempts", k.failAttempts).Str("last_reason", k.failReason).
+			Str("lasted", k.o.Now().Sub(k.failingSince).Round(time.Millisecond).String()).Msg("oauth token valid again")
 	}
 	k.failing, k.failAttempts, k.failReason, k.failMsg = false, 0, "", ""
 	if m := k.o.Metrics; m != nil {

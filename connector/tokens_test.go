@@ -498,7 +498,7 @@ func TestTokenKeeperRefreshRefusedFailsTheCheck(t *testing.T) {
 
 	line := e.logs.lines("oauth token refresh failed")[0]
 	assert.Equal(t, "error", line["level"])
-	assert.Equal(t, tokenAccount, line["account"])
+	assert.Equal(t, tokenAccount, line["ad_account_id"])
 	assert.Equal(t, "auth", line["reason"])
 	assert.NotEmpty(t, line["next_attempt"])
 	_, ok := e.raw()

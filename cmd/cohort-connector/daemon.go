@@ -146,15 +146,22 @@ func startDaemon(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ 
 	if err != nil {
 		return nil, err
 	}
+	var disconnectedAt atomic.Int64 // Unix ns, 0 while connected
 	opts = append(opts,
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if d.closing.Load() {
 				return
 			}
-			log.Warn().Err(err).Msg("NATS disconnected: reconnecting")
+			disconnectedAt.CompareAndSwap(0, time.Now().UnixNano())
+			log.Warn().Err(err).Str("nats_url", redactURL(d.natsURL)).
+				Msg("NATS disconnected: reconnecting; messages in flight are settled once it is back, or redelivered")
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			log.Info().Str("nats_url", nc.ConnectedUrlRedacted()).Msg("NATS reconnected")
+			ev := log.Info().Str("nats_url", nc.ConnectedUrlRedacted())
+			if at := disconnectedAt.Swap(0); at != 0 {
+				ev = ev.Str("lasted", time.Since(time.Unix(0, at)).Round(time.Millisecond).String())
+			}
+			ev.Msg("NATS reconnected")
 		}),
 		nats.ClosedHandler(func(*nats.Conn) { close(d.ncClosed) }),
 		// Asynchronous errors (slow consumer, permissions) into our logs

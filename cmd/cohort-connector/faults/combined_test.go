@@ -143,6 +143,9 @@ func unknownTagBesideAnOutage(t *testing.T, order int, name string, sz sizes) {
 	n := sz.l1N
 	e := newEnv(t, order, name, envOptions{activations: map[string]string{cohort: ""}})
 	e.putActivation("act-l1-unknown-tag", cohort, unknownTag)
+	e.expectLog(logWant{first: map[string]map[string]string{
+		"activation loaded": {"activation_id": "act-l1-unknown-tag", "tag_id": unknownTag, "reason": "unknown_tag"}},
+		end: msgRecovered, most: 3})
 	first := e.enters(cohort, 0, n, acctA)
 	e.publish(first)
 	e.startDaemon()
@@ -189,6 +192,9 @@ func exitsWhileBothAccountsFail(t *testing.T, order int, name string, sz sizes) 
 	users := sz.l2Users
 	e := newEnv(t, order, name, envOptions{activations: map[string]string{cohort: ""}})
 	e.putActivation("act-l2-b", cohort, tagB)
+	e.expectLog(logWant{first: map[string]map[string]string{
+		msgFailing: account(acctA, tagA, "act-l2", "server_error"), msgAuth: account(acctB, tagB, "act-l2-b", "auth")},
+		end: msgRecovered, most: 4})
 	e.sim.SetFault(acctA, simulator.Fault{Status: 503})
 	e.sim.SetToken(acctB, "other")
 	batch := e.goodBatch(acctA, cohort, 0, 2*users, acctB)
@@ -244,6 +250,9 @@ func restartWithParkedOrderRecords(t *testing.T, order int, name string, sz size
 	n := sz.l3N
 	e := newEnv(t, order, name, envOptions{activations: map[string]string{cohort: ""}, maxDeliver: 50})
 	e.putActivation("act-l3-b", cohort, tagB)
+	// B is fixed while the daemon is stopped: the restarted one finds it
+	// healthy, so no line ends the outage.
+	e.expectLog(logWant{first: map[string]map[string]string{msgFailing: account(acctB, tagB, "act-l3-b", "server_error")}, most: 2})
 	batch := e.goodBatch(acctA, cohort, 0, n, acctB)
 	early := batch[:n/4]
 	e.publish(early)
@@ -332,6 +341,8 @@ func sigkillAtLastDelivery(t *testing.T, order int, name string, sz sizes) {
 	})
 	e.dlqAccounts = true
 	e.sim.SetFault(acctB, simulator.Fault{Status: 503, Latency: 1500 * time.Millisecond})
+	// Killed during a call to B (its first timeout may be seen first).
+	e.expectLog(logWant{first: map[string]map[string]string{"": nil, msgFailing: account(acctB, tagB, "act-l4k", "timeout")}, most: 2})
 	e.publish(e.enters(cohort, 0, n, acctB))
 	e.startDaemon()
 	e.waitFor("a call to B in flight while messages are at their last delivery (MaxDeliver 2)", sz.limit, func() bool {
@@ -363,6 +374,13 @@ func dlqRefusingWrites(t *testing.T, order int, name string, sz sizes) {
 	const cohort = "l4d"
 	n := sz.l4DLQN
 	e := newEnv(t, order, name, envOptions{activations: map[string]string{cohort: tagB}, maxDeliver: 2})
+	// A dead letter refused for every message at its last delivery: one
+	// line per cause, and one when they are written again.
+	e.expectLog(logWant{first: map[string]map[string]string{
+		msgFailing: account(acctB, tagB, "act-l4d", "server_error"),
+		"dead-letter publish failed: message kept for redelivery (repeats are counted, not logged, until one works)": {
+			"reason": "max_deliveries", "stream": parkingStream},
+	}, end: "dead-letter publishes work again", most: 6})
 	e.dlqAccounts = true
 	e.sim.SetFault(acctB, simulator.Fault{Status: 503})
 	restore := e.fillDLQ()
@@ -425,6 +443,8 @@ func inputStreamRecreated(t *testing.T, order int, name string, sz sizes) {
 	n := sz.l5N
 	e := newEnv(t, order, name, envOptions{activations: map[string]string{cohort: tagB}})
 	e.supervise = true
+	e.expectLog(logWant{first: map[string]map[string]string{msgFailing: account(acctB, tagB, "act-l5", "server_error")},
+		end: msgRecovered, most: 6})
 	e.sim.SetFault(acctB, simulator.Fault{Status: 503})
 	subject := subjectPrefix + cohort
 	seqs1 := e.publish(append(e.enters(cohort, 0, n, acctB), outMsg{subject: subject, data: poisonL5(1)}))
@@ -465,6 +485,8 @@ func parkingConsumerDeleted(t *testing.T, order int, name string, sz sizes) {
 	const cohort = "l7"
 	n := sz.l7N
 	e := newEnv(t, order, name, envOptions{activations: map[string]string{cohort: tagB}})
+	e.expectLog(logWant{first: map[string]map[string]string{msgFailing: account(acctB, tagB, "act-l7", "server_error")},
+		end: msgRecovered, most: 4})
 	e.sim.SetFault(acctB, simulator.Fault{Status: 503})
 	e.publish(e.enters(cohort, 0, n, acctB))
 	e.startDaemon()

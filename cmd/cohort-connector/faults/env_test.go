@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"net"
 	"os"
@@ -105,7 +106,14 @@ type env struct {
 	// lists are the customer_list activations whose list finish compares
 	// with what was published (expectList), by activation id.
 	lists map[string]*listExpect
+	// logWant is what the daemon's log must say of the row's fault
+	// (expectLog); every row states it.
+	logWant *logWant
 }
+
+// expectLog states what the daemon's log must say of the row's fault:
+// finish checks it (logs_test.go).
+func (e *env) expectLog(w logWant) { e.logWant = &w }
 
 // pair is one user's enter and exit event ids ("" until expected).
 type pair struct{ enter, exit string }
@@ -148,7 +156,7 @@ func newEnv(t *testing.T, order int, name string, o envOptions) *env {
 		order:    order,
 		name:     name,
 		storeDir: t.TempDir(),
-		logPath:  filepath.Join(t.TempDir(), "daemon.log"),
+		logPath:  logPath(t, order),
 		expected: map[string]map[string]bool{acctA: {}, acctB: {}},
 		pairs:    map[string]map[string]*pair{acctA: {}, acctB: {}},
 	}
@@ -208,7 +216,7 @@ func newEnv(t *testing.T, order int, name string, o envOptions) *env {
 		"CONNECTOR_ACK_WAIT":                e.ackWait.String(),
 		"CONNECTOR_MAX_DELIVER":             strconv.Itoa(maxDeliver),
 		"CONNECTOR_SHUTDOWN_TIMEOUT":        shutdownTimeout.String(),
-		"CONNECTOR_LOG_LEVEL":               "warn",
+		"CONNECTOR_LOG_LEVEL":               "info", // the recovery lines are info (see logs_test.go)
 	}
 	if o.oauth {
 		e.sim.AddApp(oauthAppID, oauthSecret, oauthRefresh, acctA)
@@ -234,6 +242,20 @@ func newEnv(t *testing.T, order int, name string, o envOptions) *env {
 	})
 	t.Cleanup(e.recordAborted)
 	return e
+}
+
+// logPath is where the daemon of scenario order logs: a temporary file,
+// or one in -faults.logs, kept.
+func logPath(t *testing.T, order int) string {
+	if *logsFlag == "" {
+		return filepath.Join(t.TempDir(), "daemon.log")
+	}
+	require.NoError(t, os.MkdirAll(*logsFlag, 0o755))
+	path := filepath.Join(*logsFlag, fmt.Sprintf("%02d.log", order))
+	if err := os.Remove(path); !errors.Is(err, fs.ErrNotExist) {
+		require.NoError(t, err, "removing an earlier run's log")
+	}
+	return path
 }
 
 func freePort(t *testing.T) int {
@@ -914,6 +936,15 @@ func (e *env) finish(took time.Duration, wantDLQ int, notes string) {
 	}
 	if wantDLQ >= 0 && o.dlq != wantDLQ {
 		e.t.Errorf("DLQ holds %d messages, want %d", o.dlq, wantDLQ)
+	}
+	if e.logWant == nil {
+		e.t.Errorf("the row states nothing of its log (expectLog)")
+	} else {
+		problem, note := checkLog(e.logPath, *e.logWant)
+		r.notes += "; " + note
+		if problem != "" {
+			e.t.Errorf("daemon log: %s", problem)
+		}
 	}
 	if b, err := os.ReadFile(e.logPath); err == nil {
 		// nats.go's default async error handler writes these as plain text.

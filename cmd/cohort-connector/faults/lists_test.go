@@ -105,6 +105,8 @@ func listBesideAnOutage(t *testing.T, order int, name string, sz sizes, ls listS
 	e := newEnv(t, order, name, envOptions{oauth: true, activations: map[string]string{cohort: ""}})
 	e.putListActivation(listAct, cohort, "")
 	e.startDaemon()
+	e.expectLog(logWant{first: map[string]map[string]string{msgFailing: account(acctA, tagA, listAct, "server_error")},
+		end: msgRecovered, setUp: []string{msgTooSmall}, most: 4})
 	e.waitListRecorded(listAct, sz.limit)
 	first := e.enters(cohort, 0, n, acctA)
 	e.expectList(listAct, first)
@@ -150,6 +152,8 @@ func listAcrossSIGTERM(t *testing.T, order int, name string, sz sizes, ls listSi
 	n := ls.c2Users
 	e := newEnv(t, order, name, envOptions{oauth: true, activations: map[string]string{cohort: tagB},
 		env: map[string]string{"CONNECTOR_BATCH_SIZE": "25"}})
+	// Slow calls and a requested stop; B has no OAuth app, so no audience.
+	e.expectLog(logWant{first: quiet.first, setUp: []string{msgNotManaged, msgTooSmall}, most: 6})
 	e.putListActivation(listAct, cohort, "")
 	msgs := append(e.enters(cohort, 0, n, acctB), e.exits(cohort, 0, n/2, acctB)...)
 	e.expectList(listAct, msgs)
@@ -197,6 +201,12 @@ func listWithRevokedGrant(t *testing.T, order int, name string, sz sizes, ls lis
 	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
 	e := newEnv(t, order, name, envOptions{oauth: true, activations: map[string]string{cohort: tagB},
 		env: map[string]string{"CONNECTOR_LISTEN_ADDR": addr}})
+	// The operator's fix is a restart: no line ends the fault.
+	e.expectLog(logWant{first: map[string]map[string]string{
+		msgAuth: account(acctA, tagA, listAct, "auth"),
+		"Pinterest refused the oauth access token before its expiry: refreshing it": {"ad_account_id": acctA},
+		"oauth token refresh failed": {"ad_account_id": acctA, "reason": "auth"},
+	}, setUp: []string{msgNotManaged, msgTooSmall}, most: 8})
 	e.putListActivation(listAct, cohort, "")
 	first := e.enters(cohort, 0, n, acctB)
 	e.expectList(listAct, first)
@@ -304,6 +314,8 @@ func listLateOlderCopies(t *testing.T, order int, name string, sz sizes, ls list
 	n := ls.c4Users
 	m := n / 4
 	e := newEnv(t, order, name, envOptions{oauth: true})
+	e.expectLog(logWant{first: map[string]map[string]string{msgFailing: account(acctA, tagA, listAct, "server_error")},
+		end: msgRecovered, setUp: []string{msgTooSmall}, most: 4})
 	e.putListActivation(listAct, cohort, "")
 	e.lists[listAct].unordered = true // older changes after newer ones, on purpose
 	msgs := append(e.enters(cohort, 0, n), e.exits(cohort, 0, n/2)...)
@@ -380,6 +392,11 @@ func listCreatedLateBesideEvents(t *testing.T, order int, name string, sz sizes,
 	e := newEnv(t, order, name, envOptions{oauth: true, activations: map[string]string{cohort: ""}})
 	e.putListActivation(listAct, cohort, "")
 	e.sim.SetFault(simulator.OAuthFaultKey, simulator.Fault{Status: 503})
+	// Without a token the audiences cannot be made yet either.
+	e.expectLog(logWant{first: map[string]map[string]string{
+		"oauth token refresh failed": {"ad_account_id": acctA, "reason": "server_error"},
+		msgNotManaged:                {"activation_id": "act-c5"},
+	}, end: "oauth token valid again", setUp: []string{msgTooSmall}, most: 8})
 	msgs := e.enters(cohort, 0, n, acctA)
 	e.expectList(listAct, msgs)
 	e.publish(msgs)

@@ -22,6 +22,7 @@ var (
 	fullFlag   = flag.Bool("faults.full", false, "full sizes (200,000 messages, 10 kills, a 60s outage) instead of the CI subset")
 	seedFlag   = flag.Uint64("faults.seed", 0, "seed of the random fault moments; 0 picks one (shown in the table)")
 	reportFlag = flag.String("faults.report", "", "also write the result table to this file")
+	logsFlag   = flag.String("faults.logs", "", "keep each scenario's daemon log in this directory (<order>.log) instead of a temporary one")
 )
 
 // daemonBin is the cohort-connector binary built once by TestMain.

@@ -106,6 +106,7 @@ func sigkillAtRandomMoments(t *testing.T, order int, name string, sz sizes) {
 		acts[c] = ""
 	}
 	e := newEnv(t, order, name, envOptions{activations: acts})
+	e.expectLog(quiet) // a SIGKILL is not seen by the process it ends
 	// The standard data (pairedAt) with each user's two changes in one of
 	// the cohorts.
 	msgs := make([]outMsg, sz.killN)
@@ -141,6 +142,8 @@ func sigkillAtRandomMoments(t *testing.T, order int, name string, sz sizes) {
 func pinterestAnswers503(t *testing.T, order int, name string, sz sizes) {
 	e := newEnv(t, order, name, envOptions{activations: map[string]string{"o1": ""}})
 	e.sim.SetFault(acctA, simulator.Fault{Status: 503})
+	e.expectLog(logWant{first: map[string]map[string]string{msgFailing: account(acctA, tagA, "act-o1", "server_error")},
+		end: msgRecovered, most: 2})
 	e.publish(e.goodBatch(acctA, "o1", 0, sz.outageN))
 	faultOn := time.Now()
 	e.startDaemon()
@@ -166,6 +169,10 @@ func pinterestAnswers503(t *testing.T, order int, name string, sz sizes) {
 func rateLimitedWithRetryAfter(t *testing.T, order int, name string, sz sizes) {
 	n := sz.rateLimited
 	e := newEnv(t, order, name, envOptions{activations: map[string]string{"r1": ""}})
+	// Each 429 may start an episode (the next call may succeed): a line
+	// per refused call at most, not per message.
+	e.expectLog(logWant{first: map[string]map[string]string{msgFailing: account(acctA, tagA, "act-r1", "rate_limited")},
+		end: msgRecovered, most: n})
 	e.sim.SetFault(acctA, simulator.Fault{Status: 429, RetryAfter: 2 * time.Second, Times: n})
 	e.publish(e.goodBatch(acctA, "r1", 0, sz.faultN))
 	e.startDaemon()
@@ -179,6 +186,8 @@ func rateLimitedWithRetryAfter(t *testing.T, order int, name string, sz sizes) {
 // 4. Ten calls hang for 3s, past the 2s attempt timeout.
 func pinterestHangs(t *testing.T, order int, name string, sz sizes) {
 	e := newEnv(t, order, name, envOptions{activations: map[string]string{"h1": ""}})
+	e.expectLog(logWant{first: map[string]map[string]string{msgFailing: account(acctA, tagA, "act-h1", "timeout")},
+		end: msgRecovered, most: 10})
 	e.sim.SetFault(acctA, simulator.Fault{Latency: 3 * time.Second, Times: 10})
 	e.publish(e.goodBatch(acctA, "h1", 0, sz.faultN))
 	e.startDaemon()
@@ -191,6 +200,8 @@ func pinterestHangs(t *testing.T, order int, name string, sz sizes) {
 // is accepted again.
 func oneAccountUnauthorized(t *testing.T, order int, name string, sz sizes) {
 	e := newEnv(t, order, name, envOptions{activations: map[string]string{"pa": "", "pb": tagB}})
+	e.expectLog(logWant{first: map[string]map[string]string{msgAuth: account(acctB, tagB, "act-pb", "auth")},
+		end: msgRecovered, most: 2})
 	e.sim.SetToken(acctB, "other")
 	half := sz.authN / 2
 	// The standard data of each account, A's and B's messages alternating.
@@ -232,6 +243,9 @@ func natsServerRestarted(t *testing.T, order int, name string, sz sizes) {
 		env:         map[string]string{"CONNECTOR_BATCH_SIZE": "100"},
 		activations: map[string]string{"n1": ""},
 	})
+	// The consumers may see the server go before the connection does.
+	e.expectLog(logWant{first: map[string]map[string]string{"consuming: transient error": nil, msgNATSDown: nil},
+		end: msgNATSBack, most: 8})
 	e.sim.SetFault(acctA, simulator.Fault{Latency: 50 * time.Millisecond})
 	e.publish(e.goodBatch(acctA, "n1", 0, sz.restartN))
 	e.startDaemon()
@@ -256,6 +270,9 @@ type poison struct {
 // published after the bad ones reached the DLQ.
 func poisonCorpus(t *testing.T, order int, name string, sz sizes) {
 	e := newEnv(t, order, name, envOptions{record: true, activations: map[string]string{"p7": ""}})
+	// Bad messages are dead-lettered with their reason (the DLQ, the
+	// dead-letter metrics): not a fault of the daemon or of Pinterest.
+	e.expectLog(quiet)
 	const cohort = "p7"
 	subject := subjectPrefix + cohort
 	ts := baseEpoch.Format(time.RFC3339Nano)
@@ -368,6 +385,7 @@ func sigtermDuringLargeBatch(t *testing.T, order int, name string, sz sizes) {
 		env:         map[string]string{"CONNECTOR_BATCH_PERIOD": "2s"},
 		activations: map[string]string{"t8": ""},
 	})
+	e.expectLog(quiet) // slow calls and a requested stop
 	// The first calls take a second, so that SIGTERM finds full batches in
 	// flight, more waiting for a sender and messages fetched but unbatched.
 	e.sim.SetFault(acctA, simulator.Fault{Latency: time.Second, Times: 2})
@@ -471,6 +489,8 @@ func orderAcrossSIGKILL(t *testing.T, order int, name string, sz sizes) {
 	const users = 200
 	e := newEnv(t, order, name, envOptions{activations: map[string]string{"o1": ""}})
 	e.sim.SetFault(acctA, simulator.Fault{Latency: time.Minute})
+	// Killed while its first call hangs: it may have seen the timeout.
+	e.expectLog(logWant{first: map[string]map[string]string{"": nil, msgFailing: account(acctA, tagA, "act-o1", "timeout")}, most: 1})
 	batch := e.goodBatch(acctA, "o1", 0, 2*users)
 	enters, exits := batch[:users], batch[users:]
 	e.publish(enters)

@@ -197,6 +197,14 @@ func (m *AudienceManager) setProblem(activationID string, err error) {
 	}
 }
 
+// Problem is why the activation's audience is not managed, "" when it
+// is (or nothing is known yet). Safe for concurrent use.
+func (m *AudienceManager) Problem(activationID string) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.problems[activationID]
+}
+
 // Checks reports the audiences check: a warning naming every activation
 // whose audience is not managed, and why. Safe for concurrent use.
 func (m *AudienceManager) Checks() []Check {

@@ -154,8 +154,16 @@ func TestDoctorCatchesAWrongTagID(t *testing.T) {
 	assertFinding(t, found, "activation sports-a", findingFail,
 		[]string{"sent to ad account " + secretAdAccountA, "lists this Tag ID under no ad account"})
 	// Pinterest refuses a VISITOR audience on a Tag that is not the
-	// account's: there is none.
+	// account's: there is none, and the daemon's status says why.
 	assertFinding(t, found, "audience sports-a", findingFail, []string{"not in Pinterest"}, "is the daemon running?")
+	var status string
+	require.Eventually(t, func() bool {
+		_, status = d.get("/status")
+		return strings.Contains(status, `"audience_problem"`)
+	}, 15*time.Second, 50*time.Millisecond, "no audience problem in /status")
+	assert.Contains(t, status, `is not a conversion tag of ad account `+secretAdAccountA)
+	_, page := d.get("/")
+	assert.Contains(t, page, "not created")
 }
 
 // Troubleshooting, "cohorts sent to the wrong Pinterest account": a Tag ID

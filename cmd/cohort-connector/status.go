@@ -58,6 +58,10 @@ type activationStatus struct {
 	Coverage        float64 `json:"coverage"`   // with identifiers / received
 	// Audience is the Pinterest audience, nil while it has none.
 	Audience *audienceStatus `json:"audience,omitempty"`
+	// AudienceProblem is why the daemon could not make or keep the
+	// audience (Pinterest refused to create it, no OAuth app), "" when
+	// there is none.
+	AudienceProblem string `json:"audience_problem,omitempty"`
 	// Users are the distinct users put into the audience; MatchRate is
 	// the audience size over them. Nil while unknown.
 	Users     *uint64                    `json:"users,omitempty"`
@@ -144,6 +148,9 @@ func (d *daemon) activationStatus(a cohorts.Activation, c connector.ActivationCo
 		s.Problem = t.Err.Error()
 	} else {
 		s.AccountState = string(accounts[t.AdAccountID].State)
+	}
+	if d.audiences.manager != nil {
+		s.AudienceProblem = d.audiences.manager.Problem(a.ID)
 	}
 	if v.found && v.rec.AudienceID != "" {
 		s.Audience = &audienceStatus{ID: v.rec.AudienceID, Type: v.rec.AudienceType, Status: v.status()}
@@ -243,6 +250,8 @@ func printStatus(w io.Writer, r statusReport) {
 			if a.Audience.Size != nil {
 				size = fmt.Sprint(*a.Audience.Size)
 			}
+		} else if a.AudienceProblem != "" {
+			status = "not created"
 		}
 		users, rate := "-", "-"
 		if a.Users != nil {
@@ -257,6 +266,8 @@ func printStatus(w io.Writer, r statusReport) {
 		}
 		if e := a.LastError; e != nil {
 			lastErr = fmt.Sprintf("%s %s: %s", e.At.Format(time.RFC3339), e.Reason, oneLine(e.Detail, 80))
+		} else if a.AudienceProblem != "" {
+			lastErr = "audience: " + oneLine(a.AudienceProblem, 120)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%t\t%d\t%d\t%d\t%.1f%%\t%.1f%%\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 			a.ID, a.CohortID, a.TagID, a.TagSource, cmp.Or(a.AdAccountID, "-"), a.Mode, a.Enabled, a.Sent, a.Accepted,

@@ -119,8 +119,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return fmt.Errorf("writing demo activation %s: %w", a.ID, err)
 		}
 	}
-	fmt.Fprintf(stdout, "cohort-connector demo: embedded NATS %s, Pinterest simulator %s, metrics http://%s/metrics\n",
-		d.natsURL, sim.URL(), d.httpAddr())
+	fmt.Fprintf(stdout, "cohort-connector demo: embedded NATS %s, Pinterest simulator %s, status page http://%s/, metrics http://%s/metrics\n",
+		d.natsURL, sim.URL(), d.httpAddr(), d.httpAddr())
 	fmt.Fprintf(stdout, "publishing %d memberships/s to %s (cohorts %s); Ctrl-C stops\n", *rate, cfg.Subjects[0], strings.Join(demoCohorts, ", "))
 	fmt.Fprintf(stdout, "audiences are INITIALIZING for %s (-audience-delay), then sized with that lag; cohort cooking (a customer list) shrinks every other %s\n\n",
 		*audienceDelay, cookingPhase(*audienceDelay))

@@ -81,10 +81,12 @@ func assertFinding(t *testing.T, found map[string]finding, name, state string, d
 	}
 }
 
-// A healthy set-up: two brands with OAuth, their Tags, three activations
-// (one disabled), audiences filled. Every line is OK and doctor exits 0.
-func TestDoctorPassesAHealthySetUp(t *testing.T) {
-	sim := doctorSimulator(t, 0.7)
+// sizedAudiences runs a daemon against sim with sports-a (the default
+// Tag, brand_a), travel-b (brand_b's Tag) and news-off (disabled),
+// publishes sports and travel users' enters, and returns doctor's exit
+// code and findings once sized holds of them (the audiences sized and
+// their users flushed to the state bucket).
+func sizedAudiences(t *testing.T, sim *simulator.Simulator, sports, travel int, sized func(map[string]finding) bool) (*runningDaemon, int, map[string]finding) {
 	d := startRunningDaemon(t, doctorEnv(t, sim))
 	kv, err := d.js.KeyValue(t.Context(), "COHORT_ACTIVATIONS")
 	require.NoError(t, err)
@@ -93,16 +95,25 @@ func TestDoctorPassesAHealthySetUp(t *testing.T) {
 	d.putActivation(kv, cohorts.Activation{ID: "news-off", CohortID: "news", Destination: "pinterest"})
 	d.waitApplied("sports-a")
 	d.waitApplied("travel-b")
-	d.publishChanges("sports", span(0, 300), cohorts.ActionEnter, time.Now().Add(-time.Minute))
-	d.publishChanges("travel", span(0, 300), cohorts.ActionEnter, time.Now().Add(-time.Minute))
-
+	d.publishChanges("sports", span(0, sports), cohorts.ActionEnter, time.Now().Add(-time.Minute))
+	d.publishChanges("travel", span(0, travel), cohorts.ActionEnter, time.Now().Add(-time.Minute))
 	var code int
 	var found map[string]finding
 	require.Eventually(t, func() bool {
 		code, found, _ = doctorAt(t, d.natsURL)
+		return sized(found)
+	}, 30*time.Second, 200*time.Millisecond, "audiences never sized: %+v", found)
+	return d, code, found
+}
+
+// A healthy set-up: two brands with OAuth, their Tags, three activations
+// (one disabled), audiences filled. Every line is OK and doctor exits 0.
+func TestDoctorPassesAHealthySetUp(t *testing.T) {
+	sim := doctorSimulator(t, 0.7)
+	d, code, found := sizedAudiences(t, sim, 300, 300, func(found map[string]finding) bool {
 		return strings.Contains(found["audience sports-a"].Detail, "of 300 users sent") &&
 			strings.Contains(found["audience travel-b"].Detail, "of 300 users sent")
-	}, 30*time.Second, 200*time.Millisecond, "audiences never filled: %+v", found)
+	})
 	assert.Equal(t, 0, code)
 	for name, f := range found {
 		assert.Equal(t, findingOK, f.State, "%s: %+v", name, f)
@@ -240,23 +251,10 @@ func TestDoctorCatchesAudiencesNotShowing(t *testing.T) {
 // 300 leave one TOO_SMALL.
 func TestDoctorCatchesAnAudienceMuchSmallerThanTheCohort(t *testing.T) {
 	sim := doctorSimulator(t, 0.1)
-	d := startRunningDaemon(t, doctorEnv(t, sim))
-	kv, err := d.js.KeyValue(t.Context(), "COHORT_ACTIVATIONS")
-	require.NoError(t, err)
-	d.putActivation(kv, enabled("sports-a", "sports", ""))
-	d.putActivation(kv, enabled("travel-b", "travel", secretTagB))
-	d.waitApplied("sports-a")
-	d.waitApplied("travel-b")
-	d.publishChanges("sports", span(0, 2000), cohorts.ActionEnter, time.Now().Add(-time.Minute))
-	d.publishChanges("travel", span(0, 300), cohorts.ActionEnter, time.Now().Add(-time.Minute))
-
-	var code int
-	var found map[string]finding
-	require.Eventually(t, func() bool {
-		code, found, _ = doctorAt(t, d.natsURL)
+	_, code, found := sizedAudiences(t, sim, 2000, 300, func(found map[string]finding) bool {
 		return strings.Contains(found["audience sports-a"].Detail, "users sent (") &&
 			strings.Contains(found["audience travel-b"].Detail, "of 300 users sent")
-	}, 30*time.Second, 200*time.Millisecond, "audiences never sized: %+v", found)
+	})
 	assert.Equal(t, 1, code)
 	assertFinding(t, found, "audience sports-a", findingFail,
 		[]string{"READY", "much smaller than the cohort", "below --min-match-rate 20%"}, "emails or mobile ad ids")

@@ -12,10 +12,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
-	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -193,15 +191,18 @@ func (p *publishedCount) counts() (int, map[string]int) {
 }
 
 // demoLegend explains the table's columns and lines.
-const demoLegend = `How to read the table (one row per activation: a cohort sent to a Pinterest Tag):
+const demoLegend = `How to read the table (the one cohort-connector status prints; one row per activation:
+a cohort sent to a Pinterest Tag):
   TAG, SOURCE    the Tag ID the activation's events go to: the default Tag ID, or its own (override)
-  AD ACCOUNT     the ad account owning that Tag ID; ON: whether the activation is enabled
-  RECEIVED       memberships of its cohort the daemon received; SENT: those sent to Pinterest
-                 (a user without email, MAID or IP+user agent is counted, not sent)
-  ACCEPTANCE     events Pinterest accepted / sent; COVERAGE: sent / received
+  AD ACCOUNT     the ad account owning that Tag ID; MODE: events or customer_list; ON: enabled
+  RECEIVED       memberships of its cohort the daemon received; SENT: those Pinterest answered for,
+                 ACCEPTED or REJECTED (a user without email, MAID or IP+user agent is not sent)
+  ACCEPTANCE     accepted / sent; COVERAGE: memberships with an identifier Pinterest matches / received
   AUDIENCE       the Pinterest audience of the activation (VISITOR for events, CUSTOMER_LIST
                  for customer lists), its STATUS and SIZE as Pinterest reports them
   USERS          distinct users sent; MATCH RATE: SIZE / USERS (what Pinterest could match)
+  ACCOUNT        the ad account's state (healthy, failing, throttled, auth_failing, token_expiring);
+                 LAST ERROR: what last went wrong for the activation, and when
   cohorts        every cohort published to, with how many memberships, and the activations
                  it has (a cohort with none is acked and not sent)
   published      memberships published; waiting: not yet read by the daemon; in flight: read,
@@ -319,30 +320,14 @@ func cohortsLine(d *daemon, published *publishedCount) string {
 	return "cohorts: " + strings.Join(parts, "; ")
 }
 
-// printActivations prints one row per activation: where it goes, what
-// Pinterest accepted, and its audience with the match rate (views, read
-// by the caller; err when they could not be).
+// printActivations prints the activations as cohort-connector status
+// does, from views (the audience views, read by the caller; err when they
+// could not be).
 func printActivations(w io.Writer, d *daemon, views map[string]audienceView, err error) {
-	snap := d.stats.Snapshot()
-	list := d.resolver.List()
-	sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
 	if err != nil {
 		fmt.Fprintf(w, "audiences not readable: %v\n", err)
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "ACTIVATION\tMODE\tTAG\tSOURCE\tAD ACCOUNT\tON\tRECEIVED\tSENT\tACCEPTANCE\tCOVERAGE\tAUDIENCE\tSTATUS\tSIZE\tUSERS\tMATCH RATE\t")
-	for _, a := range list {
-		t := d.resolver.Target(a)
-		s, v := snap[a.ID], views[a.ID]
-		users := "-"
-		if v.known {
-			users = fmt.Sprint(v.users)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%t\t%d\t%d\t%.1f%%\t%.1f%%\t%s\t%s\t%s\t%s\t%s\t\n",
-			a.ID, a.Mode, t.TagID, t.TagSource, t.AdAccountID, a.Enabled, s.Received, s.Sent,
-			100*s.Acceptance(), 100*s.Coverage(), v.id(), v.status(), v.size(), users, v.matchRate())
-	}
-	tw.Flush()
+	printActivationTable(w, d.activationRows(views, d.accountHealth()))
 }
 
 // pipelineLine sums up the stream: published, waiting, in flight, dead letters.

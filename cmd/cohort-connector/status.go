@@ -107,10 +107,7 @@ func (d *daemon) status(ctx context.Context) statusReport {
 	defer cancel()
 	code, _ := checkReport(d.readinessChecks(), "", "")
 	r := statusReport{GeneratedAt: time.Now().UTC(), Version: thisBuild().Version, Ready: code == http.StatusOK}
-	accounts := map[string]connector.AccountHealth{}
-	for _, h := range d.conn.Accounts() {
-		accounts[h.AdAccountID] = h
-	}
+	accounts := d.accountHealth()
 	for _, a := range d.cfg.AccountList {
 		h := accounts[a.AdAccountID]
 		as := accountStatus{AdAccountID: a.AdAccountID, Name: a.Name, TagIDs: a.TagIDs, State: string(h.State),
@@ -120,13 +117,8 @@ func (d *daemon) status(ctx context.Context) statusReport {
 		}
 		r.Accounts = append(r.Accounts, as)
 	}
-	list := d.resolver.List()
-	slices.SortFunc(list, func(a, b cohorts.Activation) int { return cmp.Compare(a.ID, b.ID) })
-	views, _ := readAudienceViews(ctx, d.objs.State, d.audiences.sketches, list)
-	snap := d.stats.Snapshot()
-	for _, a := range list {
-		r.Activations = append(r.Activations, d.activationStatus(a, snap[a.ID], views[a.ID], accounts))
-	}
+	views, _ := readAudienceViews(ctx, d.objs.State, d.audiences.sketches, d.resolver.List())
+	r.Activations = d.activationRows(views, accounts)
 	r.Pipeline = pipelineStatus{Stream: d.cfg.Stream, Consumer: d.cfg.Durable, Pending: -1, AckPending: -1, DeadLetters: -1}
 	if ci, err := d.objs.Consumer.Info(ctx); err == nil {
 		r.Pipeline.Pending, r.Pipeline.AckPending = int64(ci.NumPending), int64(ci.NumAckPending)
@@ -135,6 +127,28 @@ func (d *daemon) status(ctx context.Context) statusReport {
 		r.Pipeline.DeadLetters = int64(si.State.Msgs)
 	}
 	return r
+}
+
+// activationRows are the rows of every activation, by id, from the
+// connector's counts, the audience views and the accounts' health.
+func (d *daemon) activationRows(views map[string]audienceView, accounts map[string]connector.AccountHealth) []activationStatus {
+	list := d.resolver.List()
+	slices.SortFunc(list, func(a, b cohorts.Activation) int { return cmp.Compare(a.ID, b.ID) })
+	snap := d.stats.Snapshot()
+	rows := make([]activationStatus, 0, len(list))
+	for _, a := range list {
+		rows = append(rows, d.activationStatus(a, snap[a.ID], views[a.ID], accounts))
+	}
+	return rows
+}
+
+// accountHealth is each ad account's health, by id.
+func (d *daemon) accountHealth() map[string]connector.AccountHealth {
+	out := map[string]connector.AccountHealth{}
+	for _, h := range d.conn.Accounts() {
+		out[h.AdAccountID] = h
+	}
+	return out
 }
 
 // activationStatus is one activation's row.
@@ -241,9 +255,31 @@ func printStatus(w io.Writer, r statusReport) {
 		ready = "NOT READY (see /readyz)"
 	}
 	fmt.Fprintf(w, "cohort-connector %s, %s, at %s\n\n", r.Version, ready, r.GeneratedAt.Format(time.RFC3339))
+	printActivationTable(w, r.Activations)
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ACTIVATION\tCOHORT\tTAG\tSOURCE\tAD ACCOUNT\tMODE\tON\tSENT\tACCEPTED\tREJECTED\tACCEPTANCE\tCOVERAGE\tAUDIENCE\tSTATUS\tSIZE\tUSERS\tMATCH RATE\tACCOUNT\tLAST ERROR")
-	for _, a := range r.Activations {
+	fmt.Fprintln(tw, "AD ACCOUNT\tNAME\tTAG IDS\tSTATE\tSINCE\tCALL BUDGET/MIN\tERROR")
+	for _, a := range r.Accounts {
+		since := "-"
+		if !a.FailingSince.IsZero() {
+			since = a.FailingSince.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.0f\t%s\n", a.AdAccountID, a.Name, strings.Join(a.TagIDs, ","), a.State,
+			since, a.CallBudgetPerMinute, cmp.Or(oneLine(a.Error, 100), "-"))
+	}
+	tw.Flush()
+	p := r.Pipeline
+	fmt.Fprintf(w, "\npipeline %s/%s: waiting %s, in flight %s, dead letters %s\n", p.Stream, p.Consumer,
+		known(p.Pending), known(p.AckPending), known(p.DeadLetters))
+}
+
+// printActivationTable prints one row per activation: where it goes, what
+// Pinterest did with its changes, its audience and match rate, its
+// account's state and its last error. The demo prints it too.
+func printActivationTable(w io.Writer, rows []activationStatus) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ACTIVATION\tCOHORT\tTAG\tSOURCE\tAD ACCOUNT\tMODE\tON\tRECEIVED\tSENT\tACCEPTED\tREJECTED\tACCEPTANCE\tCOVERAGE\tAUDIENCE\tSTATUS\tSIZE\tUSERS\tMATCH RATE\tACCOUNT\tLAST ERROR")
+	for _, a := range rows {
 		audience, status, size := "-", "-", "-"
 		if a.Audience != nil {
 			audience, status = a.Audience.ID+" "+a.Audience.Type, a.Audience.Status
@@ -269,26 +305,11 @@ func printStatus(w io.Writer, r statusReport) {
 		} else if a.AudienceProblem != "" {
 			lastErr = "audience: " + oneLine(a.AudienceProblem, 120)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%t\t%d\t%d\t%d\t%.1f%%\t%.1f%%\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			a.ID, a.CohortID, a.TagID, a.TagSource, cmp.Or(a.AdAccountID, "-"), a.Mode, a.Enabled, a.Sent, a.Accepted,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%t\t%d\t%d\t%d\t%d\t%.1f%%\t%.1f%%\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			a.ID, a.CohortID, a.TagID, a.TagSource, cmp.Or(a.AdAccountID, "-"), a.Mode, a.Enabled, a.Received, a.Sent, a.Accepted,
 			a.Rejected, 100*a.Acceptance, 100*a.Coverage, audience, status, size, users, rate, account, lastErr)
 	}
 	tw.Flush()
-	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "AD ACCOUNT\tNAME\tTAG IDS\tSTATE\tSINCE\tCALL BUDGET/MIN\tERROR")
-	for _, a := range r.Accounts {
-		since := "-"
-		if !a.FailingSince.IsZero() {
-			since = a.FailingSince.Format(time.RFC3339)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.0f\t%s\n", a.AdAccountID, a.Name, strings.Join(a.TagIDs, ","), a.State,
-			since, a.CallBudgetPerMinute, cmp.Or(oneLine(a.Error, 100), "-"))
-	}
-	tw.Flush()
-	p := r.Pipeline
-	fmt.Fprintf(w, "\npipeline %s/%s: waiting %s, in flight %s, dead letters %s\n", p.Stream, p.Consumer,
-		known(p.Pending), known(p.AckPending), known(p.DeadLetters))
 }
 
 // known is n, or "?" when it could not be read (-1).

@@ -377,6 +377,18 @@ func (k *TokenKeeper) Check() Check {
 	return c
 }
 
+// Refreshed is when the grant in use was obtained, and by which replica
+// (the "by" of the stored value); zero when there is none yet. Safe for
+// concurrent use.
+func (k *TokenKeeper) Refreshed() (at time.Time, by string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.cur == nil {
+		return time.Time{}, ""
+	}
+	return k.cur.UpdatedAt, k.cur.By
+}
+
 // Expiring reports whether the token needs a person soon: the refresh
 // token expires within WarnRefreshWithin, or the last refresh failed for
 // a reason no retry mends (Pinterest refused it: a revoked or expired

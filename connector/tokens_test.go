@@ -325,6 +325,9 @@ func TestTokenKeeperRefreshesBeforeExpiryAndStoresEncrypted(t *testing.T) {
 	assert.Equal(t, []string{envRefreshToken}, e.pin.usedTokens(), "the first refresh uses the environment's token")
 	assert.Equal(t, connector.CheckOK, k.Check().State, k.Check().Detail)
 	assert.False(t, k.Expiring())
+	at, by := k.Refreshed()
+	assert.Equal(t, e.clock.Now().UTC(), at.UTC(), "the grant was obtained now")
+	assert.NotEmpty(t, by, "by a named replica")
 
 	// 51 minutes on, the 1h access token expires within 10 minutes:
 	// refreshed before it expires, with the rotated refresh token.

@@ -114,7 +114,8 @@ func (p *pinterestView) checkOAuth(ctx context.Context, a config.Account) findin
 	for _, t := range tags {
 		p.tags[a.AdAccountID][t.ID] = t.Status
 	}
-	return ok(name, "%s; conversion tags read", check.Detail)
+	at, by := k.Refreshed()
+	return ok(name, "%s; last refreshed at %s by %s; conversion tags read", check.Detail, at.UTC().Format(time.RFC3339), by)
 }
 
 // checkTag checks that Pinterest lists the Tag ID under the ad account the

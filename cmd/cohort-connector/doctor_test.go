@@ -125,6 +125,7 @@ func TestDoctorPassesAHealthySetUp(t *testing.T) {
 		assert.Contains(t, found, name)
 	}
 	assertFinding(t, found, "audience sports-a", findingOK, []string{"VISITOR READY", "of 300 users sent"})
+	assertFinding(t, found, "oauth "+a, findingOK, []string{"access token valid until ", "; last refreshed at ", " by "})
 	assertFinding(t, found, "activation travel-b", findingOK, []string{"Tag ID " + secretTagB + " (override) → ad account " + secretAdAccountB})
 	assert.NotContains(t, found, "audience news-off", "a disabled activation has no audience to check")
 	// The test events reached Pinterest marked as tests (not recorded).

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 	"unicode/utf8"
 
@@ -155,12 +156,18 @@ func checkNATS(ctx context.Context, cfg config.Config) (*nats.Conn, jetstream.Je
 	return nc, js, []finding{ok(name, "%s: server %s, JetStream with %d streams", redactURL(nc.ConnectedUrl()), nc.ConnectedServerVersion(), info.Streams)}
 }
 
-// newPinterestView builds the daemon's credentials and Pinterest client
-// (keepers on the state bucket; objs nil when NATS is unreachable).
+// newPinterestView builds the daemon's credentials and Pinterest client:
+// OAuth token keepers on the state bucket when there is one (objs nil:
+// NATS is unreachable). Without it the OAuth apps are left out, and their
+// checks say why; the conversion tokens are still checked.
 func newPinterestView(_ context.Context, cfg config.Config, objs *connector.Objects) (*pinterestView, error) {
 	d := &daemon{cfg: cfg, log: zerolog.Nop(), reg: prometheus.NewRegistry(), objs: objs}
-	if d.objs == nil {
+	if objs == nil || objs.State == nil {
 		d.objs = &connector.Objects{}
+		d.cfg.AccountList = slices.Clone(cfg.AccountList)
+		for i := range d.cfg.AccountList {
+			d.cfg.AccountList[i].AppID = ""
+		}
 	}
 	if err := d.connectPinterest(nil); err != nil {
 		return nil, err

@@ -64,6 +64,10 @@ var doctorMembership = cohorts.Membership{
 // are sent with.
 func (p *pinterestView) checkEvents(ctx context.Context, a config.Account) finding {
 	name := "events token " + accountName(a)
+	if a.Token.Reveal() == "" && p.creds.keepers[a.AdAccountID] == nil {
+		return fail(name, "fix the nats or state bucket line above, then run doctor again",
+			"not checked: its events are sent with its OAuth token, kept in the state bucket (CONNECTOR_STATE_BUCKET), which doctor could not open")
+	}
 	m := doctorMembership
 	m.TS = time.Now().UTC()
 	id, h := m.Prepare()
@@ -96,7 +100,8 @@ func (p *pinterestView) checkOAuth(ctx context.Context, a config.Account) findin
 	name := "oauth " + accountName(a)
 	k := p.creds.keepers[a.AdAccountID]
 	if k == nil {
-		return fail(name, "set CONNECTOR_STATE_BUCKET and CONNECTOR_SECRETS_KEY", "no token keeper")
+		return fail(name, "fix the nats or state bucket line above, then run doctor again",
+			"not checked: its refresh token is kept in the state bucket (CONNECTOR_STATE_BUCKET), which doctor could not open")
 	}
 	tags, err := p.client.ConversionTags(ctx, a.AdAccountID)
 	var de *destinations.Error

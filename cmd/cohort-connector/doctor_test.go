@@ -339,3 +339,28 @@ func operatorObjects(t *testing.T, natsURL string, topo connector.Topology) jets
 	require.NoError(t, err)
 	return js
 }
+
+// NATS unreachable: its line fails, the conversion tokens are checked all
+// the same, and what needs NATS (OAuth refresh tokens kept in the state
+// bucket, the activations) says it was not checked.
+func TestDoctorWithoutNATSStillChecksTheTokens(t *testing.T) {
+	sim := oauthSimulator(t, simulator.Options{})
+	clearEnv(t)
+	for k, v := range oauthEnv(t, sim) {
+		t.Setenv(k, v)
+	}
+	srv := startNATS(t, &server.Options{JetStream: true, StoreDir: t.TempDir()})
+	url := srv.ClientURL()
+	srv.Shutdown()
+	srv.WaitForShutdown()
+
+	code, found, stderr := doctorAt(t, url)
+	assert.Equal(t, 1, code, stderr)
+	a, b := "brand_a ("+secretAdAccountA+")", "brand_b ("+secretAdAccountB+")"
+	assertFinding(t, found, "nats", findingFail, []string{"connecting to NATS at " + url}, "CONNECTOR_NATS_URL")
+	assertFinding(t, found, "events token "+a, findingOK, []string{"accepted"})
+	assertFinding(t, found, "events token "+b, findingOK, []string{"accepted"})
+	assertFinding(t, found, "oauth "+a, findingFail, []string{"not checked", "CONNECTOR_STATE_BUCKET"})
+	assertFinding(t, found, "activations", findingWarn, []string{"not checked"})
+	assert.Len(t, found, 7, "nats, two events tokens, one oauth, two tags (not checked), activations: %v", found)
+}

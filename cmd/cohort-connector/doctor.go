@@ -44,15 +44,15 @@ type finding struct {
 	Fix    string `json:"fix,omitempty"`
 }
 
-func ok(name, format string, args ...any) finding {
+func okFinding(name, format string, args ...any) finding {
 	return finding{State: findingOK, Name: name, Detail: fmt.Sprintf(format, args...)}
 }
 
-func warn(name, fix, format string, args ...any) finding {
+func warnFinding(name, fix, format string, args ...any) finding {
 	return finding{State: findingWarn, Name: name, Detail: fmt.Sprintf(format, args...), Fix: fix}
 }
 
-func fail(name, fix, format string, args ...any) finding {
+func failFinding(name, fix, format string, args ...any) finding {
 	return finding{State: findingFail, Name: name, Detail: fmt.Sprintf(format, args...), Fix: fix}
 }
 
@@ -131,11 +131,11 @@ func examine(ctx context.Context, cfg config.Config, o doctorOptions) []finding 
 	}
 	p, err := newPinterestView(ctx, cfg, objs)
 	if err != nil {
-		return append(found, fail("pinterest client", "fix the variable the error names", "%v", err))
+		return append(found, failFinding("pinterest client", "fix the variable the error names", "%v", err))
 	}
 	found = append(found, p.checkAccounts(ctx)...)
 	if objs == nil {
-		return append(found, warn("activations", "make NATS reachable, then run doctor again", "not checked: they are read from NATS"))
+		return append(found, warnFinding("activations", "make NATS reachable, then run doctor again", "not checked: they are read from NATS"))
 	}
 	return append(found, p.checkActivations(ctx, objs, o)...)
 }
@@ -146,14 +146,14 @@ func checkNATS(ctx context.Context, cfg config.Config) (*nats.Conn, jetstream.Je
 	const name = "nats"
 	nc, js, err := connectJetStream(cfg, "cohort-connector doctor")
 	if err != nil {
-		return nil, nil, []finding{fail(name, "start nats-server with -js, or set CONNECTOR_NATS_URL (and its credentials) to the server the daemon uses", "%v", err)}
+		return nil, nil, []finding{failFinding(name, "start nats-server with -js, or set CONNECTOR_NATS_URL (and its credentials) to the server the daemon uses", "%v", err)}
 	}
 	info, err := js.AccountInfo(ctx)
 	if err != nil {
 		nc.Close()
-		return nil, nil, []finding{fail(name, "enable JetStream on the server (nats-server -js) or for this account", "connected to %s, but JetStream does not answer: %v", redactURL(nc.ConnectedUrl()), err)}
+		return nil, nil, []finding{failFinding(name, "enable JetStream on the server (nats-server -js) or for this account", "connected to %s, but JetStream does not answer: %v", redactURL(nc.ConnectedUrl()), err)}
 	}
-	return nc, js, []finding{ok(name, "%s: server %s, JetStream with %d streams", redactURL(nc.ConnectedUrl()), nc.ConnectedServerVersion(), info.Streams)}
+	return nc, js, []finding{okFinding(name, "%s: server %s, JetStream with %d streams", redactURL(nc.ConnectedUrl()), nc.ConnectedServerVersion(), info.Streams)}
 }
 
 // newPinterestView builds the daemon's credentials and Pinterest client:

@@ -30,14 +30,14 @@ func (p *pinterestView) checkActivations(ctx context.Context, objs *connector.Ob
 	}
 	r, err := cohorts.NewResolver(p.cfg.DefaultTagID, p.cfg.TagAccounts())
 	if err != nil {
-		return []finding{fail("activations", "fix CONNECTOR_DEFAULT_TAG_ID and the accounts' _TAG_IDS", "%v", err)}
+		return []finding{failFinding("activations", "fix CONNECTOR_DEFAULT_TAG_ID and the accounts' _TAG_IDS", "%v", err)}
 	}
 	states, err := readKeyStates(ctx, objs.Activations, r)
 	if err != nil {
-		return []finding{fail("activations", "check the NATS account's permissions", "reading bucket %s: %v", p.cfg.ActivationsBucket, err)}
+		return []finding{failFinding("activations", "check the NATS account's permissions", "reading bucket %s: %v", p.cfg.ActivationsBucket, err)}
 	}
 	if len(states) == 0 {
-		return []finding{warn("activations", "add one: cohort-connector activations put -h", "none in bucket %s: nothing is sent", p.cfg.ActivationsBucket)}
+		return []finding{warnFinding("activations", "add one: cohort-connector activations put -h", "none in bucket %s: nothing is sent", p.cfg.ActivationsBucket)}
 	}
 	var enabled []cohorts.Activation
 	for _, st := range states {
@@ -45,12 +45,15 @@ func (p *pinterestView) checkActivations(ctx context.Context, objs *connector.Ob
 			enabled = append(enabled, st.Target.Activation)
 		}
 	}
+	var found []finding
 	views, err := readAudienceViews(ctx, objs.State, nil, enabled)
 	if err != nil {
+		// The audiences are still looked for in Pinterest, by name.
+		found = append(found, warnFinding("audience records", "check the NATS account's permissions on the state bucket",
+			"reading them from bucket %s: %v", p.cfg.StateBucket, err))
 		views = map[string]audienceView{}
 	}
 	aud := p.audienceLister()
-	var found []finding
 	for _, st := range states {
 		found = append(found, p.checkActivation(st))
 		if st.InForce != 0 && st.Target.Activation.Enabled && st.Target.Err == nil {
@@ -96,17 +99,17 @@ func (p *pinterestView) checkActivation(st cohorts.KeyState) finding {
 	name := "activation " + st.Key
 	put := "write a valid value: cohort-connector activations put -h"
 	if prob := st.Problem(); prob != "" {
-		return fail(name, put, "%s", prob)
+		return failFinding(name, put, "%s", prob)
 	}
 	t := st.Target
 	a := t.Activation
 	if !a.Enabled {
-		return ok(name, "disabled: nothing is sent and no audience is made (enable it: cohort-connector activations enable %s)", a.ID)
+		return okFinding(name, "disabled: nothing is sent and no audience is made (enable it: cohort-connector activations enable %s)", a.ID)
 	}
 	where := fmt.Sprintf("cohort %s, mode %s, Tag ID %s (%s)", a.CohortID, a.Mode, t.TagID, t.TagSource)
 	setTag := "set its tag_id (cohort-connector activations put -h), blank for the default, CONNECTOR_DEFAULT_TAG_ID"
 	if t.Err != nil {
-		return fail(name, setTag+", to one of "+strings.Join(p.allTags(), ", ")+", or add the Tag ID to its account's _TAG_IDS",
+		return failFinding(name, setTag+", to one of "+strings.Join(p.allTags(), ", ")+", or add the Tag ID to its account's _TAG_IDS",
 			"%s: no configured account has this Tag ID, so its changes are held back", where)
 	}
 	seen, read := p.tags[t.AdAccountID]
@@ -117,10 +120,10 @@ func (p *pinterestView) checkActivation(st cohorts.KeyState) finding {
 		} else {
 			owner = "ad account " + owner
 		}
-		return fail(name, setTag+", to a Tag ID of the ad account the cohort is meant for",
+		return failFinding(name, setTag+", to a Tag ID of the ad account the cohort is meant for",
 			"%s: sent to ad account %s, but Pinterest lists this Tag ID under %s", where, t.AdAccountID, owner)
 	}
-	return ok(name, "%s → ad account %s", where, t.AdAccountID)
+	return okFinding(name, "%s → ad account %s", where, t.AdAccountID)
 }
 
 // allTags are the configured Tag IDs, sorted.

@@ -21,14 +21,14 @@ func (p *pinterestView) checkAudience(ctx context.Context, aud func(context.Cont
 	acct := p.account(t.AdAccountID)
 	switch {
 	case p.cfg.StateBucket == "":
-		return fail(name, "set CONNECTOR_STATE_BUCKET (the daemon keeps audience ids there)", "not managed: CONNECTOR_STATE_BUCKET is empty")
+		return failFinding(name, "set CONNECTOR_STATE_BUCKET (the daemon keeps audience ids there)", "not managed: CONNECTOR_STATE_BUCKET is empty")
 	case !acct.HasOAuth():
-		return fail(name, "give the account an OAuth app: "+accountVar(acct, "APP_ID")+", _APP_SECRET and _REFRESH_TOKEN",
+		return failFinding(name, "give the account an OAuth app: "+accountVar(acct, "APP_ID")+", _APP_SECRET and _REFRESH_TOKEN",
 			"none: ad account %s has no OAuth app, and Pinterest creates audiences only for an OAuth token", t.AdAccountID)
 	}
 	list, err := aud(ctx, t.AdAccountID)
 	if err != nil {
-		return fail(name, "fix the oauth line of the account", "listing ad account %s's audiences: %v", t.AdAccountID, err)
+		return failFinding(name, "fix the oauth line of the account", "listing ad account %s's audiences: %v", t.AdAccountID, err)
 	}
 	au, found := findAudience(list, v, connector.AudienceName(a.ID, a.CohortID))
 	if !found {
@@ -53,13 +53,13 @@ func findAudience(list []destinations.Audience, v audienceView, name string) (de
 func (p *pinterestView) missingAudience(name string, a cohorts.Activation, t cohorts.Target, v audienceView) finding {
 	switch {
 	case v.found && v.rec.AudienceID != "":
-		return fail(name, fmt.Sprintf("delete the record and the daemon creates a new audience: nats kv del -f %s audience.%s", p.cfg.StateBucket, a.ID),
+		return failFinding(name, fmt.Sprintf("delete the record and the daemon creates a new audience: nats kv del -f %s audience.%s", p.cfg.StateBucket, a.ID),
 			"the daemon recorded audience %s, which Pinterest no longer lists under ad account %s (deleted in Pinterest?)", v.rec.AudienceID, t.AdAccountID)
 	case v.found && v.rec.State == "creating":
-		return warn(name, "run doctor again in a minute; if it stays, see the daemon's log for 'audience'",
+		return warnFinding(name, "run doctor again in a minute; if it stays, see the daemon's log for 'audience'",
 			"being created by %s since %s", v.rec.Owner, v.rec.Since.UTC().Format(time.RFC3339))
 	}
-	return fail(name, "the daemon creates it once the activation is enabled: is the daemon running? Its log and cohort-connector status (LAST ERROR) say why it could not",
+	return failFinding(name, "the daemon creates it once the activation is enabled: is the daemon running? Its log and cohort-connector status (LAST ERROR) say why it could not",
 		"not in Pinterest: ad account %s has no audience %q", t.AdAccountID, connector.AudienceName(a.ID, a.CohortID))
 }
 
@@ -80,16 +80,16 @@ func judgeAudience(name string, au destinations.Audience, v audienceView, o doct
 	small := "Pinterest matches only users it can identify: send emails or mobile ad ids (hashed) for more users (COVERAGE in cohort-connector status); an audience fills over 24-48 hours after the first activation"
 	switch au.Status {
 	case destinations.AudienceTooSmall:
-		return fail(name, small, "%s: Pinterest needs at least 100 matched users to target it", what)
+		return failFinding(name, small, "%s: Pinterest needs at least 100 matched users to target it", what)
 	case destinations.AudienceInitializing:
 		if v.found && !v.rec.CreatedAt.IsZero() && time.Since(v.rec.CreatedAt) > audienceFillTime {
-			return fail(name, "check the Tag ID and the token lines above; contact Pinterest if they are OK",
+			return failFinding(name, "check the Tag ID and the token lines above; contact Pinterest if they are OK",
 				"%s, created %s: still not filled after %s", what, v.rec.CreatedAt.UTC().Format(time.RFC3339), audienceFillTime)
 		}
-		return ok(name, "%s: Pinterest is filling it (up to 24-48 hours)", what)
+		return okFinding(name, "%s: Pinterest is filling it (up to 24-48 hours)", what)
 	}
 	if au.SizeKnown && v.known && v.users >= o.minUsers && float64(au.Size) < o.minMatchRate*float64(v.users) {
-		return fail(name, small, "%s: much smaller than the cohort, below --min-match-rate %.0f%%", what, 100*o.minMatchRate)
+		return failFinding(name, small, "%s: much smaller than the cohort, below --min-match-rate %.0f%%", what, 100*o.minMatchRate)
 	}
-	return ok(name, "%s", what)
+	return okFinding(name, "%s", what)
 }

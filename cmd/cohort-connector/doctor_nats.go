@@ -54,20 +54,20 @@ func checkInputStream(ctx context.Context, js jetstream.JetStream, t connector.T
 	s, err := js.Stream(ctx, t.Stream)
 	if err != nil {
 		if errNotFound(err) {
-			return nil, fail(name, createIt+" (CONNECTOR_STREAM names it)", "absent")
+			return nil, failFinding(name, createIt+" (CONNECTOR_STREAM names it)", "absent")
 		}
-		return nil, fail(name, "check the NATS account's permissions", "reading its info: %v", err)
+		return nil, failFinding(name, "check the NATS account's permissions", "reading its info: %v", err)
 	}
 	c := s.CachedInfo().Config
 	recreate := "the retention policy cannot be edited: create a stream with limits retention (deploy/nats/README.md) and move the producers to it, or set CONNECTOR_STREAM to one"
 	switch {
 	case c.Retention != jetstream.LimitsPolicy:
-		return s, fail(name, recreate, "%s retention deletes a message once it is consumed: a backfill finds no history", c.Retention)
+		return s, failFinding(name, recreate, "%s retention deletes a message once it is consumed: a backfill finds no history", c.Retention)
 	case c.MaxMsgsPerSubject > 0:
-		return s, fail(name, fmt.Sprintf("nats stream edit %s --max-msgs-per-subject=-1", t.Stream),
+		return s, failFinding(name, fmt.Sprintf("nats stream edit %s --max-msgs-per-subject=-1", t.Stream),
 			"MaxMsgsPerSubject %d applies to a whole cohort's subject: it discards members' latest changes, which a backfill needs", c.MaxMsgsPerSubject)
 	case c.MaxAge > 0 && c.MaxAge < o.history:
-		return s, fail(name, fmt.Sprintf("nats stream edit %s --max-age=%s (or run doctor with a shorter --history)", t.Stream, o.history),
+		return s, failFinding(name, fmt.Sprintf("nats stream edit %s --max-age=%s (or run doctor with a shorter --history)", t.Stream, o.history),
 			"MaxAge %s is below the %s of history a backfill must find (--history)", c.MaxAge, o.history)
 	}
 	age := "no MaxAge"
@@ -75,7 +75,7 @@ func checkInputStream(ctx context.Context, js jetstream.JetStream, t connector.T
 		age = "MaxAge " + c.MaxAge.String()
 	}
 	st := s.CachedInfo().State
-	return s, ok(name, "subjects %v, limits retention, %s, %d messages (first sequence %d)", c.Subjects, age, st.Msgs, st.FirstSeq)
+	return s, okFinding(name, "subjects %v, limits retention, %s, %d messages (first sequence %d)", c.Subjects, age, st.Msgs, st.FirstSeq)
 }
 
 // checkConsumer checks the durable consumer's settings against the
@@ -87,9 +87,9 @@ func checkConsumer(ctx context.Context, s jetstream.Stream, cfg config.Config) (
 	c, err := s.Consumer(ctx, cfg.Durable)
 	if err != nil {
 		if errNotFound(err) {
-			return nil, fail(name, createIt+" (CONNECTOR_DURABLE names it)", "absent")
+			return nil, failFinding(name, createIt+" (CONNECTOR_DURABLE names it)", "absent")
 		}
-		return nil, fail(name, "check the NATS account's permissions", "reading its info: %v", err)
+		return nil, failFinding(name, "check the NATS account's permissions", "reading its info: %v", err)
 	}
 	info := c.CachedInfo()
 	cc := info.Config
@@ -98,15 +98,15 @@ func checkConsumer(ctx context.Context, s jetstream.Stream, cfg config.Config) (
 	least := cfg.HTTPCallTimeout + cfg.BatchPeriod
 	switch {
 	case cc.AckPolicy != jetstream.AckExplicitPolicy:
-		return c, fail(name, "the ack policy cannot be edited: delete the consumer and let the daemon create it", "ack policy %s: the daemon needs explicit acks and will not start", cc.AckPolicy)
+		return c, failFinding(name, "the ack policy cannot be edited: delete the consumer and let the daemon create it", "ack policy %s: the daemon needs explicit acks and will not start", cc.AckPolicy)
 	case cc.AckWait <= least:
-		return c, fail(name, fmt.Sprintf("%s --wait=%s", edit, cfg.AckWait),
+		return c, failFinding(name, fmt.Sprintf("%s --wait=%s", edit, cfg.AckWait),
 			"AckWait %s is not above CONNECTOR_HTTP_CALL_TIMEOUT + CONNECTOR_BATCH_PERIOD (%s): a slow call's messages are redelivered while it runs", cc.AckWait, least)
 	case cc.MaxDeliver < 2:
-		return c, fail(name, fmt.Sprintf("%s --max-deliver=%d", edit, cfg.MaxDeliver),
+		return c, failFinding(name, fmt.Sprintf("%s --max-deliver=%d", edit, cfg.MaxDeliver),
 			"MaxDeliver %d: a message Pinterest keeps refusing is %s", cc.MaxDeliver, neverDeadLettered(cc.MaxDeliver))
 	}
-	return c, ok(name, "explicit acks, AckWait %s, MaxDeliver %d, MaxAckPending %d; %d waiting, %d unsettled, %d redelivered",
+	return c, okFinding(name, "explicit acks, AckWait %s, MaxDeliver %d, MaxAckPending %d; %d waiting, %d unsettled, %d redelivered",
 		cc.AckWait, cc.MaxDeliver, cc.MaxAckPending, info.NumPending, info.NumAckPending, info.NumRedelivered)
 }
 
@@ -122,12 +122,12 @@ func checkStreamExists(ctx context.Context, js jetstream.JetStream, what, stream
 	s, err := js.Stream(ctx, stream)
 	switch {
 	case errNotFound(err):
-		return fail(name, createIt, "absent")
+		return failFinding(name, createIt, "absent")
 	case err != nil:
-		return fail(name, "check the NATS account's permissions", "reading its info: %v", err)
+		return failFinding(name, "check the NATS account's permissions", "reading its info: %v", err)
 	}
 	st := s.CachedInfo().State
-	return ok(name, "%d messages", st.Msgs)
+	return okFinding(name, "%d messages", st.Msgs)
 }
 
 // checkBucket checks a KV bucket is present; keep says nothing in it may
@@ -138,19 +138,19 @@ func checkBucket(ctx context.Context, js jetstream.JetStream, what, bucket strin
 	kv, err := js.KeyValue(ctx, bucket)
 	switch {
 	case errNotFound(err):
-		return nil, fail(name, createIt, "absent")
+		return nil, failFinding(name, createIt, "absent")
 	case err != nil:
-		return nil, fail(name, "check the NATS account's permissions", "opening it: %v", err)
+		return nil, failFinding(name, "check the NATS account's permissions", "opening it: %v", err)
 	}
 	st, err := kv.Status(ctx)
 	if err != nil {
-		return kv, fail(name, "check the NATS account's permissions", "reading its status: %v", err)
+		return kv, failFinding(name, "check the NATS account's permissions", "reading its status: %v", err)
 	}
 	if keep && st.TTL() > 0 {
-		return kv, fail(name, "a bucket's TTL cannot be removed: create it again without one (deploy/nats/README.md) and copy its keys",
+		return kv, failFinding(name, "a bucket's TTL cannot be removed: create it again without one (deploy/nats/README.md) and copy its keys",
 			"TTL %s: its audience ids and refresh tokens expire (an audience created twice, an account locked out)", st.TTL())
 	}
-	return kv, ok(name, "%d values, history %d, TTL %s", st.Values(), st.History(), ttl(st.TTL()))
+	return kv, okFinding(name, "%d values, history %d, TTL %s", st.Values(), st.History(), ttl(st.TTL()))
 }
 
 func ttl(d time.Duration) string {

@@ -65,7 +65,7 @@ var doctorMembership = cohorts.Membership{
 func (p *pinterestView) checkEvents(ctx context.Context, a config.Account) finding {
 	name := "events token " + accountName(a)
 	if a.Token.Reveal() == "" && p.creds.keepers[a.AdAccountID] == nil {
-		return fail(name, "fix the nats or state bucket line above, then run doctor again",
+		return failFinding(name, "fix the nats or state bucket line above, then run doctor again",
 			"not checked: its events are sent with its OAuth token, kept in the state bucket (CONNECTOR_STATE_BUCKET), which doctor could not open")
 	}
 	m := doctorMembership
@@ -79,13 +79,13 @@ func (p *pinterestView) checkEvents(ctx context.Context, a config.Account) findi
 	var de *destinations.Error
 	switch {
 	case errors.As(err, &de) && de.Reason == destinations.ReasonAuth:
-		return fail(name, tokenFix, "Pinterest refused it: %v", err)
+		return failFinding(name, tokenFix, "Pinterest refused it: %v", err)
 	case err != nil:
-		return fail(name, "check CONNECTOR_PINTEREST_BASE_URL and the network; run doctor again", "no answer from Pinterest: %v", err)
+		return failFinding(name, "check CONNECTOR_PINTEREST_BASE_URL and the network; run doctor again", "no answer from Pinterest: %v", err)
 	case !res.Processed:
-		return fail(name, "report it with this line: the event format is the daemon's", "token accepted, but Pinterest refused the test event: %s", res.Error)
+		return failFinding(name, "report it with this line: the event format is the daemon's", "token accepted, but Pinterest refused the test event: %s", res.Error)
 	}
-	return ok(name, "accepted: a test event (?test=true, not recorded) was processed")
+	return okFinding(name, "accepted: a test event (?test=true, not recorded) was processed")
 }
 
 func reauthorise(a config.Account) string {
@@ -100,7 +100,7 @@ func (p *pinterestView) checkOAuth(ctx context.Context, a config.Account) findin
 	name := "oauth " + accountName(a)
 	k := p.creds.keepers[a.AdAccountID]
 	if k == nil {
-		return fail(name, "fix the nats or state bucket line above, then run doctor again",
+		return failFinding(name, "fix the nats or state bucket line above, then run doctor again",
 			"not checked: its refresh token is kept in the state bucket (CONNECTOR_STATE_BUCKET), which doctor could not open")
 	}
 	tags, err := p.client.ConversionTags(ctx, a.AdAccountID)
@@ -109,18 +109,24 @@ func (p *pinterestView) checkOAuth(ctx context.Context, a config.Account) findin
 		tags, err = p.client.ConversionTags(ctx, a.AdAccountID) // the keeper was told; it refreshes
 	}
 	check := k.Check()
+	// A refused grant needs a person; a Pinterest that did not answer
+	// (5xx, timeouts) is retried by the daemon on its own.
+	fix := reauthorise(a)
+	if !k.Expiring() && (err == nil || destinations.ReasonOf(err) != destinations.ReasonAuth) {
+		fix = "Pinterest did not answer (5xx, timeout) or the state bucket failed: run doctor again; the daemon retries on its own"
+	}
 	switch {
 	case check.State != connector.CheckOK:
-		return fail(name, reauthorise(a), "%s", check.Detail)
+		return failFinding(name, fix, "%s", check.Detail)
 	case err != nil:
-		return fail(name, reauthorise(a), "listing conversion tags: %v", err)
+		return failFinding(name, fix, "listing conversion tags: %v", err)
 	}
 	p.tags[a.AdAccountID] = map[string]string{}
 	for _, t := range tags {
 		p.tags[a.AdAccountID][t.ID] = t.Status
 	}
 	at, by := k.Refreshed()
-	return ok(name, "%s; last refreshed at %s by %s; conversion tags read", check.Detail, at.UTC().Format(time.RFC3339), by)
+	return okFinding(name, "%s; last refreshed at %s by %s; conversion tags read", check.Detail, at.UTC().Format(time.RFC3339), by)
 }
 
 // checkTag checks that Pinterest lists the Tag ID under the ad account the
@@ -131,23 +137,23 @@ func (p *pinterestView) checkTag(a config.Account, tag string) finding {
 	seen, read := p.tags[a.AdAccountID]
 	if !read {
 		if !a.HasOAuth() {
-			return warn(name, "give the account an OAuth app ("+accountVar(a, "APP_ID")+", _APP_SECRET, _REFRESH_TOKEN) so that doctor can read its tags",
+			return warnFinding(name, "give the account an OAuth app ("+accountVar(a, "APP_ID")+", _APP_SECRET, _REFRESH_TOKEN) so that doctor can read its tags",
 				"not checked: listing ad account %s's conversion tags needs an OAuth token", a.AdAccountID)
 		}
-		return warn(name, "fix the oauth line above", "not checked: ad account %s's conversion tags could not be read", a.AdAccountID)
+		return warnFinding(name, "fix the oauth line above", "not checked: ad account %s's conversion tags could not be read", a.AdAccountID)
 	}
 	status, mine := seen[tag]
 	switch {
 	case mine && status != "ACTIVE":
-		return fail(name, "activate the tag in Pinterest (Ads > Conversions) or remove it from "+v, "ad account %s's tag, but %s", a.AdAccountID, status)
+		return failFinding(name, "activate the tag in Pinterest (Ads > Conversions) or remove it from "+v, "ad account %s's tag, but %s", a.AdAccountID, status)
 	case mine:
-		return ok(name, "ad account %s's, active (%s)", a.AdAccountID, v)
+		return okFinding(name, "ad account %s's, active (%s)", a.AdAccountID, v)
 	}
 	if owner := p.tagOwner(tag); owner != "" {
-		return fail(name, fmt.Sprintf("move Tag ID %s from %s to the variable of the account with ad account %s", tag, v, owner),
+		return failFinding(name, fmt.Sprintf("move Tag ID %s from %s to the variable of the account with ad account %s", tag, v, owner),
 			"wrong account: %s puts it under ad account %s, but Pinterest lists it under ad account %s: its cohorts are sent to the wrong account", v, a.AdAccountID, owner)
 	}
-	return fail(name, fmt.Sprintf("correct %s: ad account %s's tags are %s (Ads > Conversions in Pinterest)", v, a.AdAccountID, tagList(seen)),
+	return failFinding(name, fmt.Sprintf("correct %s: ad account %s's tags are %s (Ads > Conversions in Pinterest)", v, a.AdAccountID, tagList(seen)),
 		"wrong Tag ID: Pinterest lists no such conversion tag under ad account %s (%s)", a.AdAccountID, v)
 }
 

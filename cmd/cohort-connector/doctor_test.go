@@ -143,18 +143,24 @@ func TestDoctorPassesAHealthySetUp(t *testing.T) {
 	t.Logf("doctor:\n%s", text)
 }
 
-// Troubleshooting, "verify that you entered the correct Tag ID": a Tag ID
-// configured for brand_a that Pinterest does not list under brand_a (nor
-// under any account), and an activation using it.
-func TestDoctorCatchesAWrongTagID(t *testing.T) {
-	sim := doctorSimulator(t, 0.7)
+// strayTagDaemon runs a daemon against sim whose configuration puts
+// strayTag under brand_a too, with one activation of the cohort on it.
+func strayTagDaemon(t *testing.T, sim *simulator.Simulator, id, cohort string) *runningDaemon {
 	env := doctorEnv(t, sim)
 	env["CONNECTOR_ACCOUNT_BRAND_A_TAG_IDS"] = secretTagA + "," + strayTag
 	d := startRunningDaemon(t, env)
 	kv, err := d.js.KeyValue(t.Context(), "COHORT_ACTIVATIONS")
 	require.NoError(t, err)
-	d.putActivation(kv, enabled("sports-a", "sports", strayTag))
-	d.waitApplied("sports-a")
+	d.putActivation(kv, enabled(id, cohort, strayTag))
+	d.waitApplied(id)
+	return d
+}
+
+// Troubleshooting, "verify that you entered the correct Tag ID": a Tag ID
+// configured for brand_a that Pinterest does not list under brand_a (nor
+// under any account), and an activation using it.
+func TestDoctorCatchesAWrongTagID(t *testing.T) {
+	d := strayTagDaemon(t, doctorSimulator(t, 0.7), "sports-a", "sports")
 
 	code, found, stderr := doctorAt(t, d.natsURL)
 	assert.Equal(t, 1, code)
@@ -184,13 +190,7 @@ func TestDoctorCatchesAWrongTagID(t *testing.T) {
 func TestDoctorCatchesCohortsSentToTheWrongAccount(t *testing.T) {
 	sim := doctorSimulator(t, 0.7)
 	sim.SetTags(secretAdAccountB, secretTagB, strayTag)
-	env := doctorEnv(t, sim)
-	env["CONNECTOR_ACCOUNT_BRAND_A_TAG_IDS"] = secretTagA + "," + strayTag
-	d := startRunningDaemon(t, env)
-	kv, err := d.js.KeyValue(t.Context(), "COHORT_ACTIVATIONS")
-	require.NoError(t, err)
-	d.putActivation(kv, enabled("travel-b", "travel", strayTag))
-	d.waitApplied("travel-b")
+	d := strayTagDaemon(t, sim, "travel-b", "travel")
 
 	code, found, _ := doctorAt(t, d.natsURL)
 	assert.Equal(t, 1, code)

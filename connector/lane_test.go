@@ -221,16 +221,22 @@ func TestAFailingLaneProbesWithOneCallAndHoldsTheRest(t *testing.T) {
 	r.blocking = true
 	r.mu.Unlock()
 	r.put(5)
-	require.Eventually(t, func() bool { return r.reportedCount() == 5 }, 5*time.Second, time.Millisecond,
-		"four held at once while the fifth probes")
+	// The four may be held before the fifth's probe call starts: wait for
+	// both.
+	require.Eventually(t, func() bool {
+		r.mu.Lock()
+		calls := len(r.calls)
+		r.mu.Unlock()
+		return r.reportedCount() == 5 && calls == 2
+	}, 5*time.Second, time.Millisecond, "four held at once while the fifth probes (one failed call, one probe in flight)")
 	r.mu.Lock()
-	assert.Len(t, r.calls, 2, "one failed call, one probe in flight")
 	r.sendErr = nil
 	r.mu.Unlock()
 	r.unblock()
 	require.Eventually(t, func() bool { return r.reportedCount() == 6 }, 5*time.Second, time.Millisecond)
 	require.NoError(t, r.l.failed(), "the probe's answer makes the lane healthy")
 	r.mu.Lock()
+	assert.Len(t, r.calls, 2, "no call but the probe while it was in flight: the four were held")
 	assert.Equal(t, []bool{true, false}, r.failing, "failing once, recovered once")
 	r.mu.Unlock()
 

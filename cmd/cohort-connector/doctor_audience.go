@@ -30,18 +30,21 @@ func (p *pinterestView) checkAudience(ctx context.Context, aud func(context.Cont
 	if err != nil {
 		return failFinding(name, "fix the oauth line of the account", "listing ad account %s's audiences: %v", t.AdAccountID, err)
 	}
-	au, found := findAudience(list, v, connector.AudienceName(a.ID, a.CohortID))
+	// A record of another ad account is of an audience the activation
+	// left behind when its Tag ID moved: the daemon makes a new one.
+	recorded := v.found && v.rec.AudienceID != "" && v.rec.AdAccountID == t.AdAccountID
+	au, found := findAudience(list, recorded, v.rec.AudienceID, connector.AudienceName(a.ID, a.CohortID))
 	if !found {
-		return p.missingAudience(name, a, t, v)
+		return p.missingAudience(name, a, t, v, recorded)
 	}
 	return judgeAudience(name, au, v, o)
 }
 
 // findAudience finds the activation's audience: the one the daemon
-// recorded, else the one with the name the daemon gives it.
-func findAudience(list []destinations.Audience, v audienceView, name string) (destinations.Audience, bool) {
+// recorded (id), else the one with the name the daemon gives it.
+func findAudience(list []destinations.Audience, recorded bool, id, name string) (destinations.Audience, bool) {
 	for _, au := range list {
-		if v.found && v.rec.AudienceID != "" && au.ID == v.rec.AudienceID || (!v.found || v.rec.AudienceID == "") && au.Name == name {
+		if recorded && au.ID == id || !recorded && au.Name == name {
 			return au, true
 		}
 	}
@@ -50,9 +53,9 @@ func findAudience(list []destinations.Audience, v audienceView, name string) (de
 
 // missingAudience says why an enabled activation has no audience in
 // Pinterest.
-func (p *pinterestView) missingAudience(name string, a cohorts.Activation, t cohorts.Target, v audienceView) finding {
+func (p *pinterestView) missingAudience(name string, a cohorts.Activation, t cohorts.Target, v audienceView, recorded bool) finding {
 	switch {
-	case v.found && v.rec.AudienceID != "":
+	case recorded:
 		return failFinding(name, fmt.Sprintf("delete the record and the daemon creates a new audience: nats kv del -f %s audience.%s", p.cfg.StateBucket, a.ID),
 			"the daemon recorded audience %s, which Pinterest no longer lists under ad account %s (deleted in Pinterest?)", v.rec.AudienceID, t.AdAccountID)
 	case v.found && v.rec.State == "creating":

@@ -207,7 +207,8 @@ func TestDoctorCatchesCohortsSentToTheWrongAccount(t *testing.T) {
 // activation disabled (said, not failed), one enabled with no daemon to
 // create its audience, one whose account has no OAuth app (Pinterest
 // creates audiences only for OAuth tokens), and one whose Tag ID no account
-// has (the changes are held back, nothing reaches Pinterest). No daemon runs: the objects
+// has (the changes are held back, nothing reaches Pinterest), and one whose
+// recorded audience was deleted in Pinterest. No daemon runs: the objects
 // are an operator's.
 func TestDoctorCatchesAudiencesNotShowing(t *testing.T) {
 	sim := oauthSimulator(t, simulator.Options{KnownUserShare: 0.7})
@@ -224,6 +225,7 @@ func TestDoctorCatchesAudiencesNotShowing(t *testing.T) {
 		enabled("sports-a", "sports", ""), enabled("travel-b", "travel", secretTagB),
 		{ID: "news-off", CohortID: "news", Destination: "pinterest"},
 		enabled("garden-x", "garden", "2600000000000"), // written with nats kv put: no CLI check
+		enabled("food-a", "food", ""),
 	} {
 		data, err := json.Marshal(a)
 		require.NoError(t, err)
@@ -231,8 +233,20 @@ func TestDoctorCatchesAudiencesNotShowing(t *testing.T) {
 		require.NoError(t, err)
 	}
 
+	// An audience the daemon recorded, since deleted in Pinterest.
+	state, err := js.KeyValue(t.Context(), "COHORT_CONNECTOR_STATE")
+	require.NoError(t, err)
+	rec, err := json.Marshal(connector.Record{State: "ready", ActivationID: "food-a", CohortID: "food", AdAccountID: secretAdAccountA,
+		Mode: cohorts.ModeEvents, AudienceID: "549755900999", AudienceType: "VISITOR"})
+	require.NoError(t, err)
+	_, err = state.Put(t.Context(), "audience.food-a", rec)
+	require.NoError(t, err)
+
 	code, found, _ := doctorAt(t, srv.ClientURL())
 	assert.Equal(t, 1, code)
+	assertFinding(t, found, "audience food-a", findingFail,
+		[]string{"the daemon recorded audience 549755900999, which Pinterest no longer lists under ad account " + secretAdAccountA},
+		"nats kv del -f COHORT_CONNECTOR_STATE audience.food-a")
 	assertFinding(t, found, "activation news-off", findingOK, []string{"disabled"})
 	assert.Contains(t, found["activation news-off"].Detail, "cohort-connector activations enable news-off")
 	assertFinding(t, found, "audience sports-a", findingFail,

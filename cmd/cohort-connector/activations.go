@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -247,7 +248,7 @@ func changeActivation(ctx context.Context, kv jetstream.KeyValue, cfg config.Con
 // used. A key with nothing in force has blank columns. state is the state
 // bucket, nil when it does not exist (no audience columns then).
 func listActivations(ctx context.Context, kv, state jetstream.KeyValue, r *cohorts.Resolver, stdout io.Writer) error {
-	keys, err := kv.ListKeys(ctx)
+	keys, err := readKeyStates(ctx, kv, r)
 	if err != nil {
 		return err
 	}
@@ -258,20 +259,13 @@ func listActivations(ctx context.Context, kv, state jetstream.KeyValue, r *cohor
 	}
 	var rows []row
 	var inForce []cohorts.Activation
-	for k := range keys.Keys() {
-		e, err := kv.Get(ctx, k)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue // deleted since it was listed
-		}
-		var st cohorts.KeyState
-		if err == nil {
-			st, err = connector.ActivationKeyState(ctx, kv, r, e)
-		}
-		if err != nil {
-			rows = append(rows, row{key: k, problems: []string{err.Error()}})
+	for _, k := range keys {
+		if k.err != nil {
+			rows = append(rows, row{key: k.key, problems: []string{k.err.Error()}})
 			continue
 		}
-		rw := row{key: k, st: st}
+		st := k.st
+		rw := row{key: k.key, st: st}
 		if p := st.Problem(); p != "" {
 			rw.problems = append(rw.problems, p)
 		}
@@ -304,6 +298,42 @@ func listActivations(ctx context.Context, kv, state jetstream.KeyValue, r *cohor
 			v.id(), v.status(), v.size(), users, v.matchRate(), strings.Join(rw.problems, "; "))
 	}
 	return tw.Flush()
+}
+
+// keyState is what is in force for one key of the activations bucket, or
+// why it could not be read.
+type keyState struct {
+	key string
+	st  cohorts.KeyState
+	err error
+}
+
+// readKeyStates decides, as the daemon's watcher does
+// (connector.ActivationKeyState), what is in force for each key of the
+// activations bucket kv, in key order. The error is the listing's.
+func readKeyStates(ctx context.Context, kv jetstream.KeyValue, r *cohorts.Resolver) ([]keyState, error) {
+	lister, err := kv.ListKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for k := range lister.Keys() {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	var out []keyState
+	for _, k := range names {
+		e, err := kv.Get(ctx, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // deleted since it was listed
+		}
+		ks := keyState{key: k, err: err}
+		if err == nil {
+			ks.st, ks.err = connector.ActivationKeyState(ctx, kv, r, e)
+		}
+		out = append(out, ks)
+	}
+	return out, nil
 }
 
 // checkActivation is what the CLI requires of an activation before it

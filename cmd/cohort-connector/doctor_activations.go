@@ -2,13 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cohort-connector/cohort-connector/cohorts"
 	"github.com/cohort-connector/cohort-connector/config"
@@ -32,17 +29,17 @@ func (p *pinterestView) checkActivations(ctx context.Context, objs *connector.Ob
 	if err != nil {
 		return []finding{failFinding("activations", "fix CONNECTOR_DEFAULT_TAG_ID and the accounts' _TAG_IDS", "%v", err)}
 	}
-	states, err := readKeyStates(ctx, objs.Activations, r)
+	keys, err := readKeyStates(ctx, objs.Activations, r)
 	if err != nil {
 		return []finding{failFinding("activations", "check the NATS account's permissions", "reading bucket %s: %v", p.cfg.ActivationsBucket, err)}
 	}
-	if len(states) == 0 {
+	if len(keys) == 0 {
 		return []finding{warnFinding("activations", "add one: cohort-connector activations put -h", "none in bucket %s: nothing is sent", p.cfg.ActivationsBucket)}
 	}
 	var enabled []cohorts.Activation
-	for _, st := range states {
-		if st.InForce != 0 && st.Target.Activation.Enabled {
-			enabled = append(enabled, st.Target.Activation)
+	for _, k := range keys {
+		if k.err == nil && k.st.InForce != 0 && k.st.Target.Activation.Enabled {
+			enabled = append(enabled, k.st.Target.Activation)
 		}
 	}
 	var found []finding
@@ -54,43 +51,18 @@ func (p *pinterestView) checkActivations(ctx context.Context, objs *connector.Ob
 		views = map[string]audienceView{}
 	}
 	aud := p.audienceLister()
-	for _, st := range states {
+	for _, k := range keys {
+		if k.err != nil {
+			found = append(found, failFinding("activation "+k.key, "check the NATS account's permissions", "reading it: %v", k.err))
+			continue
+		}
+		st := k.st
 		found = append(found, p.checkActivation(st))
 		if st.InForce != 0 && st.Target.Activation.Enabled && st.Target.Err == nil {
 			found = append(found, p.checkAudience(ctx, aud, st.Target, views[st.Key], o))
 		}
 	}
 	return found
-}
-
-// readKeyStates decides, as the daemon's watcher does, what is in force
-// for each key of the activations bucket, in key order.
-func readKeyStates(ctx context.Context, kv jetstream.KeyValue, r *cohorts.Resolver) ([]cohorts.KeyState, error) {
-	keys, err := kv.ListKeys(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var names []string
-	for k := range keys.Keys() {
-		names = append(names, k)
-	}
-	slices.Sort(names)
-	var out []cohorts.KeyState
-	for _, k := range names {
-		e, err := kv.Get(ctx, k)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue // deleted since it was listed
-		}
-		if err != nil {
-			return nil, err
-		}
-		st, err := connector.ActivationKeyState(ctx, kv, r, e)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, st)
-	}
-	return out, nil
 }
 
 // checkActivation checks one key: its value in force, and where its

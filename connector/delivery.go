@@ -96,6 +96,15 @@ func (c *Connector) recycle(d *delivery) {
 // maxSettledKept bounds the settled deliveries kept for reuse.
 const maxSettledKept = 1024
 
+// first reports whether this is the message's first delivery by the main
+// consumer: what the per-activation counts count (a parked copy was
+// counted when its original first came).
+func (d *delivery) first() bool { return d.parkedFor == "" && d.meta.NumDelivered == 1 }
+
+// redelivered reports whether the main consumer delivered the message
+// before.
+func (d *delivery) redelivered() bool { return d.parkedFor == "" && d.meta.NumDelivered > 1 }
+
 // last reports whether JetStream will not deliver the message again after
 // this delivery (its consumer's MaxDeliver; 0 or less is unlimited).
 func (d *delivery) last(maxDeliver int) bool {

@@ -25,7 +25,7 @@ func (c *Connector) route(msg jetstream.Msg, parkedFor string) {
 		return
 	}
 	d := c.newDelivery(msg, meta, parkedFor, c.o.Now())
-	if parkedFor == "" && meta.NumDelivered > 1 {
+	if d.redelivered() {
 		c.o.Metrics.redelivered.Inc()
 	}
 	if parkedFor == "" && !c.forgetExpectedAt.IsZero() && d.received.After(c.forgetExpectedAt) {
@@ -80,7 +80,7 @@ func (c *Connector) targets(d *delivery, m cohorts.Membership) []routed {
 		// Resolve's slice is shared: filtered into a copy.
 		targets = slices.DeleteFunc(slices.Clone(targets), func(tg cohorts.Target) bool { return tg.AdAccountID != d.parkedFor })
 	}
-	first := d.meta.NumDelivered == 1 && d.parkedFor == "" // a parked copy was counted when it first came
+	first := d.first()
 	if first {
 		c.countNotActivated(m)
 	}
@@ -90,7 +90,7 @@ func (c *Connector) targets(d *delivery, m cohorts.Membership) []routed {
 	}
 	eventID, hashed := m.Prepare()
 	matchable := hashed.Matchable()
-	if d.parkedFor == "" && d.meta.NumDelivered > 1 {
+	if d.redelivered() {
 		// Accounts that already accepted this message (or hold a parked
 		// copy of it) on an earlier delivery are not charged again.
 		d.done = slices.Clone(c.memo[d.origin])
@@ -182,7 +182,7 @@ func (c *Connector) share(d *delivery, tg cohorts.Target, hashed cohorts.Hashed)
 		// A customer list takes emails and mobile ad ids only: a user
 		// known by IP and user agent cannot be in it. Counted
 		// (coverage), not sent, and not an error of the message.
-		if d.meta.NumDelivered == 1 && d.parkedFor == "" {
+		if d.first() {
 			c.activationCounters(tg.Activation.ID).noListIDs.Add(1)
 		}
 		return "", outcome{kind: kindDone, reason: reasonNoListIdentifiers}, false

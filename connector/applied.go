@@ -400,7 +400,7 @@ func (l *ListApplier) Send(ctx context.Context, dest destinations.Destination, a
 			return destinations.Result{}, err
 		}
 	}
-	out := destinations.Result{Items: make([]destinations.ItemResult, len(items))}
+	out := destinations.Result{Items: make([]destinations.ItemResult, len(items)), Answered: res.Answered}
 	processed := make([]bool, len(items))
 	for i, j := range index {
 		out.Items[i] = destinations.ItemResult{Processed: true}

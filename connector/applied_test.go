@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cohort-connector/cohort-connector/cohorts"
@@ -128,4 +129,24 @@ func TestListApplierCallsAnEndedContextAShutdown(t *testing.T) {
 		[]destinations.Item{listItem("u1", cohorts.ActionEnter, time.Now(), "100")})
 	require.Error(t, err)
 	require.Equal(t, destinations.ReasonShutdown, destinations.ReasonOf(err), err.Error())
+}
+
+// A batch whose every list change is older than what its list reflects
+// makes no call: its items count as processed, and the Result says the
+// destination did not answer (nothing is said of the account's health).
+func TestListApplierSaysWhenItCalledNobody(t *testing.T) {
+	js, kv := stateBucket(t)
+	t0 := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
+	s := newAppliedStore(js, kv)
+	newer := []destinations.Item{listItem("u1", cohorts.ActionExit, t0.Add(time.Minute), "100")}
+	_, lists, err := s.drop(t.Context(), newer)
+	require.NoError(t, err)
+	require.NoError(t, s.record(newer, []bool{true}, lists))
+
+	// dest is nil: calling it would panic.
+	res, err := (&ListApplier{s}).Send(t.Context(), nil, "1",
+		[]destinations.Item{listItem("u1", cohorts.ActionEnter, t0, "100")})
+	require.NoError(t, err)
+	assert.Equal(t, []destinations.ItemResult{{Processed: true}}, res.Items)
+	assert.False(t, res.Answered)
 }

@@ -515,9 +515,9 @@ func (c *Connector) backoff(n uint64, retryAfter time.Duration) time.Duration {
 
 // sender is the lanes' send function for account: one call for the items,
 // under the customer lists' last-change-wins rule (applied.go).
-func (c *Connector) sender(account string) func(context.Context, []laneItem) ([]outcome, error) {
+func (c *Connector) sender(account string) func(context.Context, []laneItem) ([]outcome, bool, error) {
 	applier := c.Applier()
-	return func(ctx context.Context, items []laneItem) ([]outcome, error) {
+	return func(ctx context.Context, items []laneItem) ([]outcome, bool, error) {
 		now := c.o.Now()
 		events := c.callItems.get(len(items))
 		defer c.callItems.put(events)
@@ -540,9 +540,9 @@ func (c *Connector) sender(account string) func(context.Context, []laneItem) ([]
 				for i, it := range items {
 					out[i] = c.retryAfterFault(it.d, err)
 				}
-				return out, err
+				return out, false, err
 			}
-			return nil, fmt.Errorf("ad account %s: %w", account, err)
+			return nil, false, fmt.Errorf("ad account %s: %w", account, err)
 		}
 		out := make([]outcome, len(items))
 		for i, r := range res.Items {
@@ -551,7 +551,7 @@ func (c *Connector) sender(account string) func(context.Context, []laneItem) ([]
 				out[i] = outcome{kind: kindReject, reason: reasonRejected, detail: r.Error}
 			}
 		}
-		return out, nil
+		return out, res.Answered, nil
 	}
 }
 

@@ -64,12 +64,14 @@ func (cr *credits) each(f func(*activationCounters)) {
 
 // laneFuncs are what a lane is given; it knows nothing else of the connector.
 type laneFuncs struct {
-	// send makes one call for items. A nil error means the destination
-	// answered: one outcome per item. An error means the whole call failed;
-	// outcomes then holds one outcome per item for a failure that is the
-	// items' own (bad input, shutdown) and is nil for a fault of the
-	// account or of Pinterest, which the lane answers by holding the items.
-	send func(ctx context.Context, items []laneItem) ([]outcome, error)
+	// send makes one call for items. A nil error means one outcome per
+	// item, and answered says whether the destination answered (false when
+	// nothing was left to send: a call that tells nothing of the account).
+	// An error means the whole call failed; outcomes then holds one
+	// outcome per item for a failure that is the items' own (bad input,
+	// shutdown) and is nil for a fault of the account or of Pinterest,
+	// which the lane answers by holding the items.
+	send func(ctx context.Context, items []laneItem) (outcomes []outcome, answered bool, err error)
 	// hold settles items without calling the destination, because err (a
 	// fault of the account) says the call would fail: parkable items are
 	// parked, the others are to be redelivered. One outcome per item.
@@ -277,13 +279,13 @@ func (l *lane) send(slot int, batch []laneItem) {
 		defer l.probing.Store(false)
 	}
 	l.callStarted[slot].Store(time.Now().UnixNano())
-	outcomes, err := l.fn.send(l.sendCtx, batch)
+	outcomes, answered, err := l.fn.send(l.sendCtx, batch)
 	l.callStarted[slot].Store(0)
 	if err != nil && outcomes == nil {
 		l.setFailure(err)
 		l.count(1, len(batch))
 		outcomes = l.fn.hold(batch, err)
-	} else if err == nil {
+	} else if err == nil && answered {
 		l.setFailure(nil)
 	}
 	l.fn.report(batch, outcomes)

@@ -26,12 +26,14 @@ type laneRig struct {
 	failing  []bool
 
 	// send's behaviour: err for every call while set; block until release
-	// is closed when blocking.
-	sendErr  error
-	blocking bool
-	release  chan struct{}
-	stopping chan struct{} // closed when the test stops the lane
-	done     chan struct{}
+	// is closed when blocking; a call that succeeds without the
+	// destination's answer (nothing left to send) while unanswered.
+	sendErr    error
+	blocking   bool
+	unanswered bool
+	release    chan struct{}
+	stopping   chan struct{} // closed when the test stops the lane
+	done       chan struct{}
 }
 
 func newLaneRig(t *testing.T, batchSize int, period time.Duration) *laneRig {
@@ -45,7 +47,7 @@ func newGatedLaneRig(t *testing.T, batchSize int, period time.Duration, turns ch
 	r := &laneRig{reported: map[*delivery]outcome{}, release: make(chan struct{}), stopping: make(chan struct{}), done: make(chan struct{})}
 	o := &Options{BatchSize: batchSize, BatchPeriod: period, MaxInFlight: 1, SlowCall: 50 * time.Millisecond, Logger: zerolog.Nop()}
 	fn := laneFuncs{
-		send: func(ctx context.Context, items []laneItem) ([]outcome, error) {
+		send: func(ctx context.Context, items []laneItem) ([]outcome, bool, error) {
 			r.mu.Lock()
 			r.calls = append(r.calls, items)
 			block := r.blocking
@@ -54,16 +56,16 @@ func newGatedLaneRig(t *testing.T, batchSize int, period time.Duration, turns ch
 				<-r.release
 			}
 			r.mu.Lock()
-			err := r.sendErr // as Pinterest answers when the call ends
+			err, answered := r.sendErr, !r.unanswered // as Pinterest answers when the call ends
 			r.mu.Unlock()
 			if err != nil {
-				return nil, err
+				return nil, false, err
 			}
 			out := make([]outcome, len(items))
 			for i := range out {
 				out[i] = accepted
 			}
-			return out, nil
+			return out, answered, nil
 		},
 		hold: func(items []laneItem, err error) []outcome {
 			r.mu.Lock()
@@ -245,6 +247,37 @@ func TestAFailingLaneProbesWithOneCallAndHoldsTheRest(t *testing.T) {
 	for _, d := range after {
 		assert.Equal(t, accepted, r.outcome(d), "sent again once healthy")
 	}
+}
+
+// A call that sends nothing (every item already applied to its list)
+// tells nothing of the account: a failing lane stays failing until a call
+// is answered (found by fault row C4: "recovered" after 3 ms in the middle
+// of an outage, then failing again).
+func TestAFailingLaneRecoversOnlyOnAnAnsweredCall(t *testing.T) {
+	r := newLaneRig(t, 1, time.Millisecond)
+	r.mu.Lock()
+	r.sendErr = &destinations.Error{Reason: destinations.ReasonServer, StatusCode: 503}
+	r.mu.Unlock()
+	r.put(1)
+	require.Eventually(t, func() bool { return r.reportedCount() == 1 }, 5*time.Second, time.Millisecond)
+	require.Error(t, r.l.failed())
+
+	r.mu.Lock()
+	r.sendErr, r.unanswered = nil, true
+	r.mu.Unlock()
+	r.put(1)
+	require.Eventually(t, func() bool { return r.reportedCount() == 2 }, 5*time.Second, time.Millisecond)
+	require.Error(t, r.l.failed(), "nothing was sent: still failing")
+
+	r.mu.Lock()
+	r.unanswered = false
+	r.mu.Unlock()
+	r.put(1)
+	require.Eventually(t, func() bool { return r.reportedCount() == 3 }, 5*time.Second, time.Millisecond)
+	require.NoError(t, r.l.failed(), "an answered call: healthy")
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	assert.Equal(t, []bool{true, false}, r.failing, "failing once, recovered once")
 }
 
 func TestACongestedLaneHoldsBatchesInsteadOfMakingItsProducerWait(t *testing.T) {

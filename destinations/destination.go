@@ -80,6 +80,10 @@ type Batch struct {
 type Result struct {
 	// Items[i] is the verdict for Batch.Items[i].
 	Items []ItemResult
+	// Answered is set when the destination was called and answered; it is
+	// not when nothing was left to send (every item already applied).
+	// Only an answer says anything of the account's health.
+	Answered bool
 }
 
 // ItemResult is the verdict for one item.

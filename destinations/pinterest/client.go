@@ -303,6 +303,7 @@ func (c *Client) Send(ctx context.Context, b destinations.Batch) (destinations.R
 		return destinations.Result{}, err
 	}
 	plan.settle(res.Items, listErrs)
+	res.Answered = len(plan.events) > 0 || len(plan.runs) > 0
 	return res, nil
 }
 

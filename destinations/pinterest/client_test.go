@@ -523,6 +523,11 @@ func TestSendOfAnEmptyBatchMakesNoRequest(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, res.Items)
 	assert.Zero(t, srv.seen())
+	assert.False(t, res.Answered, "nothing was asked: nothing said of the account")
+
+	res, err = newClient(t, testConfig(srv.URL)).Send(context.Background(), batch(1))
+	require.NoError(t, err)
+	assert.True(t, res.Answered)
 }
 
 func TestSendSplitsLargeBatchesIntoRequestsOfAtMostMaxEvents(t *testing.T) {
